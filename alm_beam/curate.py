@@ -1,0 +1,120 @@
+"""One manifest line in, one output line (or one error record) out.
+
+This is the whole per-entry path the pipeline runs after its Reshuffle:
+parse (orjson) -> validate -> build windows -> filter overlaps -> serialize.
+It is fused into one function so an entry is decoded once and encoded once,
+and it never raises for bad input: every failure becomes an error record
+with a reason. Pure Python apart from orjson; no Beam.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple, Optional, Union
+
+import orjson
+
+from alm_beam.builder import build_windows
+from alm_beam.overlap import filter_overlaps
+from alm_beam.params import CurationParams
+from alm_beam.stats import entry_record
+from alm_beam.validate import Rejection, validate_entry
+
+DEFAULT_MAX_RAW_CHARS = 2000
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputOptions:
+    """What the output entry carries (not part of the spec's computation)."""
+
+    compact: bool = False  # omit pre-filter `windows` and `stats.lost_win_full_data`
+    max_raw_chars: int = DEFAULT_MAX_RAW_CHARS  # raw line kept in an error record
+
+
+class Curated(NamedTuple):
+    line: bytes          # the output JSON line, without newline
+    record: tuple        # stats.entry_record(...)
+
+
+class Failed(NamedTuple):
+    line: bytes          # the error record JSON line, without newline
+    reason: str          # Rejection.code, for errors_by_reason
+
+
+LineOutcome = Union[Curated, Failed, None]
+
+
+def _fragment(seg: dict):
+    return orjson.Fragment(orjson.dumps(seg))
+
+
+def error_record(raw: bytes, source: str, line: Optional[int], offset: Optional[int],
+                 rejection: Rejection, max_raw_chars: int) -> bytes:
+    """One error-output line: where the line came from, why, and the raw text (cut)."""
+    text = raw.decode("utf-8", errors="backslashreplace")
+    cut = len(text) > max_raw_chars
+    return orjson.dumps({
+        "manifest_filepath": source,
+        "line": line,
+        "byte_offset": offset,
+        "reason": rejection.code,
+        "detail": rejection.detail,
+        "raw": text[:max_raw_chars] if cut else text,
+        "raw_truncated": cut,
+        "raw_bytes": len(raw),
+    })
+
+
+def parse_line(raw: bytes):
+    """Decode one manifest line; returns (value, None) or (None, Rejection)."""
+    try:
+        return orjson.loads(raw), None
+    except orjson.JSONDecodeError as exc:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            return None, Rejection("invalid_utf8",
+                                   f"line is not valid UTF-8 (byte {bad.start})")
+        hint = ""
+        if any(token in raw for token in (b"NaN", b"Infinity")):
+            hint = " (NaN and Infinity are not JSON numbers)"
+        return None, Rejection("invalid_json", f"line is not valid JSON: {exc}{hint}")
+
+
+def curate_entry(entry: dict, params: CurationParams, source: str,
+                 options: OutputOptions = OutputOptions()) -> Curated:
+    """Build, filter and serialize one validated entry."""
+    build = build_windows(entry, params.builder, render_segment=_fragment,
+                          keep_lost_windows=not options.compact)
+    out = build.entry
+    stats = out["stats"]
+    lost_records = stats["lost_win"]
+    below_rate = entry["audio_sample_rate"] < params.builder.min_sample_rate
+    # Each window is serialized once and shared by `windows` and `filtered_windows`.
+    out["windows"] = [orjson.Fragment(orjson.dumps(w)) for w in out["windows"]]
+    windows_count = len(out["windows"])
+    filter_overlaps(out, params.overlap, source, build.timestamps)
+    record = entry_record(out, windows_count, lost_records, below_rate)
+    if options.compact:
+        out.pop("windows", None)
+        stats.pop("lost_win_full_data", None)
+    return Curated(orjson.dumps(out), record)
+
+
+def curate_line(raw: bytes, source: str, params: CurationParams, *,
+                line: Optional[int] = None, offset: Optional[int] = None,
+                options: OutputOptions = OutputOptions()) -> LineOutcome:
+    """Process one raw line. None for a blank line (skipped, not an error)."""
+    if not raw.strip():
+        return None
+    entry, rejection = parse_line(raw)
+    if rejection is None:
+        rejection = validate_entry(entry)
+    if rejection is None:
+        try:
+            return curate_entry(entry, params, source, options)
+        except Exception as exc:  # a bug must cost one line, not the run
+            rejection = Rejection(f"internal_error:{type(exc).__name__}",
+                                  f"unexpected error while curating: {exc!r:.300}")
+    return Failed(error_record(raw, source, line, offset, rejection, options.max_raw_chars),
+                  rejection.code)
