@@ -1,0 +1,179 @@
+"""Entry point: ``python -m alm_beam.run [options] [Beam pipeline options]``.
+
+Order of work: parse flags -> load and validate config -> discover input ->
+check the output directory -> build and run the pipeline -> print the
+summary. Every user error is reported before a pipeline object exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import textwrap
+from importlib import resources
+from typing import Optional, Sequence
+
+from alm_beam import __version__
+from alm_beam.config import ConfigError, RunConfig, build_config, load_yaml, parse_set
+
+SAMPLE_MANIFEST = "sample_manifest.jsonl.gz"
+DIRECT_RUNNERS = (None, "DirectRunner", "direct", "FnApiRunner")
+
+EPILOG = textwrap.dedent("""\
+    Any other flag is passed to Apache Beam as a pipeline option, for example:
+      --runner DirectRunner|FlinkRunner|SparkRunner|PrismRunner|DataflowRunner
+      --direct_num_workers 2 --direct_running_mode multi_processing
+      --setup_file ./setup.py   (ships alm_beam to remote workers)
+    With the default DirectRunner alm_beam runs Beam's FnApiRunner in this
+    process directly (no attempt to download a Prism binary).
+
+    Config keys for --set (and the YAML file):
+      builder.target_window_duration  builder.tolerance  builder.min_sample_rate
+      builder.min_bandwidth  builder.min_speakers  builder.max_speakers
+      builder.truncation  builder.drop_fields  builder.drop_fields_top_level
+      overlap.overlap_percentage  overlap.target_duration
+      input.paths  input.split_mb  input.reshuffle  input.max_error_fraction
+      output.path  output.num_shards  output.compact  output.overwrite
+      output.max_raw_chars  pipeline_options.<beam option>
+    Example: --set builder.min_speakers=3 --set builder.drop_fields=[words,confidence]
+
+    Exit status: 0 success, 2 invalid configuration/input/output, 1 pipeline failure
+    (including an exceeded --max_error_fraction).""")
+
+
+def build_arg_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m alm_beam.run",
+        description="Curate diarized conversation manifests (JSONL) into fixed-duration "
+                    "training windows for audio language models, with NeMo Curator's ALM "
+                    "semantics, on any Apache Beam runner.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", metavar="YAML",
+                        help="YAML config (sections builder, overlap, input, output, "
+                             "pipeline_options); default: the NeMo Curator tutorial values")
+    parser.add_argument("--input", action="append", metavar="PATH", dest="inputs",
+                        help="manifest file, directory (searched recursively for .jsonl/.json, "
+                             "also .gz/.bz2/...), or glob; any Beam filesystem (gs://, s3://, "
+                             "...). Repeatable. Default: input.paths, else a bundled sample")
+    parser.add_argument("--output", metavar="DIR",
+                        help="output directory for windows-*.jsonl, errors-*.jsonl and "
+                             "summary.json (default: output.path, ./alm_output)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        dest="overrides",
+                        help="override one config value; VALUE is YAML. Repeatable")
+    parser.add_argument("--num_shards", type=int, metavar="N",
+                        help="exactly N shards per output (0: runner decides; N>0 adds a "
+                             "shuffle of the whole output)")
+    parser.add_argument("--compact", action="store_true", default=None,
+                        help="omit the pre-filter `windows` list and stats.lost_win_full_data "
+                             "from each output entry (much smaller output)")
+    parser.add_argument("--overwrite", action="store_true", default=None,
+                        help="replace a previous alm_beam run's output in --output")
+    parser.add_argument("--max_error_fraction", type=float, metavar="F",
+                        help="fail the job when more than F (0..1) of the lines are rejected "
+                             "(default: no budget; the summary warns)")
+    parser.add_argument("--version", action="version", version=f"alm_beam {__version__}")
+    return parser
+
+
+def resolve_config(args: argparse.Namespace) -> RunConfig:
+    raw = load_yaml(args.config) if args.config else {}
+    overrides = [parse_set(item) for item in args.overrides]
+    if args.inputs:
+        overrides.append(("input.paths", list(args.inputs)))
+    for key, value in (("output.path", args.output), ("output.num_shards", args.num_shards),
+                       ("output.compact", args.compact), ("output.overwrite", args.overwrite),
+                       ("input.max_error_fraction", args.max_error_fraction)):
+        if value is not None:
+            overrides.append((key, value))
+    return build_config(raw, overrides)
+
+
+def bundled_sample_path() -> str:
+    return str(resources.files("alm_beam") / "data" / SAMPLE_MANIFEST)
+
+
+def _unknown_beam_flags(options) -> list[str]:
+    known = set(options.get_all_options())
+    every = options.get_all_options(retain_unknown_options=True)
+    return sorted(k for k in every if k not in known)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args, beam_args = build_arg_parser().parse_known_args(argv)
+    # Beam warns at import about optional GCP clients we never use.
+    logging.getLogger().addFilter(lambda record: "apitools not found" not in record.getMessage())
+
+    # Beam and the engine clients are imported only once the flags parse, so
+    # `--help` and config errors answer at once.
+    from alm_beam.discovery import DiscoveryError, discover, plan_ranges
+    from alm_beam.output_dir import OutputDirError, prepare_output_dir
+
+    try:
+        cfg = resolve_config(args)
+        paths = list(cfg.input.paths)
+        if not paths:
+            paths = [bundled_sample_path()]
+            print(f"alm_beam: no --input given; curating the bundled sample manifest {paths[0]}",
+                  file=sys.stderr)
+        files = discover(paths)
+        ranges = plan_ranges(files, int(cfg.input.split_mb * (1 << 20)))
+
+        from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+        options = PipelineOptions(list(cfg.pipeline_options) + list(beam_args))
+        unknown = _unknown_beam_flags(options)
+        if unknown:
+            raise ConfigError("unrecognized option(s): " + ", ".join("--" + u for u in unknown)
+                              + " (neither an alm_beam option nor a Beam pipeline option; "
+                              "see --help)")
+        runner_name = options.view_as(StandardOptions).runner
+        on_direct = runner_name in DIRECT_RUNNERS
+        reshuffle = (not on_direct) if cfg.input.reshuffle == "auto" else cfg.input.reshuffle
+        removed = prepare_output_dir(cfg.output.path, cfg.output.overwrite)
+    except (ConfigError, DiscoveryError, OutputDirError) as exc:
+        print(f"alm_beam: error: {exc}", file=sys.stderr)
+        return 2
+    if removed:
+        print(f"alm_beam: --overwrite: removed {len(removed)} entries of the previous run "
+              f"from {cfg.output.path}", file=sys.stderr)
+
+    import apache_beam as beam
+    from alm_beam.pipeline import SUMMARY_NAME, build_pipeline
+    from alm_beam.summary import render_report
+
+    runner = None
+    if on_direct:
+        # The Python DirectRunner first tries Prism, which downloads a binary;
+        # go straight to the FnApiRunner it would otherwise fall back to.
+        from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+        runner = FnApiRunner()
+    run_info = {"alm_beam": __version__, "apache_beam": beam.__version__,
+                "runner": "DirectRunner (FnApiRunner)" if on_direct else str(runner_name),
+                "reshuffle": reshuffle, "manifest_files": len(files), "read_ranges": len(ranges)}
+
+    try:
+        pipeline = beam.Pipeline(runner=runner, options=options)
+        build_pipeline(pipeline, cfg, ranges, [f.path for f in files], reshuffle=reshuffle,
+                       run_info=run_info)
+        result = pipeline.run()
+        result.wait_until_finish()
+    except Exception as exc:  # report the root cause in one line, then the details
+        text = str(exc)
+        marker = "ALM_BEAM_ERROR_BUDGET: "
+        if marker in text:
+            reason = text[text.index(marker) + len(marker):].splitlines()[0]
+            print(f"alm_beam: error: job failed: {reason}", file=sys.stderr)
+            return 1
+        raise
+
+    from apache_beam.io.filesystems import FileSystems
+    import json
+    with FileSystems.open(FileSystems.join(cfg.output.path, SUMMARY_NAME)) as fh:
+        doc = json.loads(fh.read())
+    print(render_report(doc, cfg.output.path))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

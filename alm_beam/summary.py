@@ -1,0 +1,93 @@
+"""summary.json content and the human-readable run report (pure Python)."""
+
+from __future__ import annotations
+
+import posixpath
+from typing import Optional, Sequence
+
+from alm_beam.stats import RunStats
+
+LOSS_BUCKETS = (
+    ("lost_bw", "dur_lost_bw", "segment below min_bandwidth"),
+    ("lost_sr", "dur_lost_sr", "entry below min_sample_rate"),
+    ("lost_spk", "dur_lost_spk", "window speaker count outside [min_speakers, max_speakers]"),
+    ("lost_win", "dur_lost_win", "no window within target +/- tolerance (or < 2 segments)"),
+    ("lost_no_spkr", "dur_lost_no_spkr", "  of lost_win: stopped at a segment without speaker"),
+    ("lost_next_seg_bm", "dur_lost_next_seg_bm",
+     "  of lost_win: stopped at a low-bandwidth segment"),
+)
+
+
+class ErrorBudgetExceeded(RuntimeError):
+    """More bad lines than --max_error_fraction allows; fails the job before summary.json."""
+
+
+def check_error_budget(totals: dict, max_error_fraction: Optional[float]) -> None:
+    if max_error_fraction is None:
+        return
+    read = totals["entries_read"]
+    failed = totals["entries_failed"]
+    if read and failed / read > max_error_fraction:
+        raise ErrorBudgetExceeded(
+            f"ALM_BEAM_ERROR_BUDGET: {failed} of {read} lines were rejected "
+            f"({failed / read:.2%}), more than --max_error_fraction={max_error_fraction:g}; "
+            "see the errors-*.jsonl output for each line and its reason")
+
+
+def build_summary(stats: RunStats, *, params: dict, inputs: Sequence[str],
+                  window_files: Sequence[str], error_files: Sequence[str],
+                  max_error_fraction: Optional[float], run_info: dict) -> dict:
+    """The whole summary.json document; raises ErrorBudgetExceeded when over budget."""
+    totals = stats.to_dict()
+    check_error_budget(totals, max_error_fraction)
+    doc = dict(totals)
+    doc["filtered_hours"] = totals["filtered_dur"] / 3600.0
+    doc["params"] = params
+    doc["inputs"] = list(inputs)
+    doc["outputs"] = {
+        "windows": sorted(posixpath.basename(f) for f in window_files),
+        "errors": sorted(posixpath.basename(f) for f in error_files),
+    }
+    doc["max_error_fraction"] = max_error_fraction
+    doc["run"] = run_info
+    return doc
+
+
+def _pct(part: float, whole: float) -> str:
+    return f"{100.0 * part / whole:5.1f}%" if whole else "    -"
+
+
+def render_report(doc: dict, output_dir: str) -> str:
+    """A summary a person can read at a glance (printed at the end of a run)."""
+    s = doc["stats"]
+    read, written, failed = doc["entries_read"], doc["entries_written"], doc["entries_failed"]
+    lines = [
+        "alm_beam run summary",
+        f"  entries read       {read:>12,}",
+        f"  entries written    {written:>12,}",
+        f"  entries rejected   {failed:>12,}  ({_pct(failed, read).strip()} of read)",
+        f"  windows built      {doc['windows']:>12,}",
+        f"  windows kept       {doc['filtered_windows']:>12,}  after overlap filtering "
+        f"({_pct(doc['filtered_windows'], doc['windows']).strip()})",
+        f"  kept audio         {doc['filtered_hours']:>12,.2f} h  "
+        f"({doc['filtered_dur']:,.1f} s)",
+        f"  truncation events  {doc['truncation_events']:>12,}",
+        "",
+        f"  segments           {s['total_segments']:>12,}  ({s['total_dur'] / 3600.0:,.2f} h)",
+        "  loss breakdown (per start segment; % of segments / % of duration):",
+    ]
+    for count_key, dur_key, meaning in LOSS_BUCKETS:
+        lines.append(
+            f"    {count_key:<17}{s[count_key]:>10,}  {_pct(s[count_key], s['total_segments'])}"
+            f"  {s[dur_key]:>12,.1f} s  {_pct(s[dur_key], s['total_dur'])}   {meaning}")
+    if doc["errors_by_reason"]:
+        lines.append("")
+        lines.append("  rejected lines by reason:")
+        for reason, count in doc["errors_by_reason"].items():
+            lines.append(f"    {count:>10,}  {reason}")
+        if doc.get("max_error_fraction") is None:
+            lines.append(f"  WARNING: {failed:,} input lines were rejected; "
+                         "see errors-*.jsonl (set --max_error_fraction to fail such runs)")
+    lines.append("")
+    lines.append(f"  output: {output_dir}  (windows-*.jsonl, errors-*.jsonl, summary.json)")
+    return "\n".join(lines)
