@@ -1,0 +1,27 @@
+"""Shared test helpers: where the public fixtures and golden outputs live."""
+
+import json
+import os
+import pathlib
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+# CI has ../shared beside the checkout; ALM_BEAM_SHARED overrides.
+SHARED = pathlib.Path(os.environ.get("ALM_BEAM_SHARED", REPO.parent / "shared"))
+FIXTURES = SHARED / "fixtures"
+GOLDEN = SHARED / "golden"
+
+
+def canonical(entry: dict) -> str:
+    """Order-free, exact comparison key (floats by repr), ignoring manifest_filepath."""
+    entry = dict(entry)
+    entry.pop("manifest_filepath", None)
+    return json.dumps(entry, sort_keys=True)
+
+
+@pytest.fixture(scope="session")
+def shared_dir():
+    if not SHARED.is_dir():
+        pytest.fail(f"shared fixtures not found at {SHARED} (set ALM_BEAM_SHARED)")
+    return SHARED
