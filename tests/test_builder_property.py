@@ -20,7 +20,10 @@ from alm_beam.literal_spec import literal_build, literal_filter
 from alm_beam.overlap import filter_overlaps
 from alm_beam.params import make_params
 
-times = st.one_of(st.integers(min_value=-5, max_value=400),
+# Small integers make exact boundary hits (duration == max_duration, start == cut,
+# equal timestamps) common; rounded floats exercise float arithmetic.
+times = st.one_of(st.integers(min_value=-5, max_value=60),
+                  st.integers(min_value=0, max_value=120).map(lambda x: x / 2),
                   st.floats(min_value=-5, max_value=400, allow_nan=False).map(lambda x: round(x, 2)))
 speakers = st.one_of(st.sampled_from(["a", "b", "c", "d", "e", "f", "g"]),
                      st.just("no-speaker"), st.none(), st.just(""))
@@ -30,7 +33,7 @@ speakers = st.one_of(st.sampled_from(["a", "b", "c", "d", "e", "f", "g"]),
 def segment(draw):
     start = draw(times)
     length = draw(st.one_of(st.floats(min_value=-3, max_value=60, allow_nan=False)
-                            .map(lambda x: round(x, 2)), st.integers(0, 40)))
+                            .map(lambda x: round(x, 2)), st.integers(0, 12), st.integers(-2, 40)))
     seg = {"text": draw(st.sampled_from(["", "hi there", "one two three"])),
            "start": start, "end": start + length}
     if draw(st.integers(0, 9)):  # absent speaker key in ~10% of segments
@@ -46,7 +49,8 @@ def segment(draw):
         n_words = draw(st.integers(0, 5))
         words, t = [], seg["start"]
         for w in range(n_words):
-            t = t + draw(st.floats(min_value=0, max_value=30, allow_nan=False))
+            t = t + draw(st.one_of(st.integers(0, 5), st.floats(min_value=0, max_value=30,
+                                                                allow_nan=False)))
             word = {"start": t, "end": t}
             if draw(st.integers(0, 4)):
                 word["word"] = draw(st.sampled_from(["x", "yy", "", "zzz"]))
@@ -73,12 +77,38 @@ def manifest_entry(draw):
 
 
 @st.composite
+def conversation_entry(draw):
+    """Sorted, contiguous segments on a coarse grid with word timestamps on it too:
+    windows that end exactly at max_duration, segments that start exactly at the
+    cut, words that end exactly at the cut, equal-length windows."""
+    t = draw(st.integers(0, 3))
+    segs = []
+    for _ in range(draw(st.integers(2, 30))):
+        t += draw(st.sampled_from([0, 0, 1]))
+        length = draw(st.integers(0, 6))
+        seg = {"start": t, "end": t + length,
+               "speaker": draw(st.sampled_from(["a", "b", "c", "d", "no-speaker", None])),
+               "metrics": {"bandwidth": draw(st.sampled_from([8000] * 12 + [100]))}}
+        words = [{"word": f"w{n}", "start": t + n, "end": t + n + 1} for n in range(length)]
+        if draw(st.integers(0, 4)):
+            seg["words"] = words
+        seg["text"] = " ".join(w["word"] for w in words)
+        segs.append(seg)
+        t += length
+    if draw(st.booleans()):
+        segs = [{**s, "start": s["start"] / 2, "end": s["end"] / 2,
+                 **({"words": [{**w, "end": w["end"] / 2} for w in s["words"]]}
+                    if "words" in s else {})} for s in segs]
+    return {"audio_filepath": "/c.wav", "audio_sample_rate": 16000, "segments": segs}
+
+
+@st.composite
 def curation_params(draw):
-    target = draw(st.sampled_from([10, 20, 30.0, 45.5, 120.0]))
+    target = draw(st.sampled_from([2, 4, 5, 10, 20, 30.0, 45.5, 120.0]))
     min_spk = draw(st.integers(0, 3))
     builder = {
         "target_window_duration": target,
-        "tolerance": draw(st.sampled_from([0.0, 0.1, 0.15, 0.3, 0.9])),
+        "tolerance": draw(st.sampled_from([0.0, 0.0, 0.1, 0.15, 0.2, 0.5, 0.9])),
         "min_speakers": min_spk,
         "max_speakers": draw(st.integers(min_spk, 6)),
         "truncation": draw(st.booleans()),
@@ -94,8 +124,8 @@ def _canon(obj) -> str:
     return json.dumps(obj, sort_keys=False)
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(entry=manifest_entry(), params=curation_params())
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(entry=st.one_of(manifest_entry(), conversation_entry()), params=curation_params())
 def test_incremental_builder_equals_literal_spec(entry, params):
     expected = literal_filter(literal_build(entry, params.builder), params.overlap, "m.jsonl")
     build = build_windows(entry, params.builder)
@@ -105,7 +135,7 @@ def test_incremental_builder_equals_literal_spec(entry, params):
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(entry=manifest_entry(), params=curation_params())
+@given(entry=st.one_of(manifest_entry(), conversation_entry()), params=curation_params())
 def test_serialized_fast_path_equals_literal_spec(entry, params):
     expected = literal_filter(literal_build(entry, params.builder), params.overlap, "m.jsonl")
     outcome = curate_line(orjson.dumps(entry), "m.jsonl", params)
