@@ -25,3 +25,11 @@ def shared_dir():
     if not SHARED.is_dir():
         pytest.fail(f"shared fixtures not found at {SHARED} (set ALM_BEAM_SHARED)")
     return SHARED
+
+
+def beam_test_pipeline():
+    """TestPipeline on Beam's FnApiRunner: the DirectRunner would first try to
+    download a Prism binary, which this project never relies on."""
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+    from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
+    return BeamTestPipeline(runner=FnApiRunner())

@@ -1,0 +1,70 @@
+"""Beam glue under TestPipeline: read, curate (with dead letters), aggregate."""
+
+import json
+
+import apache_beam as beam
+
+from apache_beam.testing.util import assert_that, equal_to
+
+from alm_beam.curate import OutputOptions
+from alm_beam.discovery import ManifestFile, plan_ranges
+from alm_beam.params import make_params
+from alm_beam.transforms import (AggregateRunStats, CurateEntries, ManifestLine,
+                                 ReadManifestLines)
+
+from conftest import FIXTURES, GOLDEN, beam_test_pipeline, canonical
+
+
+def _sample_lines():
+    path = str(FIXTURES / "sample_input.jsonl")
+    with open(path, "rb") as fh:
+        raw = fh.read().split(b"\n")
+    return path, [ManifestLine(path, data, n + 1, None) for n, data in enumerate(raw)]
+
+
+def test_curate_entries_matches_golden_and_routes_bad_lines(shared_dir):
+    path, lines = _sample_lines()
+    bad = [ManifestLine(path, b'{"audio_filepath": 1}', 99, 1234),
+           ManifestLine(path, b"[1, 2]", 100, 2000)]
+    with open(GOLDEN / "sample_default.jsonl", encoding="utf-8") as fh:
+        golden = sorted(canonical(json.loads(line)) for line in fh if line.strip())
+
+    with beam_test_pipeline() as p:
+        out = (p | beam.Create(lines + bad)
+               | CurateEntries(make_params(), OutputOptions()))
+        assert_that(out.entries | "Canon" >> beam.Map(lambda b: canonical(json.loads(b))),
+                    equal_to(golden), label="EntriesEqualGolden")
+        assert_that(out.errors | "Why" >> beam.Map(
+                        lambda b: (json.loads(b)["line"], json.loads(b)["byte_offset"],
+                                   json.loads(b)["reason"])),
+                    equal_to([(99, 1234, "wrong_type:audio_filepath"),
+                              (100, 2000, "not_an_object")]), label="ErrorsWithReasons")
+        totals = out.stats | AggregateRunStats() | beam.Map(lambda s: s.to_dict())
+        assert_that(totals | beam.Map(lambda d: (d["entries_read"], d["entries_written"],
+                                                 d["entries_failed"], d["windows"],
+                                                 d["filtered_windows"],
+                                                 d["truncation_events"])),
+                    equal_to([(7, 5, 2, 181, 25, 92)]), label="Totals")
+
+
+def test_compact_output_drops_prefilter_lists(shared_dir):
+    _, lines = _sample_lines()
+    with beam_test_pipeline() as p:
+        out = (p | beam.Create(lines)
+               | CurateEntries(make_params(), OutputOptions(compact=True)))
+        assert_that(out.entries | beam.Map(lambda b: (
+            "windows" in json.loads(b), "lost_win_full_data" in json.loads(b)["stats"],
+            len(json.loads(b)["filtered_windows"]))),
+            equal_to([(False, False, 5)] * 5))
+
+
+def test_read_manifest_lines_over_split_ranges(tmp_path):
+    path = tmp_path / "m.jsonl"
+    body = b"".join(b'{"n": %d}\r\n' % i for i in range(50))
+    path.write_bytes(b"\xef\xbb\xbf" + body)
+    ranges = plan_ranges([ManifestFile(str(path), path.stat().st_size, False)], 97)
+    assert len(ranges) > 5
+    with beam_test_pipeline() as p:
+        lines = p | ReadManifestLines(ranges, reshuffle=True)
+        assert_that(lines | beam.Map(lambda ln: ln.data),
+                    equal_to([b'{"n": %d}' % i for i in range(50)]))
