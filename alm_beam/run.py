@@ -45,8 +45,8 @@ EPILOG = textwrap.dedent("""\
 def build_arg_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m alm_beam.run",
-        description="Curate diarized conversation manifests (JSONL) into fixed-duration "
-                    "training windows for audio language models, with NeMo Curator's ALM "
+        description="Curate diarized conversation manifests (JSONL) into fixed-duration\n"
+                    "training windows for audio language models, with NeMo Curator's ALM\n"
                     "semantics, on any Apache Beam runner.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", metavar="YAML",

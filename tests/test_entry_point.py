@@ -73,7 +73,8 @@ def test_num_shards_config_file_and_compact(tmp_path):
         assert e == ref
     full_size = os.path.getsize(tmp_path / "full" / "windows-00000-of-00001.jsonl")
     compact_size = os.path.getsize(tmp_path / "compact" / "windows-00000-of-00001.jsonl")
-    assert compact_size < full_size / 3
+    # README, "Output": the sample's 30,040 input bytes become these (orjson, fixed key order)
+    assert (full_size, compact_size) == (307830, 36682)
 
     _run(["--config", str(REPO / "configs" / "short_windows.yaml"), "--input", sample,
           "--output", str(tmp_path / "short")], tmp_path)
