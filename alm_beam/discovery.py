@@ -79,8 +79,11 @@ def discover(inputs: Iterable[str]) -> list[ManifestFile]:
 
     def add(metadata_list):
         for m in sorted(metadata_list, key=lambda m: m.path):
-            if m.path not in found:
-                found[m.path] = ManifestFile(m.path, m.size_in_bytes, _is_compressed(m.path))
+            # Local paths are made absolute: they end up in every output entry
+            # (manifest_filepath) and in error records, read long after the run.
+            path = m.path if "://" in m.path else os.path.abspath(m.path)
+            if path not in found:
+                found[path] = ManifestFile(path, m.size_in_bytes, _is_compressed(path))
 
     inputs = list(inputs)
     if not inputs:
