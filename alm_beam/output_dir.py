@@ -13,32 +13,55 @@ import re
 
 from apache_beam.io.filesystems import FileSystems
 
+# Exactly the names a run creates in its output directory (see pipeline.py):
+# the final shards ``windows-SSSSS-of-NNNNN.jsonl`` / ``errors-...`` (Beam
+# formats shard numbers with at least 5 digits), ``summary.json``, and the
+# temporary directories of Beam's file sinks, which a killed or failed run
+# leaves behind: FileBasedSink names them ``beam-temp-<last component of the
+# file prefix>-<uuid1 hex>``, i.e. beam-temp-windows-..., beam-temp-errors-...,
+# beam-temp-summary.json-... Anything else is not ours and is never deleted.
 OWN_OUTPUT = re.compile(
-    r"^(summary\.json|(windows|errors)-\d{5}-of-\d{5}\.jsonl|"
-    r"(beam-temp-|\.temp-beam|\.?temp)(windows|errors|summary)?.*)$")
+    r"^(?:summary\.json"
+    r"|(?:windows|errors)-\d{5,}-of-\d{5,}\.jsonl"
+    r"|beam-temp-(?:windows|errors|summary\.json)-[0-9a-f]{32})$")
+
+
+def is_own_output(name: str, is_dir: bool) -> bool:
+    """Is ``name`` something an alm_beam run writes (temp directories are directories,
+    everything else files)?"""
+    return bool(OWN_OUTPUT.match(name)) and is_dir == name.startswith("beam-temp-")
 
 
 class OutputDirError(ValueError):
     """The output directory cannot be used as asked."""
 
 
-def _entries(path: str) -> list[str]:
-    """Names directly inside ``path`` (files and directories)."""
+def _entries(path: str) -> dict[str, bool]:
+    """Names directly inside ``path`` (files and directories) -> is it a directory."""
     if "://" not in path:
-        return sorted(os.listdir(path)) if os.path.isdir(path) else []
+        if not os.path.isdir(path):
+            return {}
+        return {name: os.path.isdir(os.path.join(path, name))
+                for name in sorted(os.listdir(path))}
     prefix = path.rstrip("/") + "/"
     try:
         found = FileSystems.match([prefix + "**"])[0].metadata_list
     except Exception:
-        return []
-    return sorted({m.path[len(prefix):].split("/", 1)[0] for m in found})
+        return {}
+    names: dict[str, bool] = {}
+    for m in found:
+        name, sep, _ = m.path[len(prefix):].partition("/")
+        if name:
+            names[name] = names.get(name, False) or bool(sep)
+    return dict(sorted(names.items()))
 
 
 def prepare_output_dir(path: str, overwrite: bool) -> list[str]:
     """Refuse or clean a non-empty output directory; returns what was removed."""
     if "://" not in path and os.path.exists(path) and not os.path.isdir(path):
         raise OutputDirError(f"--output {path}: exists and is not a directory")
-    names = _entries(path)
+    entries = _entries(path)
+    names = list(entries)
     if not names:
         return []
     if not overwrite:
@@ -47,7 +70,7 @@ def prepare_output_dir(path: str, overwrite: bool) -> list[str]:
             f"--output {path}: directory is not empty ({len(names)} entries: {shown}); "
             "pass --overwrite to replace a previous alm_beam run's output there, "
             "or choose another --output")
-    foreign = [n for n in names if not OWN_OUTPUT.match(n)]
+    foreign = [n for n in names if not is_own_output(n, entries[n])]
     if foreign:
         raise OutputDirError(
             f"--output {path}: --overwrite only removes alm_beam's own output, and the "
@@ -55,5 +78,8 @@ def prepare_output_dir(path: str, overwrite: bool) -> list[str]:
             "move those away or choose another --output")
     ordered = sorted(names, key=lambda n: n != "summary.json")  # the success marker goes first
     for name in ordered:
-        FileSystems.delete([FileSystems.join(path, name)])
+        target = FileSystems.join(path, name)
+        if entries[name] and "://" in path:
+            target += "/"  # object stores delete a "directory" prefix only with the slash
+        FileSystems.delete([target])
     return ordered

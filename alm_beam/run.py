@@ -18,6 +18,7 @@ from alm_beam import __version__
 from alm_beam.config import ConfigError, RunConfig, build_config, load_yaml, parse_set
 
 SAMPLE_MANIFEST = "sample_manifest.jsonl.gz"
+BUDGET_MARKER = "ALM_BEAM_ERROR_BUDGET: "  # summary.check_error_budget's message prefix
 DIRECT_RUNNERS = (None, "DirectRunner", "direct", "FnApiRunner")
 
 EPILOG = textwrap.dedent("""\
@@ -100,10 +101,17 @@ def _unknown_beam_flags(options) -> list[str]:
     return sorted(k for k in every if k not in known)
 
 
+def _not_budget_failure(record: logging.LogRecord) -> bool:
+    """Beam logs a failed step's exception with its traceback; an exceeded error
+    budget is reported by ``main`` in one line instead."""
+    return BUDGET_MARKER not in record.getMessage()
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args, beam_args = build_arg_parser().parse_known_args(argv)
     # Beam warns at import about optional GCP clients we never use.
     logging.getLogger().addFilter(lambda record: "apitools not found" not in record.getMessage())
+    logging.getLogger("apache_beam.runners.common").addFilter(_not_budget_failure)
 
     # Beam and the engine clients are imported only once the flags parse, so
     # `--help` and config errors answer at once.
@@ -160,9 +168,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         result.wait_until_finish()
     except Exception as exc:  # report the root cause in one line, then the details
         text = str(exc)
-        marker = "ALM_BEAM_ERROR_BUDGET: "
-        if marker in text:
-            reason = text[text.index(marker) + len(marker):].splitlines()[0]
+        if BUDGET_MARKER in text:
+            reason = text[text.index(BUDGET_MARKER) + len(BUDGET_MARKER):].splitlines()[0]
+            reason = reason.split(" [while running ")[0]  # Beam's step annotation
             print(f"alm_beam: error: job failed: {reason}", file=sys.stderr)
             return 1
         raise

@@ -4,12 +4,42 @@ Returns a ``Rejection`` naming the offending field instead of raising, so the
 pipeline can route the line to the error output and keep going. Content
 oddities (unsorted segments, ``end < start``, null speakers, ...) are not
 errors: the builder processes them exactly as given.
+
+Beyond the spec's types, three limits make sure an accepted entry can always
+be curated, written and summed (found by fuzzing, see tests/test_fuzz.py):
+timestamps within +-2**53 s (``out_of_range:*``), the overlap filter's own
+keys, when an input already has them, of the types the filter writes, and at
+most 253 levels of nesting (``too_deep``).
 """
 
 from __future__ import annotations
 
 import math
 from typing import Any, NamedTuple, Optional
+
+import orjson
+
+# Largest |value| accepted for a timestamp (seconds; about 285 million years),
+# and for the sum of an entry's |end - start|. Within these bounds every
+# difference and sum the builder and the overlap filter form (durations,
+# per-speaker totals, loss totals, the run totals) stays a finite float or an
+# integer below 2**63 that orjson can write; beyond them a line either failed
+# in the serializer (integers) or came out with null durations (floats).
+MAX_SECONDS = 2 ** 53
+
+# orjson reads arrays/objects nested up to 1024 levels but writes at most 254.
+# Input values reappear in the output at most one level deeper (the top-level
+# swift_audio_filepath is copied into stats.swift_path; segments are written
+# as separate fragments, shallower), so an entry within this limit can always
+# be written back.
+MAX_NESTING = 253
+
+# Keys the overlap filter writes. An entry without windows keeps them as given
+# (spec section 4) and the run statistics read them, so when present they must
+# have the type the filter itself would have written.
+OVERLAP_LIST_KEYS = ("total_dur_list_window", "total_dur_list_window_timestamps", "filtered",
+                     "filtered_windows", "filtered_dur_list")
+OVERLAP_NUMBER_KEYS = ("total_dur_window", "filtered_dur")
 
 
 class Rejection(NamedTuple):
@@ -57,6 +87,56 @@ def _missing(field: str, bucket: str) -> Rejection:
     return Rejection(f"missing_field:{bucket}", f"{field}: required field is missing")
 
 
+def _seconds(field: str, bucket: str, value: Any) -> Optional[Rejection]:
+    """A finite number within +-MAX_SECONDS, else why not."""
+    if not _is_number(value):
+        return _wrong(field, bucket, "a finite number", value)
+    if not -MAX_SECONDS <= value <= MAX_SECONDS:
+        return Rejection(f"out_of_range:{bucket}",
+                         f"{field}: {value!r} is outside +-2**53 ({MAX_SECONDS})")
+    return None
+
+
+_NUMBER_TYPES = (int, float)
+
+
+def _in_range(value: Any) -> bool:
+    """Fast path of ``_seconds``: a finite int/float (not bool) within +-MAX_SECONDS.
+
+    NaN and infinities fail the comparison; ``type() in`` excludes bool.
+    """
+    return type(value) in _NUMBER_TYPES and -MAX_SECONDS <= value <= MAX_SECONDS
+
+
+def _depth(value: Any) -> int:
+    """Levels of arrays/objects in ``value`` (0 for a scalar); iterative, any depth."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            item = item.values()
+        elif not isinstance(item, list):
+            continue
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in item)
+    return deepest
+
+
+def _too_deep(entry: dict) -> Optional[Rejection]:
+    try:  # one C-speed pass (one level added: at most 254 for orjson); the Python
+        orjson.dumps([entry])  # walk below only runs for a rejected line
+        return None
+    except orjson.JSONEncodeError as exc:
+        error = exc
+    field = max(entry, key=lambda k: _depth(entry[k]))
+    levels = _depth(entry[field]) + 1  # the entry object is a level too
+    if levels <= MAX_NESTING:  # not from a parsed line (e.g. an int beyond 64 bits)
+        return Rejection("unserializable", f"entry cannot be written as JSON: {error}")
+    return Rejection("too_deep", f"{field}: arrays/objects nested {levels} levels deep in the "
+                                 f"entry; at most {MAX_NESTING} are allowed")
+
+
 def validate_entry(entry: Any) -> Optional[Rejection]:
     """Check the types the builder relies on; None means the entry is processable."""
     if not isinstance(entry, dict):
@@ -80,51 +160,77 @@ def validate_entry(entry: Any) -> Optional[Rejection]:
     if not isinstance(segments, list):
         return _wrong("segments", "segments", "an array of objects", segments)
 
+    span = 0  # sum of |end - start|
     for i, seg in enumerate(segments):
         problem = _validate_segment(i, seg)
         if problem is not None:
             return problem
-    return None
+        span += abs(seg["end"] - seg["start"])
+    if span > MAX_SECONDS:
+        return Rejection("out_of_range:segments",
+                         f"segments: the durations |end - start| add up to {span!r} s, "
+                         f"more than 2**53 ({MAX_SECONDS})")
+
+    for key in OVERLAP_LIST_KEYS:
+        if key in entry and not isinstance(entry[key], list):
+            return _wrong(key, key, "an array (a key the overlap filter writes)", entry[key])
+    for key in OVERLAP_NUMBER_KEYS:
+        if key in entry and not _in_range(entry[key]):
+            if not _is_number(entry[key]):
+                return _wrong(key, key, "a number (a key the overlap filter writes)", entry[key])
+            return _seconds(key, key, entry[key])
+    return _too_deep(entry)
 
 
 def _validate_segment(i: int, seg: Any) -> Optional[Rejection]:
-    where = f"segments[{i}]"
+    # Field paths are only formatted for a rejection: this runs for every
+    # segment and word of every line.
     if not isinstance(seg, dict):
-        return _wrong(where, "segments[]", "an object", seg)
+        return _wrong(f"segments[{i}]", "segments[]", "an object", seg)
     for key in ("start", "end"):
         if key not in seg:
-            return _missing(f"{where}.{key}", f"segments[].{key}")
-        if not _is_number(seg[key]):
-            return _wrong(f"{where}.{key}", f"segments[].{key}", "a finite number", seg[key])
+            return _missing(f"segments[{i}].{key}", f"segments[].{key}")
+        if not _in_range(seg[key]):
+            return _seconds(f"segments[{i}].{key}", f"segments[].{key}", seg[key])
 
     if "speaker" in seg:
         speaker = seg["speaker"]
         if speaker is not None and not isinstance(speaker, str):
-            return _wrong(f"{where}.speaker", "segments[].speaker", "a string or null", speaker)
+            return _wrong(f"segments[{i}].speaker", "segments[].speaker", "a string or null",
+                          speaker)
 
     if "metrics" in seg:
         metrics = seg["metrics"]
         if not isinstance(metrics, dict):
-            return _wrong(f"{where}.metrics", "segments[].metrics", "an object", metrics)
+            return _wrong(f"segments[{i}].metrics", "segments[].metrics", "an object", metrics)
         if "bandwidth" in metrics and not _is_number(metrics["bandwidth"]):
-            return _wrong(f"{where}.metrics.bandwidth", "segments[].metrics.bandwidth",
+            return _wrong(f"segments[{i}].metrics.bandwidth", "segments[].metrics.bandwidth",
                           "a number", metrics["bandwidth"])
 
     if "words" in seg:
         words = seg["words"]
         if not isinstance(words, list):
-            return _wrong(f"{where}.words", "segments[].words", "an array of objects", words)
-        for j, word in enumerate(words):
-            wwhere = f"{where}.words[{j}]"
-            if not isinstance(word, dict):
-                return _wrong(wwhere, "segments[].words[]", "an object", word)
-            if "end" not in word:
-                return _missing(f"{wwhere}.end", "segments[].words[].end")
-            if not _is_number(word["end"]):
-                return _wrong(f"{wwhere}.end", "segments[].words[].end", "a finite number",
-                              word["end"])
-            text = word.get("word")
-            if text is not None and not isinstance(text, str):
-                return _wrong(f"{wwhere}.word", "segments[].words[].word", "a string or null",
-                              text)
+            return _wrong(f"segments[{i}].words", "segments[].words", "an array of objects",
+                          words)
+        for word in words:
+            if (not isinstance(word, dict) or not _in_range(word.get("end"))
+                    or not isinstance(word.get("word", ""), (str, type(None)))):
+                return _word_problem(f"segments[{i}].words", words)
+    return None
+
+
+def _word_problem(where: str, words: list) -> Optional[Rejection]:
+    """The first bad word, with its exact path (slow path of ``_validate_segment``)."""
+    for j, word in enumerate(words):
+        wwhere = f"{where}[{j}]"
+        if not isinstance(word, dict):
+            return _wrong(wwhere, "segments[].words[]", "an object", word)
+        if "end" not in word:
+            return _missing(f"{wwhere}.end", "segments[].words[].end")
+        problem = _seconds(f"{wwhere}.end", "segments[].words[].end", word["end"])
+        if problem is not None:
+            return problem
+        text = word.get("word")
+        if text is not None and not isinstance(text, str):
+            return _wrong(f"{wwhere}.word", "segments[].words[].word", "a string or null", text)
     return None
