@@ -1,21 +1,42 @@
-"""Window builder: spec section 3, incremental and exact.
+"""Window builder: spec section 3, exact, with the per-step work taken out.
 
-The reference rebuilds the speaker map from scratch for every segment it tries
-to add (quadratic per window) and copies every segment dict into every window
-that contains it. Here the speaker map of the growing window is kept
-incrementally (each speaker's sum still gets the same float additions in the
-same order, so every value is bit-identical), and each segment is stripped
-once and shared by all windows that contain it. ``render_segment`` lets the
-pipeline turn that one stripped copy into pre-serialized JSON, so a segment
-that appears in twenty windows is serialized once.
+The spec grows every window one segment at a time and, at each step, asks of
+the next segment: is its bandwidth too low, does it end past ``max_duration``,
+would it make the speaker map bad ("no-speaker", or more than
+``max_speakers`` speakers)? Each answer stays "no" for a run of steps and
+then flips, so the builder finds where each one first flips instead of
+stepping:
 
-Pure Python: no Beam, no I/O. Expects an entry that passed
+- low bandwidth and the "no-speaker" label depend on the segment alone: one
+  sorted list of such positions serves every window;
+- "ends past ``max_duration``" is one bisection when the ends are sorted (the
+  usual case), a scan otherwise;
+- too many speakers can only happen when the entry has more distinct named
+  speakers than ``max_speakers``; then each speaker's next segment is tracked
+  as the window start moves, and the window overflows at the first segment
+  of the (``max_speakers`` + 1)-th speaker to appear.
+
+The window is then the slice ``[i, stop)`` of the segments, plus the truncated
+part of segment ``stop`` when the spec cuts one. Every segment is stripped
+(and, for the pipeline, serialized) once and shared by all windows and
+``lost_win_full_data`` records that hold it. Speaker durations are summed only
+for windows that pass the duration and size checks, with the same float
+additions in the same order as the spec (per speaker, from int 0, in segment
+order), so every value is bit-identical.
+
+Pure Python apart from orjson: no Beam, no I/O. Expects an entry that passed
 ``validate.validate_entry``.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right, insort
+from functools import reduce
+from itertools import islice
+from operator import add, le, sub
 from typing import Any, Callable, NamedTuple, Optional
+
+import orjson
 
 from alm_beam.params import BuilderParams
 
@@ -26,6 +47,11 @@ STAT_COUNTERS = (
     "lost_win", "dur_lost_win", "lost_no_spkr", "dur_lost_no_spkr",
     "lost_next_seg_bm", "dur_lost_next_seg_bm",
 )
+
+# Timestamps within this bound make ``end - w_start`` monotone in ``end`` even
+# when ints and floats mix (every int and every difference is an exact float),
+# which the bisection relies on. Beyond it the builder scans instead.
+_BISECT_BOUND = 2 ** 52
 
 
 def bandwidth(seg: dict) -> Any:
@@ -41,10 +67,12 @@ def strip(seg: dict, keys) -> dict:
     return {k: v for k, v in seg.items() if k not in keys}
 
 
-def new_stats(entry: dict, segments: list) -> dict:
-    total_dur = 0
-    for seg in segments:
-        total_dur += seg["end"] - seg["start"]
+def new_stats(entry: dict, segments: list, total_dur: Any = None) -> dict:
+    """The spec's initial ``stats``; ``total_dur`` may be passed in if already summed."""
+    if total_dur is None:
+        total_dur = 0
+        for seg in segments:
+            total_dur += seg["end"] - seg["start"]
     stats = {
         "total_segments": len(segments),
         "total_dur": total_dur,
@@ -67,6 +95,40 @@ def truncate_segment(seg: dict, cut: float) -> dict:
     return part
 
 
+def _stripped_part(seg: dict, cut: float, drop: frozenset) -> tuple[dict, Any]:
+    """``strip(truncate_segment(seg, cut), drop)`` and the part's end, without
+    copying words that are dropped anyway."""
+    kept = [w for w in seg.get("words", ()) if w["end"] <= cut]
+    part = dict(seg)
+    part["words"] = kept if "words" in drop else [dict(w) for w in kept]
+    part["text"] = " ".join([w["word"] for w in kept if w.get("word")])
+    end = part["end"] = kept[-1]["end"] if kept else seg["start"]
+    return strip(part, drop), end
+
+
+def _serialized_segments(segments: list, drop: frozenset) -> list:
+    """``orjson.Fragment(orjson.dumps(strip(seg, drop)))`` for every segment
+    (the same bytes, without copying a segment that has nothing to drop)."""
+    dumps = orjson.dumps
+    fragment = orjson.Fragment
+    if not drop:
+        return [fragment(dumps(s)) for s in segments]
+    if len(drop) == 1:
+        (key,) = drop
+        out = []
+        for s in segments:
+            if key in s:
+                s = s.copy()
+                del s[key]
+            out.append(fragment(dumps(s)))
+        return out
+    return [fragment(dumps(strip(s, drop))) for s in segments]
+
+
+def _serialized(seg: dict):
+    return orjson.Fragment(orjson.dumps(seg))
+
+
 class BuildResult(NamedTuple):
     """Builder output plus what the overlap filter needs without re-reading windows.
 
@@ -80,17 +142,37 @@ class BuildResult(NamedTuple):
 def build_windows(entry: dict, params: BuilderParams, *,
                   render_segment: Optional[Callable[[dict], Any]] = None,
                   keep_lost_windows: bool = True) -> BuildResult:
-    """Build candidate windows for one validated entry.
+    """Build candidate windows for one validated entry, as plain dicts.
 
     ``render_segment`` maps each stripped segment copy to what goes into the
     output (default: the dict itself). ``keep_lost_windows=False`` skips
     collecting ``stats.lost_win_full_data`` (left as an empty list), for the
     compact output that omits it anyway.
     """
+    return _build(entry, params, keep_lost_windows, False, render_segment)
+
+
+def build_windows_serialized(entry: dict, params: BuilderParams, *,
+                             keep_lost_windows: bool = True) -> BuildResult:
+    """``build_windows`` with every stripped segment serialized once
+    (``orjson.Fragment``) and shared by every window and every
+    ``lost_win_full_data`` record that holds it.
+
+    ``orjson.dumps`` of the result gives the bytes it gives for
+    ``build_windows``'s plain dicts; the overlap filter reads only the
+    returned ``timestamps``.
+    """
+    return _build(entry, params, keep_lost_windows, True, _serialized)
+
+
+def _build(entry: dict, params: BuilderParams, keep_lost: bool, serialize: bool,
+           render_segment: Optional[Callable[[dict], Any]]) -> BuildResult:
     segments = entry["segments"]
     n = len(segments)
-    stats = new_stats(entry, segments)
-    drop = frozenset(params.drop_fields)
+    starts = [s["start"] for s in segments]
+    ends = [s["end"] for s in segments]
+    durs = list(map(sub, ends, starts))
+    stats = new_stats(entry, segments, reduce(add, durs, 0))
 
     if entry["audio_sample_rate"] < params.min_sample_rate:
         stats["lost_sr"] = n
@@ -99,6 +181,7 @@ def build_windows(entry: dict, params: BuilderParams, *,
                "truncation_events": 0}
         return BuildResult(out, [])
 
+    drop = frozenset(params.drop_fields)
     min_bw = params.min_bandwidth
     min_duration = params.min_duration
     max_duration = params.max_duration
@@ -111,98 +194,152 @@ def build_windows(entry: dict, params: BuilderParams, *,
     track_speakers = "speaker" not in drop
     metrics_dropped = "metrics" in drop
 
-    starts = [s["start"] for s in segments]
-    ends = [s["end"] for s in segments]
-    bws = [bandwidth(s) for s in segments]
+    low = [(bandwidth(s) < min_bw) for s in segments]
     speakers = [s.get("speaker") or None for s in segments]  # falsy speakers never count
-    rendered: list = [None] * n
 
-    def out_seg(j: int):
-        value = rendered[j]
-        if value is None:
-            value = strip(segments[j], drop)
-            if render_segment is not None:
-                value = render_segment(value)
-            rendered[j] = value
-        return value
+    if serialize:
+        rendered = _serialized_segments(segments, drop)
+    elif render_segment is not None:
+        rendered = [render_segment(strip(s, drop)) for s in segments]
+    else:
+        rendered = [strip(s, drop) for s in segments]
+
+    # Where a window must stop whatever it holds: a low-bandwidth segment, or a
+    # "no-speaker" one (its speaker map would be bad). ``n`` is a sentinel.
+    hard_stops = [j for j in range(n) if low[j] or speakers[j] == NO_SPEAKER]
+    hard_stops.append(n)
+    # bad(speakers(window + [cur])) through the speaker count: the window's map
+    # counts the distinct named speakers of its segments (none when "speaker"
+    # is dropped), and cur adds one unless unnamed or already there. So the
+    # window starting at i overflows at the first segment of the
+    # (max_speakers + 1)-th speaker to appear from i on; ``upcoming`` holds each
+    # speaker's first segment at or after i, sorted. ("no-speaker" is left out:
+    # it is a hard stop anyway.)
+    counted = set(speakers)
+    counted.discard(None)
+    counted.discard(NO_SPEAKER)
+    if track_speakers:
+        count_speakers = len(counted) > max_speakers
+    else:  # an empty map plus one named speaker: too many only when max is 0
+        count_speakers = max_speakers < 1 and bool(counted)
+    if count_speakers:
+        following = [n] * n  # the same speaker's next segment
+        upcoming_of = {}
+        for j in range(n - 1, -1, -1):
+            spk = speakers[j]
+            if spk in counted:
+                following[j] = upcoming_of.get(spk, n)
+                upcoming_of[spk] = j
+        upcoming = sorted(upcoming_of.values())
+    bisectable = bool(n) and all(map(le, ends, islice(ends, 1, None))) and \
+        -_BISECT_BOUND < min(min(starts), ends[0]) and max(max(starts), ends[-1]) < _BISECT_BOUND
 
     windows = []
     timestamps = []
     lost_full = stats["lost_win_full_data"]
     truncation_events = 0
+    next_hard = 0
 
     for i in range(n):
-        seg_dur = ends[i] - starts[i]
-        if bws[i] < min_bw:
+        if count_speakers and i and speakers[i - 1] in counted:
+            # segment i - 1 was its speaker's first from i - 1 on; now the next one is
+            del upcoming[bisect_left(upcoming, i - 1)]
+            if following[i - 1] < n:
+                insort(upcoming, following[i - 1])
+        if low[i]:
             stats["lost_bw"] += 1
-            stats["dur_lost_bw"] += seg_dur
+            stats["dur_lost_bw"] += durs[i]
             continue
-
         w_start = starts[i]
-        w_end = ends[i]
-        window = []
-        spk_map: dict = {}      # speakers(window), insertion ordered
-        has_no_speaker = False  # "no-speaker" in spk_map
-        k = i
-        for k in range(i, n):
-            if bws[k] < min_bw:
-                break
-            spk = speakers[k]
-            # bad(speakers(window + [cur])) without rebuilding the map: cur
-            # adds one key unless it is unnamed or already present.
-            new_count = len(spk_map) + (1 if spk is not None and spk not in spk_map else 0)
-            bad = new_count > max_speakers or has_no_speaker or spk == NO_SPEAKER
-            if ends[k] - w_start > max_duration:
-                if not truncation:
+        while hard_stops[next_hard] < i:
+            next_hard += 1
+        stop = hard_stops[next_hard]
+
+        # First k >= i (up to ``stop``) with ends[k] - w_start > max_duration.
+        if bisectable:
+            k = bisect_right(ends, w_start + max_duration, i)
+            while k > i and ends[k - 1] - w_start > max_duration:
+                k -= 1
+            while k < n and not ends[k] - w_start > max_duration:
+                k += 1
+        else:
+            k = n
+            for j in range(i, stop + 1 if stop < n else n):
+                if ends[j] - w_start > max_duration:
+                    k = j
                     break
+        if k < stop:
+            stop = k
+
+        overflow = -1  # where the window's speaker count would exceed max_speakers
+        if count_speakers and len(upcoming) > max_speakers:
+            overflow = upcoming[max_speakers]
+            if overflow < stop:
+                stop = overflow
+
+        # Segments [i, stop) are in the window; segment ``stop`` (if any)
+        # stopped it, possibly after giving up a truncated part.
+        part = None
+        if stop < n:
+            nxt = stop
+            if not low[stop] and ends[stop] - w_start > max_duration and truncation:
                 cut = w_start + max_duration
-                if starts[k] >= cut:
-                    break
-                truncation_events += 1
-                if bad:
-                    break
-                part = truncate_segment(segments[k], cut)
-                stripped = strip(part, drop)
-                window.append(render_segment(stripped) if render_segment else stripped)
-                w_end = part["end"]
-                if track_speakers and spk is not None:
-                    spk_map[spk] = spk_map.get(spk, 0) + (w_end - part["start"])
-                    has_no_speaker = has_no_speaker or spk == NO_SPEAKER
-                break
-            if bad:
-                break
-            w_end = ends[k]
-            window.append(out_seg(k))
-            if track_speakers and spk is not None:
-                spk_map[spk] = spk_map.get(spk, 0) + (ends[k] - starts[k])
-                has_no_speaker = has_no_speaker or spk == NO_SPEAKER
+                if starts[stop] < cut:
+                    truncation_events += 1
+                    if stop != overflow and speakers[stop] != NO_SPEAKER:
+                        part, part_end = _stripped_part(segments[stop], cut, drop)
+        else:
+            nxt = n - 1
+        if part is not None:
+            w_end = part_end
+        elif stop > i:
+            w_end = ends[stop - 1]
+        else:
+            w_end = ends[i]
 
         duration = w_end - w_start
-        lost = not (min_duration <= duration <= max_duration)
-        if not lost:
-            lost = len(window) < 2 or (metrics_dropped and 0 < min_bw)
-        if lost:
+        size = stop - i + (part is not None)
+        if (not (min_duration <= duration <= max_duration) or size < 2
+                or (metrics_dropped and 0 < min_bw)):
+            seg_dur = durs[i]
             stats["lost_win"] += 1
             stats["dur_lost_win"] += seg_dur
-            nxt = segments[k]
-            if nxt.get("speaker", NO_SPEAKER) == NO_SPEAKER:
+            if segments[nxt].get("speaker", NO_SPEAKER) == NO_SPEAKER:
                 stats["lost_no_spkr"] += 1
                 stats["dur_lost_no_spkr"] += seg_dur
-            elif bws[k] < min_bw:
+            elif low[nxt]:
                 stats["lost_next_seg_bm"] += 1
                 stats["dur_lost_next_seg_bm"] += seg_dur
-            if keep_lost_windows:
-                lost_full.append({"index": i, "window_segs": window, "next_seg": out_seg(k),
-                                  "prev_seg": out_seg(max(i - 1, 0))})
+            if keep_lost:
+                window = rendered[i:stop]
+                prev = rendered[i - 1 if i else 0]
+                if part is not None:
+                    window.append(render_segment(part) if render_segment else part)
+                lost_full.append({"index": i, "window_segs": window,
+                                  "next_seg": rendered[nxt], "prev_seg": prev})
             continue
 
-        if not (min_speakers <= len(spk_map) <= max_speakers) or has_no_speaker:
+        spk_map: dict = {}  # speakers(window), insertion ordered
+        if track_speakers:
+            get = spk_map.get
+            for spk, dur in zip(speakers[i:stop], durs[i:stop]):
+                if spk is not None:
+                    spk_map[spk] = get(spk, 0) + dur
+            if part is not None:
+                spk = speakers[stop]
+                if spk is not None:
+                    spk_map[spk] = get(spk, 0) + (part_end - starts[stop])
+        # (A window never holds "no-speaker": that segment always stops it.)
+        if not (min_speakers <= len(spk_map) <= max_speakers):
             stats["lost_spk"] += 1
-            stats["dur_lost_spk"] += seg_dur
+            stats["dur_lost_spk"] += durs[i]
             continue
 
         top = sorted(spk_map.values(), reverse=True)[:5]
         top += [0.0] * (5 - len(top))
+        window = rendered[i:stop]
+        if part is not None:
+            window.append(render_segment(part) if render_segment else part)
         windows.append({"segments": window, "speaker_durations": top})
         timestamps.append((w_end, w_start))
 

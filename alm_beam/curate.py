@@ -1,10 +1,12 @@
 """One manifest line in, one output line (or one error record) out.
 
-This is the whole per-entry path the pipeline runs after its Reshuffle:
+This is the whole per-entry path the pipeline runs on every line it reads:
 parse (orjson) -> validate -> build windows -> filter overlaps -> serialize.
-It is fused into one function so an entry is decoded once and encoded once,
-and it never raises for bad input: every failure becomes an error record
-with a reason. Pure Python apart from orjson; no Beam.
+It is fused into one function so an entry is decoded once and encoded once
+(each stripped segment is serialized once, and the windows, the filtered
+windows and the lost-window records only reference those bytes), and it never
+raises for bad input: every failure becomes an error record with a reason.
+Pure Python apart from orjson; no Beam.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import NamedTuple, Optional, Union
 
 import orjson
 
-from alm_beam.builder import build_windows
+from alm_beam.builder import build_windows_serialized
 from alm_beam.overlap import filter_overlaps
 from alm_beam.params import CurationParams
 from alm_beam.stats import entry_record
@@ -42,10 +44,6 @@ class Failed(NamedTuple):
 
 
 LineOutcome = Union[Curated, Failed, None]
-
-
-def _fragment(seg: dict):
-    return orjson.Fragment(orjson.dumps(seg))
 
 
 def error_record(raw: bytes, source: str, line: Optional[int], offset: Optional[int],
@@ -84,14 +82,12 @@ def parse_line(raw: bytes):
 def curate_entry(entry: dict, params: CurationParams, source: str,
                  options: OutputOptions = OutputOptions()) -> Curated:
     """Build, filter and serialize one validated entry."""
-    build = build_windows(entry, params.builder, render_segment=_fragment,
-                          keep_lost_windows=not options.compact)
+    build = build_windows_serialized(entry, params.builder,
+                                     keep_lost_windows=not options.compact)
     out = build.entry
     stats = out["stats"]
     lost_records = stats["lost_win"]
     below_rate = entry["audio_sample_rate"] < params.builder.min_sample_rate
-    # Each window is serialized once and shared by `windows` and `filtered_windows`.
-    out["windows"] = [orjson.Fragment(orjson.dumps(w)) for w in out["windows"]]
     windows_count = len(out["windows"])
     filter_overlaps(out, params.overlap, source, build.timestamps)
     record = entry_record(out, windows_count, lost_records, below_rate)

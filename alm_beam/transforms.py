@@ -42,11 +42,15 @@ class _ReadRangeFn(beam.DoFn):
 
     def process(self, rng: ReadRange):
         compression = CompressionTypes.AUTO if rng.compressed else CompressionTypes.UNCOMPRESSED
+        lines = size = 0
         with FileSystems.open(rng.path, compression_type=compression) as stream:
             for raw in iter_lines(stream, rng.start, rng.end):
-                self.lines_read.inc()
-                self.bytes_read.inc(len(raw.data) + 1)
+                lines += 1
+                size += len(raw.data) + 1
                 yield ManifestLine(rng.path, raw.data, raw.line, raw.offset)
+        # Counted once per range: a counter update per line is not free.
+        self.lines_read.inc(lines)
+        self.bytes_read.inc(size)
 
 
 class ReadManifestLines(beam.PTransform):
@@ -71,7 +75,11 @@ class ReadManifestLines(beam.PTransform):
 
 
 class _CurateFn(beam.DoFn):
-    """parse -> validate -> build -> filter -> serialize; bad lines go to ERRORS_TAG."""
+    """parse -> validate -> build -> filter -> serialize; bad lines go to ERRORS_TAG.
+
+    Counters are summed per bundle and reported in ``finish_bundle`` (a
+    counter update per element costs more than the bookkeeping here).
+    """
 
     def __init__(self, params: CurationParams, options: OutputOptions):
         self._params = params
@@ -81,26 +89,45 @@ class _CurateFn(beam.DoFn):
         self.blank = Metrics.counter(METRICS_NAMESPACE, "blank_lines")
         self.windows = Metrics.counter(METRICS_NAMESPACE, "windows")
         self.kept = Metrics.counter(METRICS_NAMESPACE, "filtered_windows")
+        self._counts: list = []
+        self._failures: dict = {}
+
+    def start_bundle(self):
+        # written, blank, windows, filtered windows; failures by reason
+        self._counts = [0, 0, 0, 0]
+        self._failures = {}
 
     def process(self, item: ManifestLine):
         outcome = curate_line(item.data, item.source, self._params, line=item.line,
                               offset=item.offset, options=self._options)
+        counts = self._counts
         if outcome is None:
-            self.blank.inc()
+            counts[1] += 1
             return
-        if isinstance(outcome, Curated):
-            self.written.inc()
+        if type(outcome) is Curated:
             ints = outcome.record[0]
-            self.windows.inc(ints[4])
-            self.kept.inc(ints[5])
+            counts[0] += 1
+            counts[2] += ints[4]
+            counts[3] += ints[5]
             yield outcome.line
+            yield beam.pvalue.TaggedOutput(STATS_TAG, outcome.record)
         else:
-            self.failed.inc()
-            Metrics.counter(METRICS_NAMESPACE, f"failed_{outcome.reason}").inc()
+            reason = outcome.reason
+            self._failures[reason] = self._failures.get(reason, 0) + 1
             yield beam.pvalue.TaggedOutput(ERRORS_TAG, outcome.line)
-            outcome = outcome.reason
-        yield beam.pvalue.TaggedOutput(STATS_TAG, outcome if isinstance(outcome, str)
-                                       else outcome.record)
+            yield beam.pvalue.TaggedOutput(STATS_TAG, reason)
+
+    def finish_bundle(self):
+        written, blank, windows, kept = self._counts
+        for counter, value in ((self.written, written), (self.blank, blank),
+                               (self.windows, windows), (self.kept, kept)):
+            if value:
+                counter.inc(value)
+        failed = sum(self._failures.values())
+        if failed:
+            self.failed.inc(failed)
+            for reason, count in self._failures.items():
+                Metrics.counter(METRICS_NAMESPACE, f"failed_{reason}").inc(count)
 
 
 class CuratedOutputs(NamedTuple):
