@@ -1,0 +1,849 @@
+"""Benchmark: the curation logic and the whole pipeline on one synthetic workload.
+
+``python -m alm_beam.bench`` generates a manifest with ``alm_beam.synth``
+(not timed) and runs, each in its own child process so that every peak RSS is
+that run's own:
+
+  a. floor      read every line, ``orjson.loads`` it, write as many bytes as
+                the real output line has (sizes taken from run b);
+  b. logic      ``alm_beam.curate.curate_line`` over every line, output lines
+                written to a file;
+  c. reference  ``literal_spec.literal_build`` + ``literal_filter`` +
+                ``orjson.dumps`` per line (the stand-in for NeMo Curator's
+                per-entry logic);
+  d1. pipeline  ``python -m alm_beam.run`` as a user runs it, DirectRunner,
+                1 worker;
+  d2. pipeline  the same with ``--direct_num_workers 2
+                --direct_running_mode multi_processing``.
+
+For a-c the time is the timed loop inside the child (interpreter start and
+imports excluded); for d it is the whole child process, Beam's start-up and
+shutdown included. d1 and d2 run once more on the first quarter of the
+manifest, so that the fixed start-up cost can be told apart from the
+per-entry cost. Before every run the dirty pages of the previous one are
+flushed (``os.sync``, not timed): the output is ~6x the input, and a run that
+starts with another's half-gigabyte still unwritten gets its writes throttled
+to disk speed. Outputs are compared with b's as multisets of lines (sorted
+digests; parsed and compared by value only if the bytes differ).
+
+``--memory`` runs the memory checks instead: a single 10-hour conversation and
+a ~1 GB manifest against one 4x smaller, each through the whole pipeline with
+one worker, to show that memory does not grow with the input.
+
+Pure standard library + orjson in this process; Beam runs only in the children.
+"""
+
+from __future__ import annotations
+
+import argparse
+import array
+import glob
+import hashlib
+import json
+import math
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import NamedTuple, Optional, Sequence
+
+import orjson
+
+MB = 1_000_000          # throughput unit (input/output MB/s)
+MIB = 1 << 20           # memory unit
+PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+DEFAULT_ENTRIES = 2000
+DEFAULT_RANGES = 16
+
+
+# --------------------------------------------------------------------------
+# Child phases (a, b, c): run as ``python -m alm_beam.bench --phase ...``.
+# Each prints one JSON object with its own timing on stdout.
+
+def _phase_logic(src: str, out: str, source: str, sizes_path: str) -> dict:
+    from alm_beam.curate import Curated, curate_line
+    from alm_beam.params import make_params
+    from alm_beam.reader import iter_lines
+
+    params = make_params()
+    sizes = array.array("I")
+    entries = errors = out_bytes = 0
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    with open(src, "rb") as fin, open(out, "wb", buffering=1 << 20) as fout:
+        for raw in iter_lines(fin):
+            outcome = curate_line(raw.data, source, params, line=raw.line, offset=raw.offset)
+            if outcome is None:
+                continue
+            if type(outcome) is Curated:
+                fout.write(outcome.line)
+                fout.write(b"\n")
+                sizes.append(len(outcome.line) + 1)
+                entries += 1
+                out_bytes += len(outcome.line) + 1
+            else:
+                errors += 1
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    with open(sizes_path, "wb") as fh:
+        sizes.tofile(fh)
+    return {"wall": wall, "cpu": cpu, "entries": entries, "errors": errors,
+            "out_bytes": out_bytes}
+
+
+def _phase_reference(src: str, out: str, source: str) -> dict:
+    from alm_beam.literal_spec import literal_build, literal_filter
+    from alm_beam.params import make_params
+    from alm_beam.reader import iter_lines
+
+    params = make_params()
+    entries = errors = out_bytes = 0
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    with open(src, "rb") as fin, open(out, "wb", buffering=1 << 20) as fout:
+        for raw in iter_lines(fin):
+            if not raw.data.strip():
+                continue
+            try:
+                entry = orjson.loads(raw.data)
+                line = orjson.dumps(literal_filter(literal_build(entry, params.builder),
+                                                   params.overlap, source))
+            except Exception:  # the reference has no error path; count, go on
+                errors += 1
+                continue
+            fout.write(line)
+            fout.write(b"\n")
+            entries += 1
+            out_bytes += len(line) + 1
+    return {"wall": time.perf_counter() - wall0, "cpu": time.process_time() - cpu0,
+            "entries": entries, "errors": errors, "out_bytes": out_bytes}
+
+
+def _phase_floor(src: str, out: str, sizes_path: str) -> dict:
+    sizes = array.array("I")
+    with open(sizes_path, "rb") as fh:
+        sizes.frombytes(fh.read())
+    blob = memoryview(b"x" * (max(sizes) if sizes else 1))
+    entries = out_bytes = 0
+    loads = orjson.loads
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    with open(src, "rb") as fin, open(out, "wb", buffering=1 << 20) as fout:
+        for line in fin:
+            if not line.strip():
+                continue
+            loads(line)
+            size = sizes[entries] if entries < len(sizes) else 0
+            fout.write(blob[:size])
+            entries += 1
+            out_bytes += size
+    return {"wall": time.perf_counter() - wall0, "cpu": time.process_time() - cpu0,
+            "entries": entries, "errors": 0, "out_bytes": out_bytes}
+
+
+# --------------------------------------------------------------------------
+# Measuring a child process: wall, CPU and memory of its whole process tree.
+
+class TreeSampler(threading.Thread):
+    """Polls /proc for the RSS of a process and all its descendants.
+
+    ``os.wait4`` reports the largest single process of the tree (ru_maxrss);
+    in multi_processing mode the SDK workers are grandchildren running at the
+    same time as the runner, so the tree's summed RSS is sampled here too
+    (it counts shared pages once per process), with the summed PSS (shared
+    pages split between the processes that map them) read whenever the RSS
+    sum reaches a new peak.
+    """
+
+    def __init__(self, root: int, interval: float):
+        super().__init__(daemon=True)
+        self.root = root
+        self.interval = interval
+        self.peak_rss = 0
+        self.pss_at_peak = 0
+        self.max_procs = 0
+        self._halt = threading.Event()
+
+    def run(self):
+        while not self._halt.is_set():
+            self.sample()
+            self._halt.wait(self.interval)
+
+    def stop(self):
+        self._halt.set()
+        self.join()
+
+    def _tree(self) -> list:
+        children: dict = {}
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{name}/stat", "rb") as fh:
+                    stat = fh.read()
+            except OSError:
+                continue
+            ppid = int(stat[stat.rindex(b")") + 2:].split()[1])
+            children.setdefault(ppid, []).append(int(name))
+        tree, stack = [], [self.root]
+        while stack:
+            pid = stack.pop()
+            tree.append(pid)
+            stack.extend(children.get(pid, ()))
+        return tree
+
+    def sample(self):
+        try:
+            tree = self._tree()
+        except OSError:
+            return
+        rss = 0
+        alive = []
+        for pid in tree:
+            try:
+                with open(f"/proc/{pid}/statm", "rb") as fh:
+                    rss += int(fh.read().split()[1]) * PAGE
+                alive.append(pid)
+            except (OSError, IndexError, ValueError):
+                continue
+        self.max_procs = max(self.max_procs, len(alive))
+        if rss > self.peak_rss:
+            self.peak_rss = rss
+            self.pss_at_peak = sum(_pss(pid) for pid in alive)
+
+
+def _pss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+class ChildRun(NamedTuple):
+    wall: float          # whole child process, start-up included
+    cpu: float           # user + sys of the child and every descendant it reaped
+    maxrss: int          # bytes; largest single process of the tree (wait4)
+    tree_rss: int        # bytes; sampled peak of the tree's summed RSS
+    tree_pss: int        # bytes; the tree's summed PSS at that peak
+    procs: int           # most processes seen in the tree at once
+    other_cpu: float     # CPU seconds the rest of the machine used meanwhile
+    stdout: bytes
+
+
+def _machine_busy_seconds() -> Optional[float]:
+    """CPU seconds all CPUs have spent busy since boot (/proc/stat), or None."""
+    try:
+        with open("/proc/stat", "rb") as fh:
+            fields = fh.readline().split()
+    except OSError:
+        return None
+    # user nice system idle iowait irq softirq steal ...
+    busy = sum(int(fields[k]) for k in (1, 2, 3, 6, 7, 8))
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def run_child(cmd: Sequence[str], log_dir: str, name: str, poll: float) -> ChildRun:
+    out_path = os.path.join(log_dir, f"{name}.stdout")
+    err_path = os.path.join(log_dir, f"{name}.stderr")
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        busy0, own0 = _machine_busy_seconds(), time.process_time()
+        start = time.perf_counter()
+        proc = subprocess.Popen(list(cmd), stdout=out, stderr=err)
+        sampler = TreeSampler(proc.pid, poll)
+        sampler.start()
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        sampler.stop()
+        busy1, own1 = _machine_busy_seconds(), time.process_time()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    with open(out_path, "rb") as fh:
+        stdout = fh.read()
+    if proc.returncode != 0:
+        with open(err_path, "rb") as fh:
+            tail = fh.read()[-3000:].decode("utf-8", "replace")
+        raise RuntimeError(f"{name} failed with exit status {proc.returncode}:\n"
+                           f"  {shlex.join(cmd)}\n{tail}")
+    cpu = usage.ru_utime + usage.ru_stime
+    other = math.nan
+    if busy0 is not None and busy1 is not None:
+        other = max(0.0, (busy1 - busy0) - cpu - (own1 - own0))
+    return ChildRun(wall, cpu, usage.ru_maxrss * 1024, sampler.peak_rss, sampler.pss_at_peak,
+                    sampler.max_procs, other, stdout)
+
+
+def best_of(repeat: int, run) -> ChildRun:
+    """The run with the shortest measured time out of ``repeat``."""
+    best = None
+    for _ in range(repeat):
+        child, seconds = run()
+        if best is None or seconds < best[1]:
+            best = (child, seconds)
+    return best[0]
+
+
+# --------------------------------------------------------------------------
+# Results.
+
+class Result(NamedTuple):
+    key: str
+    label: str
+    wall: float        # timed seconds (a-c: the loop; d: the whole process)
+    cpu: float
+    entries: int
+    in_bytes: int
+    out_bytes: int
+    maxrss: int
+    tree_rss: int
+    tree_pss: int
+    procs: int
+    other_cpu: float   # CPU seconds other processes on the machine used during the run
+    proc_wall: float   # the child process's whole life (the span other_cpu is measured over)
+
+    @property
+    def entries_per_s(self) -> float:
+        return self.entries / self.wall if self.wall else math.inf
+
+    @property
+    def rate_text(self) -> str:
+        rate = self.entries_per_s
+        return f"{rate:,.0f}" if rate >= 10 else f"{rate:.2f}"
+
+    def mb_per_s(self, size: int) -> float:
+        return size / MB / self.wall if self.wall else math.inf
+
+
+def _phase_result(key, label, child: ChildRun, in_bytes: int) -> Result:
+    doc = json.loads(child.stdout)
+    return Result(key, label, doc["wall"], doc["cpu"], doc["entries"], in_bytes,
+                  doc["out_bytes"], child.maxrss, child.tree_rss, child.tree_pss, child.procs,
+                  child.other_cpu, child.wall)
+
+
+def _output_files(out_dir: str, prefix: str) -> list:
+    return sorted(glob.glob(os.path.join(out_dir, f"{prefix}-*.jsonl")))
+
+
+def _count_lines(paths: Sequence[str]) -> int:
+    count = 0
+    for path in paths:
+        with open(path, "rb") as fh:
+            count += sum(1 for line in fh if line.strip())
+    return count
+
+
+def _pipeline_result(key, label, child: ChildRun, out_dir: str, in_bytes: int) -> Result:
+    files = _output_files(out_dir, "windows") + _output_files(out_dir, "errors")
+    with open(os.path.join(out_dir, "summary.json"), "rb") as fh:
+        summary = json.loads(fh.read())
+    return Result(key, label, child.wall, child.cpu, summary["entries_read"], in_bytes,
+                  sum(os.path.getsize(f) for f in files), child.maxrss, child.tree_rss,
+                  child.tree_pss, child.procs, child.other_cpu, child.wall)
+
+
+# --------------------------------------------------------------------------
+# Output comparison: the same multiset of lines.
+
+def _digests(paths: Sequence[str], canonical: bool) -> list:
+    """Sorted 16-byte digests of every non-blank line (parsed and re-serialized
+    with sorted keys when ``canonical``: compares values and types, not layout)."""
+    out = []
+    for path in paths:
+        with open(path, "rb") as fh:
+            for line in fh:
+                line = line.rstrip(b"\r\n")
+                if not line:
+                    continue
+                if canonical:
+                    line = orjson.dumps(orjson.loads(line), option=orjson.OPT_SORT_KEYS)
+                out.append(hashlib.blake2b(line, digest_size=16).digest())
+    out.sort()
+    return out
+
+
+def compare_outputs(expected_digests: list, expected: Sequence[str], got: Sequence[str]) -> str:
+    """'identical' (the same bytes, line for line), 'same values' (the same parsed
+    values and types, laid out differently) or what differs. Line order is not
+    compared: both sides are multisets."""
+    if expected_digests == _digests(got, False):
+        return "identical"
+    want, have = _digests(expected, True), _digests(got, True)
+    if want == have:
+        return "same values (key order or number layout differs)"
+    missing = len(set(want) - set(have))
+    extra = len(set(have) - set(want))
+    return (f"DIFFERENT: {len(want)} vs {len(have)} lines, {missing} expected lines missing, "
+            f"{extra} unexpected")
+
+
+# --------------------------------------------------------------------------
+# Reporting.
+
+def _fmt_mib(value: int) -> str:
+    return f"{value / MIB:,.0f}" if value else "-"
+
+
+def markdown_table(results: Sequence[Result]) -> str:
+    rows = ["| run | wall s | CPU s | entries/s | input MB/s | output MB/s "
+            "| peak RSS MiB (largest process) | peak RSS MiB (process tree, summed) "
+            "| other processes' CPU s |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in results:
+        rows.append(f"| {r.label} | {r.wall:.2f} | {r.cpu:.2f} | {r.rate_text} "
+                    f"| {r.mb_per_s(r.in_bytes):.1f} | {r.mb_per_s(r.out_bytes):.1f} "
+                    f"| {_fmt_mib(r.maxrss)} | {_fmt_mib(r.tree_rss)} | {r.other_cpu:.1f} |")
+    return "\n".join(rows)
+
+
+def _break_even(target: float, slow_entry: float, slow_fixed: float, fast_entry: float,
+                fast_fixed: float) -> str:
+    """Smallest N with (slow_fixed + N slow_entry) >= target (fast_fixed + N fast_entry)."""
+    gain = slow_entry - target * fast_entry
+    if gain <= 0:
+        return "no input size (the per-entry costs alone do not allow it)"
+    n = max(0.0, (target * fast_fixed - slow_fixed) / gain)
+    return (f"about {math.ceil(n):,} entries of this workload (extrapolated; the disk's write "
+            "speed is not modelled)")
+
+
+def _ratio(slow: float, fast: float) -> str:
+    return f"{slow / fast:.2f}x" if fast > 0 else "n/a"
+
+
+def _environment() -> str:
+    try:
+        load = os.getloadavg()
+        load_text = f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    except OSError:
+        load_text = "load average n/a"
+    return (f"{platform.python_implementation()} {platform.python_version()}, "
+            f"{os.cpu_count()} CPUs, {load_text}")
+
+
+# --------------------------------------------------------------------------
+# The two modes.
+
+def _bench_cmd(args, phase: str, src: str, out: str, source: str = "",
+               sizes: str = "") -> list:
+    cmd = [args.python, "-m", "alm_beam.bench", "--phase", phase, "--phase-input", src,
+           "--phase-output", out]
+    if source:
+        cmd += ["--phase-source", source]
+    if sizes:
+        cmd += ["--phase-sizes", sizes]
+    return cmd
+
+
+def pipeline_cmd(python: str, src: str, out_dir: str, workers: int,
+                 split_mb: Optional[float]) -> list:
+    cmd = [python, "-m", "alm_beam.run", "--input", src, "--output", out_dir]
+    if split_mb is not None:
+        cmd += ["--set", f"input.split_mb={split_mb!r}"]
+    cmd += ["--direct_num_workers", str(workers)]
+    if workers > 1:
+        cmd += ["--direct_running_mode", "multi_processing"]
+    return cmd
+
+
+def _run_info(out_dir: str) -> dict:
+    """The ``run`` section of a pipeline run's summary.json (runner, reshuffle, ranges)."""
+    try:
+        with open(os.path.join(out_dir, "summary.json"), "rb") as fh:
+            return json.loads(fh.read()).get("run", {})
+    except (OSError, ValueError):
+        return {}
+
+
+def _read_ranges(out_dir: str) -> Optional[int]:
+    return _run_info(out_dir).get("read_ranges")
+
+
+def _say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def run_default(args, work: str, argv: Sequence[str]) -> int:
+    from alm_beam import synth
+
+    src = os.path.abspath(os.path.join(work, "input.jsonl"))
+    started = _environment()
+    _say(f"alm_beam bench: {started}")
+    _say(f"generating {args.entries} entries (seed {args.seed}) with alm_beam.synth "
+         "(not timed) ...")
+    entries, in_bytes = synth.write_manifest(src, args.entries, args.seed)
+    _say(f"  {src}: {entries} entries, {in_bytes / MB:.1f} MB")
+    logs = os.path.join(work, "logs")
+    os.makedirs(logs, exist_ok=True)
+    results = {}
+
+    digests, checks = {}, {}
+
+    def settle():
+        # Each run writes as much output as the last one: flush the dirty pages
+        # first, or the kernel throttles the next run's writes to disk speed.
+        os.sync()
+
+    def collect(key, paths, compare=True):
+        """Compare a run's output with b's (not timed), then drop it unless --keep."""
+        if key == "b":
+            digests["b"] = _digests(paths, False)
+            return  # kept until the end: the reference for the others
+        if compare:
+            checks[key] = compare_outputs(digests["b"], [out_b], paths)
+        if not args.keep:
+            for path in paths:
+                os.remove(path)
+
+    def phase(key, label, phase_name, out, **kw):
+        _say(f"running {label} ...")
+
+        def once():
+            settle()
+            child = run_child(_bench_cmd(args, phase_name, src, out, **kw), logs, key, args.poll)
+            return child, json.loads(child.stdout)["wall"]
+
+        results[key] = _phase_result(key, label, best_of(args.repeat, once), in_bytes)
+        return results[key]
+
+    sizes = os.path.join(work, "b.sizes")
+    out_b = os.path.join(work, "b.jsonl")
+    out_c = os.path.join(work, "c.jsonl")
+    phase("b", "b. logic: curate_line, 1 process", "logic", out_b, source=src, sizes=sizes)
+    collect("b", [out_b])
+    phase("a", "a. floor: read + orjson.loads + write", "floor",
+          os.path.join(work, "a.out"), sizes=sizes)
+    collect("a", [os.path.join(work, "a.out")], compare=False)
+    if not args.skip_reference:
+        phase("c", "c. reference-like: literal_spec, 1 process", "reference", out_c, source=src)
+        collect("c", [out_c])
+
+    split_bytes = max(1, -(-in_bytes // args.ranges))
+    split_mb = split_bytes / MIB
+    pipe_dirs, errors, ranges = {}, {}, {}
+    for key, workers, label in (("d1", 1, "d1. pipeline, DirectRunner, 1 worker"),
+                                ("d2", 2, "d2. pipeline, DirectRunner, 2 workers "
+                                          "(multi_processing)")):
+        out_dir = os.path.join(work, f"{key}_out")
+        pipe_dirs[key] = out_dir
+        _say(f"running {label} ...")
+
+        def once():
+            shutil.rmtree(out_dir, ignore_errors=True)
+            settle()
+            child = run_child(pipeline_cmd(args.python, src, out_dir, workers, split_mb), logs,
+                              key, args.poll)
+            return child, child.wall
+
+        child = best_of(args.repeat, once)
+        results[key] = _pipeline_result(key, label, child, out_dir, in_bytes)
+        errors[key] = _count_lines(_output_files(out_dir, "errors"))
+        ranges[key] = _read_ranges(out_dir)
+        collect(key, _output_files(out_dir, "windows"))
+
+    # The same pipeline runs on the first quarter of the input: the difference
+    # is the per-entry cost, the rest is the fixed start-up/shutdown cost.
+    probes = {}
+    if not args.no_probe:
+        probe_src = os.path.join(work, "quarter.jsonl")
+        probe_n = max(1, entries // 4)
+        probe_bytes = 0
+        with open(src, "rb") as fin, open(probe_src, "wb") as fout:
+            for _ in range(probe_n):
+                line = fin.readline()
+                probe_bytes += len(line)
+                fout.write(line)
+        probe_split_mb = max(1, -(-probe_bytes // args.ranges)) / MIB
+        for key, workers in (("d1", 1), ("d2", 2)):
+            out_dir = os.path.join(work, f"quarter_{key}_out")
+            _say(f"running {key} again on the first {probe_n} entries ...")
+
+            def once():
+                shutil.rmtree(out_dir, ignore_errors=True)
+                settle()
+                child = run_child(pipeline_cmd(args.python, probe_src, out_dir, workers,
+                                               probe_split_mb), logs, f"quarter_{key}", args.poll)
+                return child, child.wall
+
+            probes[key] = best_of(args.repeat, once)
+            if not args.keep:
+                shutil.rmtree(out_dir, ignore_errors=True)
+
+    # ---- report
+    order = [k for k in ("a", "b", "c", "d1", "d2") if k in results]
+    _say()
+    _say(f"== alm_beam benchmark: {entries} entries, {in_bytes / MB:.1f} MB input, "
+         f"{results['b'].out_bytes / MB:.1f} MB output ==")
+    _say(f"at start: {started}; at end: {_environment()}")
+    _say()
+    _say(markdown_table([results[k] for k in order]))
+    _say()
+    _say("a-c: seconds of the timed loop in a fresh process (interpreter start and imports "
+         "excluded); d1/d2: the whole `python -m alm_beam.run` process, Beam start-up and "
+         "shutdown included. CPU s: user+sys of the process and every descendant it waited "
+         "for. MB = 10^6 bytes. Peak RSS (largest process): ru_maxrss from os.wait4, the "
+         "biggest single process of the tree (with 2 workers: the runner or one SDK worker). "
+         "Peak RSS (process tree, summed): sampled every "
+         f"{args.poll:g} s from /proc over the child and all its descendants (the SDK workers "
+         "are grandchildren, started through /bin/sh); shared pages count once per process. "
+         "Other processes' CPU s: what the rest of the machine used during the child's life "
+         "(/proc/stat busy time minus this run's); near 0 on a quiet machine."
+         + (f" Each figure is the fastest of {args.repeat} runs." if args.repeat > 1 else ""))
+    noisy = [r.key for r in results.values()
+             if r.other_cpu > 0.1 * r.proc_wall * (os.cpu_count() or 1)]
+    if noisy:
+        _say(f"WARNING: other processes used more than 10% of the machine during {', '.join(noisy)}"
+             "; those wall times are pessimistic (rerun on a quiet machine, or with --repeat)")
+    for key in ("d1", "d2"):
+        r = results[key]
+        _say(f"{key}: {r.procs} process(es) in the tree at most, peak summed PSS "
+             f"{_fmt_mib(r.tree_pss)} MiB, {ranges[key]} read ranges "
+             f"(input.split_mb={split_mb!r}), {errors[key]} error lines")
+    _say()
+    _say("Ratios (time of the slower / time of the faster):")
+    b, d1, d2, a = results["b"], results["d1"], results["d2"], results["a"]
+    if "c" in results:
+        c = results["c"]
+        _say(f"  b vs c  logic speedup over the reference-like logic ......... "
+             f"{_ratio(c.wall, b.wall)}  (CPU: {_ratio(c.cpu, b.cpu)})")
+        _say(f"  d1 vs c whole pipeline, 1 worker, vs reference logic ....... "
+             f"{_ratio(c.wall, d1.wall)}")
+    _say(f"  d2 vs d1 2 workers vs 1 (whole process) ..................... "
+         f"{_ratio(d1.wall, d2.wall)}")
+    _say(f"  b vs a  logic time / floor time (1.00x = at the floor) ....... "
+         f"{_ratio(b.wall, a.wall)}")
+    if probes and entries > probe_n:
+        per_entry, fixed = {}, {}
+        for key in ("d1", "d2"):
+            per_entry[key] = (results[key].wall - probes[key].wall) / (entries - probe_n)
+            fixed[key] = results[key].wall - entries * per_entry[key]
+        _say(f"  per-entry and fixed cost, from the same runs on the first {probe_n} entries "
+             "(T(N) - T(N/4)) / (N - N/4); a difference of two wall times, so rough (a "
+             "2-worker gain above 2x is noise):")
+        for key, workers in (("d1", "1 worker "), ("d2", "2 workers")):
+            _say(f"    {key} {workers}: {per_entry[key] * 1e3:.3f} ms/entry + {fixed[key]:.2f} s "
+                 f"fixed (start-up, shutdown); {probe_n} entries took {probes[key].wall:.2f} s")
+        m1, m2, f1, f2 = per_entry["d1"], per_entry["d2"], fixed["d1"], fixed["d2"]
+        if m1 > 0 and m2 > 0:
+            if "c" in results:
+                c_entry = results["c"].wall / entries
+                _say(f"  d1 vs c  per entry (fixed cost left out) ....................... "
+                     f"{_ratio(c_entry, m1)}")
+                _say("           whole process reaches 6x at " + _break_even(6, c_entry, 0.0, m1, f1))
+            _say(f"  d2 vs d1 per entry (fixed cost left out) ....................... "
+                 f"{_ratio(m1, m2)}")
+            _say("           whole process reaches 1.6x at " + _break_even(1.6, m1, f1, m2, f2))
+    _say()
+    _say("Outputs (as multisets of lines, compared with b):")
+    for key, verdict in checks.items():
+        _say(f"  {key} vs b: {verdict}")
+    all_same = all(v == "identical" or v.startswith("same values") for v in checks.values())
+    _say(f"  => outputs of b and d are {'IDENTICAL' if all_same else 'NOT identical'}")
+    _say()
+    _say("Command: python -m alm_beam.bench " + shlex.join(argv))
+    _say("Pipeline runs: " + shlex.join(pipeline_cmd("python", "<input.jsonl>", "<out>", 1,
+                                                      split_mb)))
+    _say("               " + shlex.join(pipeline_cmd("python", "<input.jsonl>", "<out>", 2,
+                                                      split_mb)))
+    return 0 if all_same else 1
+
+
+def run_memory(args, work: str, argv: Sequence[str]) -> int:
+    from alm_beam import synth
+
+    logs = os.path.join(work, "logs")
+    os.makedirs(logs, exist_ok=True)
+    started = _environment()
+    _say(f"alm_beam bench --memory: {started}")
+    rows = []
+
+    reshuffled = set()
+
+    def pipeline(key, label, src, entries, in_bytes):
+        out_dir = os.path.join(work, f"{key}_out")
+        os.sync()  # start without the previous run's dirty pages
+        _say(f"running {label} ...")
+        child = run_child(pipeline_cmd(args.python, src, out_dir, 1, None), logs, key, args.poll)
+        result = _pipeline_result(key, label, child, out_dir, in_bytes)
+        info = _run_info(out_dir)
+        reshuffled.add(info.get("reshuffle"))
+        if not args.keep:
+            shutil.rmtree(out_dir, ignore_errors=True)
+        rows.append((result, info.get("read_ranges")))
+        return result
+
+    # (i) one long conversation: a single huge line
+    long_src = os.path.join(work, "long.jsonl")
+    _say(f"generating one {args.memory_hours:g}-hour conversation (not timed) ...")
+    _, long_bytes = synth.write_manifest(long_src, 1, args.seed, hours=args.memory_hours)
+    long_result = pipeline("long", f"{args.memory_hours:g}-hour conversation (1 entry)",
+                           long_src, 1, long_bytes)
+
+    # (ii) a big manifest against one 4x smaller (its first quarter)
+    probe = os.path.join(work, "size_probe.jsonl")
+    _, probe_bytes = synth.write_manifest(probe, 64, args.seed)
+    os.remove(probe)
+    target = args.memory_gb * 1e9
+    n_big = max(4, math.ceil(target / (probe_bytes / 64)))
+    need = target * 1.25 * 8  # input plus ~6-7x as much output, both runs
+    free = shutil.disk_usage(work).free
+    if free < need:
+        _say(f"error: {free / 1e9:.1f} GB free in {work}, about {need / 1e9:.1f} GB needed for "
+             f"--memory-gb {args.memory_gb:g}; use --workdir elsewhere or a smaller --memory-gb")
+        return 2
+    big = os.path.join(work, "big.jsonl")
+    small = os.path.join(work, "small.jsonl")
+    _say(f"generating {n_big} entries (~{target / 1e9:g} GB; not timed, may take a while) ...")
+    _, big_bytes = synth.write_manifest(big, n_big, args.seed)
+    n_small = n_big // 4
+    small_bytes = 0
+    with open(big, "rb") as fin, open(small, "wb") as fout:
+        for _ in range(n_small):  # synth: the first N entries of a longer manifest
+            line = fin.readline()
+            small_bytes += len(line)
+            fout.write(line)
+    small_result = pipeline("small", f"{small_bytes / 1e9:.2f} GB manifest ({n_small} entries)",
+                            small, n_small, small_bytes)
+    big_result = pipeline("big", f"{big_bytes / 1e9:.2f} GB manifest ({n_big} entries)",
+                          big, n_big, big_bytes)
+
+    _say()
+    _say("== alm_beam memory check: whole pipeline, DirectRunner, 1 worker ==")
+    _say(f"at start: {started}; at end: {_environment()}")
+    _say()
+    _say("| input | input MB | output MB | wall s | entries/s | read ranges "
+         "| peak RSS MiB | sampled peak RSS MiB |")
+    _say("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r, ranges in rows:
+        _say(f"| {r.label} | {r.in_bytes / MB:,.1f} | {r.out_bytes / MB:,.1f} | {r.wall:.1f} "
+             f"| {r.rate_text} | {ranges} | {_fmt_mib(r.maxrss)} | {_fmt_mib(r.tree_rss)} |")
+    _say()
+    _say("Peak RSS: ru_maxrss of the `python -m alm_beam.run` process from os.wait4 (with one "
+         "DirectRunner worker everything runs in that one process). Sampled: the process "
+         f"tree's RSS read from /proc every {args.poll:g} s, which can miss a short peak.")
+    growth = big_result.maxrss - small_result.maxrss
+    ratio = big_result.maxrss / small_result.maxrss if small_result.maxrss else math.inf
+    _say(f"{big_bytes / small_bytes:.1f}x the input -> peak RSS {ratio:.2f}x "
+         f"({growth / MIB:+,.0f} MiB).")
+    streams = ratio < 1.25
+    shuffle_text = ("the runs did not reshuffle (summary.json run.reshuffle = false)"
+                    if reshuffled == {False} else f"run.reshuffle = {sorted(map(str, reshuffled))}")
+    _say("=> memory " + ("does NOT grow with the input size: read -> curate -> write streams; "
+                         if streams else "GROWS with the input size: the stage does not stream; ")
+         + shuffle_text)
+    _say(f"The {args.memory_hours:g}-hour conversation is one {long_bytes / MB:.1f} MB line "
+         f"whose output line is {long_result.out_bytes / MB:.1f} MB: peak RSS "
+         f"{_fmt_mib(long_result.maxrss)} MiB, "
+         f"{(long_result.maxrss - small_result.maxrss) / MIB:+,.0f} MiB over the "
+         f"{small_bytes / 1e9:.2f} GB run of ordinary entries (one entry is held at a time).")
+    _say()
+    _say("Command: python -m alm_beam.bench " + shlex.join(argv))
+    _say("Pipeline runs: " + shlex.join(pipeline_cmd("python", "<input.jsonl>", "<out>", 1,
+                                                      None)))
+    return 0 if streams else 1
+
+
+# --------------------------------------------------------------------------
+# Command line.
+
+def build_arg_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m alm_beam.bench",
+        description="Benchmark alm_beam on a synthetic workload: a. the floor (read + parse + "
+                    "write), b. the per-entry logic (curate_line), c. the reference-like "
+                    "literal logic, d. the whole pipeline (python -m alm_beam.run) with 1 and "
+                    "2 DirectRunner workers; prints a markdown table, the ratios, and whether "
+                    "the outputs of b and d are identical. With --memory: peak RSS for a "
+                    "10-hour conversation and a ~1 GB manifest vs one 4x smaller.")
+    parser.add_argument("--entries", type=int, default=DEFAULT_ENTRIES, metavar="N",
+                        help="conversations in the generated workload (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, metavar="S",
+                        help="alm_beam.synth seed (default: %(default)s)")
+    parser.add_argument("--ranges", type=int, default=DEFAULT_RANGES, metavar="R",
+                        help="byte ranges the pipeline runs split the input into "
+                             "(sets input.split_mb = input size / R, the same for 1 and 2 workers; "
+                             "default: %(default)s)")
+    parser.add_argument("--repeat", type=int, default=1, metavar="K",
+                        help="run every measurement K times and report the fastest (the "
+                             "machine is shared: other processes' CPU use is reported per run; "
+                             "default: %(default)s)")
+    parser.add_argument("--skip-reference", action="store_true",
+                        help="do not run c (the slow reference-like logic)")
+    parser.add_argument("--no-probe", action="store_true",
+                        help="skip the second pair of pipeline runs (on the first quarter of "
+                             "the input) that splits their time into per-entry and fixed cost")
+    parser.add_argument("--memory", action="store_true",
+                        help="run the memory checks instead of the throughput benchmark")
+    parser.add_argument("--memory-gb", type=float, default=1.0, metavar="G",
+                        help="--memory: size of the big manifest in GB (10^9 bytes); the "
+                             "comparison run uses its first quarter. Needs ~8x G of free disk "
+                             "(the output is ~6-7x the input); default: %(default)s")
+    parser.add_argument("--memory-hours", type=float, default=10.0, metavar="H",
+                        help="--memory: hours of the single long conversation (default: %(default)s)")
+    parser.add_argument("--workdir", metavar="DIR",
+                        help="where inputs and outputs go (default: a new temporary directory)")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the work directory (inputs, outputs, child logs)")
+    parser.add_argument("--poll", type=float, default=0.1, metavar="SECONDS",
+                        help="interval of the /proc sampling of the process tree's memory "
+                             "(default: %(default)s)")
+    parser.add_argument("--python", default=sys.executable, help=argparse.SUPPRESS)
+    # Internal: one measured phase, run in a child process.
+    parser.add_argument("--phase", choices=("floor", "logic", "reference"),
+                        help=argparse.SUPPRESS)
+    parser.add_argument("--phase-input", help=argparse.SUPPRESS)
+    parser.add_argument("--phase-output", help=argparse.SUPPRESS)
+    parser.add_argument("--phase-source", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--phase-sizes", default="", help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_arg_parser()
+    args = parser.parse_args(argv)
+
+    if args.phase:
+        if args.phase == "logic":
+            doc = _phase_logic(args.phase_input, args.phase_output, args.phase_source,
+                               args.phase_sizes)
+        elif args.phase == "reference":
+            doc = _phase_reference(args.phase_input, args.phase_output, args.phase_source)
+        else:
+            doc = _phase_floor(args.phase_input, args.phase_output, args.phase_sizes)
+        sys.stdout.write(json.dumps(doc) + "\n")
+        return 0
+
+    if args.entries < 1:
+        parser.error("--entries must be >= 1")
+    if args.ranges < 1:
+        parser.error("--ranges must be >= 1")
+    if args.repeat < 1:
+        parser.error("--repeat must be >= 1")
+    if args.memory_gb <= 0 or args.memory_hours <= 0:
+        parser.error("--memory-gb and --memory-hours must be > 0")
+    if args.poll <= 0:
+        parser.error("--poll must be > 0")
+
+    if args.workdir:
+        os.makedirs(args.workdir, exist_ok=True)
+        work = tempfile.mkdtemp(prefix="alm_beam_bench_", dir=args.workdir)
+    else:
+        work = tempfile.mkdtemp(prefix="alm_beam_bench_")
+    try:
+        if args.memory:
+            return run_memory(args, work, argv)
+        return run_default(args, work, argv)
+    finally:
+        if args.keep:
+            _say(f"work directory kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""The benchmark runs end to end at a tiny size and says what it measured.
+
+No timing thresholds: only that every run happens, the ratios are printed and
+the outputs of the logic and of the pipeline are reported identical.
+"""
+
+import os
+import re
+import subprocess
+import sys
+
+import orjson
+
+from alm_beam.bench import _digests, compare_outputs
+
+
+def test_bench_tiny_run_prints_ratios_and_identical_outputs(tmp_path):
+    work = tmp_path / "work"
+    proc = subprocess.run(
+        [sys.executable, "-m", "alm_beam.bench", "--entries", "20", "--seed", "3",
+         "--no-probe", "--workdir", str(work)],
+        capture_output=True, text=True, timeout=600)
+    out = proc.stdout
+    assert proc.returncode == 0, out + proc.stderr
+
+    for label in ("a. floor", "b. logic", "c. reference-like", "d1. pipeline", "d2. pipeline"):
+        assert re.search(rf"^\| {re.escape(label)}.*\|$", out, re.M), label
+    for ratio in ("b vs c", "d1 vs c", "d2 vs d1", "b vs a"):
+        assert re.search(rf"^  {ratio} .* \d+\.\d\dx", out, re.M), ratio
+    for run in ("c", "d1", "d2"):
+        assert f"  {run} vs b: identical" in out
+    assert "=> outputs of b and d are IDENTICAL" in out
+    # 20 entries in 16 byte ranges, the same for both pipeline runs
+    assert re.search(r"^d2: .*, 16 read ranges", out, re.M)
+    assert "Command: python -m alm_beam.bench --entries 20 --seed 3 --no-probe" in out
+    # the temporary directory inside --workdir is removed
+    assert os.listdir(work) == []
+
+
+def _write(path, docs):
+    path.write_bytes(b"".join(orjson.dumps(d) + b"\n" for d in docs))
+    return [str(path)]
+
+
+def test_compare_outputs_tells_bytes_values_and_differences_apart(tmp_path):
+    docs = [{"a": 1, "b": [1.5, 2]}, {"a": 2, "b": []}]
+    expected = _write(tmp_path / "e.jsonl", docs)
+    reordered = _write(tmp_path / "r.jsonl", docs[::-1])
+    relaid = tmp_path / "l.jsonl"
+    relaid.write_bytes(b'{"b": [], "a": 2}\n{"b":[1.5,2],"a":1}\n')
+    as_float = _write(tmp_path / "f.jsonl", [{"a": 1.0, "b": [1.5, 2]}, docs[1]])
+    missing = _write(tmp_path / "m.jsonl", docs[:1])
+
+    want = _digests(expected, False)
+    assert compare_outputs(want, expected, reordered) == "identical"
+    assert compare_outputs(want, expected, [str(relaid)]).startswith("same values")
+    assert compare_outputs(want, expected, as_float).startswith("DIFFERENT")  # 1 vs 1.0
+    assert compare_outputs(want, expected, missing).startswith("DIFFERENT: 2 vs 1 lines")
+
+
+def test_help_describes_the_runs():
+    proc = subprocess.run([sys.executable, "-m", "alm_beam.bench", "--help"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0
+    for flag in ("--entries", "--seed", "--keep", "--memory", "--memory-gb", "--ranges"):
+        assert flag in proc.stdout
