@@ -8,6 +8,10 @@ is built; all I/O happens in ``process`` or in Beam's own sinks.
 
 from __future__ import annotations
 
+import bz2
+import gzip
+import lzma
+import zlib
 from typing import NamedTuple, Optional, Sequence
 
 import apache_beam as beam
@@ -15,11 +19,12 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from alm_beam.curate import Curated, OutputOptions, curate_line
+from alm_beam.curate import Curated, Failed, OutputOptions, curate_line, error_record
 from alm_beam.discovery import ReadRange
 from alm_beam.params import CurationParams
-from alm_beam.reader import iter_lines
+from alm_beam.reader import BLOCK_SIZE, iter_lines
 from alm_beam.stats import RunStats
+from alm_beam.validate import Rejection
 
 METRICS_NAMESPACE = "alm_beam"
 ERRORS_TAG = "errors"
@@ -30,7 +35,34 @@ class ManifestLine(NamedTuple):
     source: str
     data: bytes
     line: Optional[int]
-    offset: int
+    offset: Optional[int]
+    unreadable: Optional[str] = None  # set on the last item of a corrupt compressed file
+
+
+# Python's decompressors raise on a truncated or corrupt stream; Beam's
+# CompressedFile just ends early, silently dropping the rest of the file.
+_DECOMPRESSORS = {CompressionTypes.GZIP: lambda raw: gzip.GzipFile(fileobj=raw, mode="rb"),
+                  CompressionTypes.BZIP2: lambda raw: bz2.BZ2File(raw, mode="rb"),
+                  CompressionTypes.LZMA: lambda raw: lzma.LZMAFile(raw, mode="rb")}
+
+
+def _open_manifest(path: str, compressed: bool):
+    kind = CompressionTypes.detect_compression_type(path) if compressed else None
+    if kind in _DECOMPRESSORS:
+        raw = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+        return _DECOMPRESSORS[kind](raw)
+    return FileSystems.open(path, compression_type=CompressionTypes.AUTO if compressed
+                            else CompressionTypes.UNCOMPRESSED)
+
+
+def _is_corrupt_stream(exc: Exception) -> bool:
+    """A decompression failure; real I/O errors still fail the bundle (the runner retries)."""
+    if isinstance(exc, (EOFError, zlib.error, lzma.LZMAError, gzip.BadGzipFile)):
+        return True
+    return isinstance(exc, OSError) and exc.errno is None  # bz2: "Invalid data stream"
+
+
+COMPRESSED_BLOCK_SIZE = 8 << 10
 
 
 class _ReadRangeFn(beam.DoFn):
@@ -41,13 +73,24 @@ class _ReadRangeFn(beam.DoFn):
         self.bytes_read = Metrics.counter(METRICS_NAMESPACE, "bytes_read")
 
     def process(self, rng: ReadRange):
-        compression = CompressionTypes.AUTO if rng.compressed else CompressionTypes.UNCOMPRESSED
         lines = size = 0
-        with FileSystems.open(rng.path, compression_type=compression) as stream:
-            for raw in iter_lines(stream, rng.start, rng.end):
-                lines += 1
-                size += len(raw.data) + 1
-                yield ManifestLine(rng.path, raw.data, raw.line, raw.offset)
+        try:
+            # Small reads from a decompressor: a damaged stream raises on the read
+            # that reaches the damage, losing only what that one read decoded.
+            block = COMPRESSED_BLOCK_SIZE if rng.compressed else BLOCK_SIZE
+            with _open_manifest(rng.path, rng.compressed) as stream:
+                for raw in iter_lines(stream, rng.start, rng.end, block):
+                    lines += 1
+                    size += len(raw.data) + 1
+                    yield ManifestLine(rng.path, raw.data, raw.line, raw.offset)
+        except Exception as exc:  # noqa: BLE001 - narrowed right below
+            if not (rng.compressed and _is_corrupt_stream(exc)):
+                raise
+            # One error record for the unreadable rest, so nothing is dropped silently.
+            # (Compressed files are read whole, so `lines` is the last good line number.)
+            yield ManifestLine(rng.path, b"", None, None, (
+                f"compressed manifest is corrupt or truncated after line {lines}; the rest "
+                f"of the file was not read: {type(exc).__name__}: {exc}"))
         # Counted once per range: a counter update per line is not free.
         self.lines_read.inc(lines)
         self.bytes_read.inc(size)
@@ -98,8 +141,14 @@ class _CurateFn(beam.DoFn):
         self._failures = {}
 
     def process(self, item: ManifestLine):
-        outcome = curate_line(item.data, item.source, self._params, line=item.line,
-                              offset=item.offset, options=self._options)
+        if item.unreadable is None:
+            outcome = curate_line(item.data, item.source, self._params, line=item.line,
+                                  offset=item.offset, options=self._options)
+        else:
+            rejection = Rejection("unreadable_file", item.unreadable)
+            outcome = Failed(error_record(item.data, item.source, item.line, item.offset,
+                                          rejection, self._options.max_raw_chars),
+                             rejection.code)
         counts = self._counts
         if outcome is None:
             counts[1] += 1

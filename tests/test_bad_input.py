@@ -182,10 +182,6 @@ def test_split_reading_finds_the_same_lines(runs, tmp_path):
     assert out.summary["run"]["read_ranges"] > len(corpus.manifests)
 
 
-@pytest.mark.xfail(strict=True, raises=(AssertionError, Exception),
-                   reason="needs the transforms.py change proposed in the reliability report: "
-                          "Beam's CompressedFile ends a truncated .gz/.bz2 early without an "
-                          "error, and a corrupt one fails the whole job")
 def test_corrupt_compressed_manifest_is_reported_not_dropped(tmp_path, shared_dir):
     lines = fixture_lines()
     body = b"\n".join(lines * 4) + b"\n"  # 20 lines
