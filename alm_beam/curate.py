@@ -20,7 +20,7 @@ from alm_beam.builder import build_windows_serialized
 from alm_beam.overlap import filter_overlaps
 from alm_beam.params import CurationParams
 from alm_beam.stats import entry_record
-from alm_beam.validate import Rejection, validate_entry
+from alm_beam.validate import Rejection, serialization_rejection, validate_entry
 
 DEFAULT_MAX_RAW_CHARS = 2000
 
@@ -109,6 +109,8 @@ def curate_line(raw: bytes, source: str, params: CurationParams, *,
     if rejection is None:
         try:
             return curate_entry(entry, params, source, options)
+        except orjson.JSONEncodeError as exc:  # nesting orjson reads but cannot write
+            rejection = serialization_rejection(entry, exc)
         except Exception as exc:  # a bug must cost one line, not the run
             rejection = Rejection(f"internal_error:{type(exc).__name__}",
                                   f"unexpected error while curating: {exc!r:.300}")

@@ -5,11 +5,12 @@ pipeline can route the line to the error output and keep going. Content
 oddities (unsorted segments, ``end < start``, null speakers, ...) are not
 errors: the builder processes them exactly as given.
 
-Beyond the spec's types, three limits make sure an accepted entry can always
-be curated, written and summed (found by fuzzing, see tests/test_fuzz.py):
-timestamps within +-2**53 s (``out_of_range:*``), the overlap filter's own
-keys, when an input already has them, of the types the filter writes, and at
-most 253 levels of nesting (``too_deep``).
+Beyond the spec's types, limits make sure an accepted entry can always be
+curated, written and summed (found by fuzzing, see tests/test_fuzz.py):
+timestamps within +-2**53 s (``out_of_range:*``), and the overlap filter's own
+keys, when an input already has them, of the types the filter writes. Nesting
+deeper than orjson can write back is rejected as ``too_deep`` when the entry
+is written (``serialization_rejection``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple, Optional
 
-import orjson
 
 # Largest |value| accepted for a timestamp (seconds; about 285 million years),
 # and for the sum of an entry's |end - start|. Within these bounds every
@@ -123,22 +123,28 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-def _too_deep(entry: dict) -> Optional[Rejection]:
-    try:  # one C-speed pass (one level added: at most 254 for orjson); the Python
-        orjson.dumps([entry])  # walk below only runs for a rejected line
-        return None
-    except orjson.JSONEncodeError as exc:
-        error = exc
+def serialization_rejection(entry: dict, error: Exception) -> Rejection:
+    """Why a validated entry could not be written back as JSON.
+
+    Checked when the writer fails rather than up front: a depth walk of every
+    entry would cost more than all the other validation together, and only
+    pathological lines (nesting orjson reads but cannot write) reach it.
+    """
     field = max(entry, key=lambda k: _depth(entry[k]))
     levels = _depth(entry[field]) + 1  # the entry object is a level too
-    if levels <= MAX_NESTING:  # not from a parsed line (e.g. an int beyond 64 bits)
+    if levels <= MAX_NESTING:  # not a depth problem (e.g. an int beyond 64 bits)
         return Rejection("unserializable", f"entry cannot be written as JSON: {error}")
     return Rejection("too_deep", f"{field}: arrays/objects nested {levels} levels deep in the "
                                  f"entry; at most {MAX_NESTING} are allowed")
 
 
 def validate_entry(entry: Any) -> Optional[Rejection]:
-    """Check the types the builder relies on; None means the entry is processable."""
+    """Check the types the builder relies on; None means the entry is processable.
+
+    Nesting deeper than orjson can write is caught when the entry is written
+    (``serialization_rejection``), not here: a depth walk of every entry would
+    cost more than all the other checks together.
+    """
     if not isinstance(entry, dict):
         return Rejection("not_an_object",
                          f"line is JSON {_type_name(entry)}, expected an object")
@@ -179,7 +185,7 @@ def validate_entry(entry: Any) -> Optional[Rejection]:
             if not _is_number(entry[key]):
                 return _wrong(key, key, "a number (a key the overlap filter writes)", entry[key])
             return _seconds(key, key, entry[key])
-    return _too_deep(entry)
+    return None
 
 
 def _validate_segment(i: int, seg: Any) -> Optional[Rejection]:
