@@ -168,9 +168,10 @@ def validate_entry(entry: Any) -> Optional[Rejection]:
 
     span = 0  # sum of |end - start|
     for i, seg in enumerate(segments):
-        problem = _validate_segment(i, seg)
-        if problem is not None:
-            return problem
+        if not _plain_segment(seg):
+            problem = _validate_segment(i, seg)
+            if problem is not None:
+                return problem
         span += abs(seg["end"] - seg["start"])
     if span > MAX_SECONDS:
         return Rejection("out_of_range:segments",
@@ -186,6 +187,54 @@ def validate_entry(entry: Any) -> Optional[Rejection]:
                 return _wrong(key, key, "a number (a key the overlap filter writes)", entry[key])
             return _seconds(key, key, entry[key])
     return None
+
+
+def _plain_segment(seg: Any, _numbers=_NUMBER_TYPES, _limit=MAX_SECONDS) -> bool:
+    """True for a segment ``_validate_segment`` accepts, checked inline.
+
+    This runs for every segment and word of every line, so it avoids function
+    calls and formatting; any doubt (False) sends the segment to
+    ``_validate_segment``, which finds and names the problem or accepts it.
+    """
+    if type(seg) is not dict:
+        return False
+    value = seg.get("start")
+    if type(value) not in _numbers or not -_limit <= value <= _limit:
+        return False
+    value = seg.get("end")
+    if type(value) not in _numbers or not -_limit <= value <= _limit:
+        return False
+    value = seg.get("speaker")
+    if value is not None and type(value) is not str:
+        return False
+    value = seg.get("metrics")
+    if value is None:
+        if "metrics" in seg:
+            return False
+    elif type(value) is not dict:
+        return False
+    else:
+        value = value.get("bandwidth")  # None: absent (0) or null (rejected below)
+        if value is None:
+            if "bandwidth" in seg["metrics"]:
+                return False
+        elif type(value) not in _numbers or value - value != 0:  # inf/nan: not 0
+            return False
+    words = seg.get("words")
+    if words is None:
+        return "words" not in seg
+    if type(words) is not list:
+        return False
+    for word in words:
+        if type(word) is not dict:
+            return False
+        value = word.get("end")
+        if type(value) not in _numbers or not -_limit <= value <= _limit:
+            return False
+        value = word.get("word")
+        if value is not None and type(value) is not str:
+            return False
+    return True
 
 
 def _validate_segment(i: int, seg: Any) -> Optional[Rejection]:

@@ -412,3 +412,35 @@ def test_regression_limits_keep_real_values():
         "out_of_range:segments[].end"
     for entry in FIXTURE_ENTRIES:
         assert validate_entry(entry) is None
+
+
+@pytest.mark.fuzz
+@settings(FUZZ, max_examples=900)
+@given(raw=st.one_of(structural_mutation(), entry_like(), byte_mutation()))
+def test_inline_segment_check_never_accepts_what_the_exact_check_rejects(raw):
+    """validate_entry trusts _plain_segment for the common case; it must never
+    accept a segment that _validate_segment would reject."""
+    from alm_beam.validate import _plain_segment, _validate_segment
+    try:
+        entry = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return
+    segments = entry.get("segments") if isinstance(entry, dict) else None
+    for seg in segments if isinstance(segments, list) else ():
+        if _plain_segment(seg):
+            assert _validate_segment(0, seg) is None, seg
+
+
+def test_inline_segment_check_serves_real_segments():
+    """The inline check must accept ordinary segments (else it only costs time)."""
+    from alm_beam import synth
+    from alm_beam.validate import _plain_segment, _validate_segment
+    segments = [s for e in FIXTURE_ENTRIES + list(synth.generate_entries(40, 3))
+                for s in e["segments"]]
+    assert all(map(_plain_segment, segments))
+    # values orjson never produces but a caller's dict may hold
+    for bad in (float("inf"), float("nan"), True):
+        seg = {"start": 0, "end": 1, "metrics": {"bandwidth": bad}}
+        assert not _plain_segment(seg) and _validate_segment(0, seg) is not None
+    for bad in (float("nan"), float("inf"), True):
+        assert not _plain_segment({"start": bad, "end": 1})
