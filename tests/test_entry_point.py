@@ -36,6 +36,15 @@ def test_no_arguments_curates_the_bundled_sample(tmp_path):
     assert summary["windows"] > 0 and summary["filtered_windows"] > 0
     assert len(_entries(out)) == 40
     assert f"windows built      {summary['windows']:>12,}" in proc.stdout
+    # README, "Output": the bundled sample's 1,384,102 bytes become 9,107,127 bytes
+    # (293,137 with --compact) when installed at /work/main; every entry carries
+    # the sample's path, so sizes shift with its length.
+    _run(["--compact", "--output", "compact"], cwd=tmp_path)
+    path_bytes = 40 * len(summary["inputs"][0])
+    base = 40 * len("/work/main/alm_beam/data/sample_manifest.jsonl.gz")
+    sizes = [sum(os.path.getsize(p) for p in glob.glob(str(d / "windows-*.jsonl")))
+             for d in (out, tmp_path / "compact")]
+    assert [size - path_bytes for size in sizes] == [9107127 - base, 293137 - base]
     # a second run into the same directory must not mix outputs
     again = _run([], cwd=tmp_path, check=False)
     assert again.returncode == 2 and "--overwrite" in again.stderr
