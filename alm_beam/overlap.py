@@ -65,6 +65,16 @@ def surviving_timestamps(stamps: Sequence[tuple], threshold: float,
     return [ts for ts, gone in zip(ordered, removed) if not gone]
 
 
+def _durations(stamps: Sequence[tuple]) -> tuple[list, float]:
+    """``end - start`` of each pair and their sum, added in order from int 0 (as
+    the reference does, so integer timestamps keep integer sums)."""
+    durations = [end - start for end, start in stamps]
+    total = 0
+    for d in durations:
+        total += d
+    return durations, total
+
+
 def filter_overlaps(entry: dict, params: OverlapParams, manifest_filepath: Optional[str],
                     timestamps: Optional[Sequence[tuple]] = None) -> dict:
     """Add the overlap filter's keys to a builder output entry (mutates and returns it).
@@ -86,20 +96,9 @@ def filter_overlaps(entry: dict, params: OverlapParams, manifest_filepath: Optio
     else:
         stamps, owners = list(timestamps), range(len(timestamps))
 
-    total = 0
-    durations = []
-    for end, start in stamps:
-        d = end - start
-        durations.append(d)
-        total += d
-
+    durations, total = _durations(stamps)
     survivors = surviving_timestamps(stamps, params.threshold, params.target_duration)
-    kept_dur = 0
-    kept_durations = []
-    for end, start in survivors:
-        d = end - start
-        kept_durations.append(d)
-        kept_dur += d
+    kept_durations, kept_dur = _durations(survivors)
 
     # Windows are matched back by rounded timestamp, in original order: two
     # windows with identical timestamps both come back (the reference does this).
