@@ -11,6 +11,7 @@ segments, and parameter sets including dropped speaker/metrics fields.
 import json
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -141,3 +142,55 @@ def test_serialized_fast_path_equals_literal_spec(entry, params):
     outcome = curate_line(orjson.dumps(entry), "m.jsonl", params)
     assert orjson.loads(outcome.line) == orjson.loads(orjson.dumps(expected))
     assert _canon(orjson.loads(outcome.line)) == _canon(orjson.loads(orjson.dumps(expected)))
+
+
+def _seg(start, end, speaker, words=False):
+    seg = {"start": start, "end": end, "speaker": speaker, "metrics": {"bandwidth": 9000}}
+    if words:
+        seg["words"] = [{"word": "w", "start": start, "end": round(start + (end - start) / 2, 2)},
+                        {"word": "v", "start": start, "end": end}]
+    return seg
+
+
+def _entry(*segs):
+    return {"audio_filepath": "/r.wav", "audio_sample_rate": 16000, "segments": list(segs)}
+
+
+# Corners a random search rarely hits, each of which broke an optimized builder
+# while the property test above stayed green.
+REGRESSIONS = {
+    # ends[k] - start exceeds 132 by one ulp although ends[k] <= start + 132 in
+    # floats: a bisection on `ends` alone would misplace the cut.
+    "float_boundary_975": (_entry(_seg(975.61, 1000.0, "a"), _seg(1000.0, 1050.0, "b"),
+                                  _seg(1050.0, 1107.6100000000001, "a", words=True),
+                                  _seg(1107.7, 1120.0, "b")), {}),
+    "float_boundary_23": (_entry(_seg(23.33, 60.0, "a"), _seg(60.0, 100.0, "b"),
+                                 _seg(100.0, 155.33, "a", words=True),
+                                 _seg(155.5, 170.0, "b")), {}),
+    # equal int and float speaker totals: their order in speaker_durations
+    # follows first appearance, so sums must be built in segment order
+    "int_and_float_ties": (_entry(_seg(0, 30, "x"), _seg(30.0, 60.0, "y"), _seg(60, 90, "x"),
+                                  _seg(90.0, 120.0, "y")), {}),
+    # "speaker" dropped: the window's map is empty, so with max_speakers 0 a
+    # named segment is "bad" on its own and stops the window
+    "speaker_dropped_max0": (_entry(_seg(0, 50, None), _seg(50, 100, None), _seg(100, 118, None),
+                                    _seg(118, 125, "a"), _seg(125, 200, None)),
+                             {"drop_fields": ["speaker"], "min_speakers": 0, "max_speakers": 0}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REGRESSIONS))
+def test_regressions_equal_literal_spec(name):
+    entry, builder = REGRESSIONS[name]
+    params = make_params(builder, {})
+    expected = literal_filter(literal_build(entry, params.builder), params.overlap, "m")
+    got = filter_overlaps(build_windows(entry, params.builder).entry, params.overlap, "m")
+    assert _canon(got) == _canon(expected)
+    outcome = curate_line(orjson.dumps(entry), "m", params)
+    assert outcome.line == orjson.dumps(expected)
+
+
+def test_int_and_float_ties_keep_first_appearance_order():
+    entry, _ = REGRESSIONS["int_and_float_ties"]
+    out = build_windows(entry, make_params().builder).entry
+    assert json.dumps(out["windows"][0]["speaker_durations"]) == "[60, 60.0, 0.0, 0.0, 0.0]"
