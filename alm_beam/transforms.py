@@ -23,10 +23,12 @@ from alm_beam.curate import Curated, Failed, OutputOptions, curate_line, error_r
 from alm_beam.discovery import ReadRange
 from alm_beam.params import CurationParams
 from alm_beam.reader import BLOCK_SIZE, iter_lines
-from alm_beam.stats import RunStats
+from alm_beam.stats import INT_FIELDS, RunStats
 from alm_beam.validate import Rejection
 
 METRICS_NAMESPACE = "alm_beam"
+_WINDOWS = INT_FIELDS.index("windows")            # positions in stats.entry_record
+_KEPT = INT_FIELDS.index("filtered_windows")
 ERRORS_TAG = "errors"
 STATS_TAG = "stats"
 
@@ -156,8 +158,8 @@ class _CurateFn(beam.DoFn):
         if type(outcome) is Curated:
             ints = outcome.record[0]
             counts[0] += 1
-            counts[2] += ints[4]
-            counts[3] += ints[5]
+            counts[2] += ints[_WINDOWS]
+            counts[3] += ints[_KEPT]
             yield outcome.line
             yield beam.pvalue.TaggedOutput(STATS_TAG, outcome.record)
         else:
