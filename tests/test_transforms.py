@@ -68,3 +68,20 @@ def test_read_manifest_lines_over_split_ranges(tmp_path):
         lines = p | ReadManifestLines(ranges, reshuffle=True)
         assert_that(lines | beam.Map(lambda ln: ln.data),
                     equal_to([b'{"n": %d}' % i for i in range(50)]))
+
+
+def test_counters_in_one_namespace(shared_dir):
+    from apache_beam.metrics.metric import MetricsFilter
+
+    _, lines = _sample_lines()
+    p = beam_test_pipeline()
+    _ = (p | beam.Create(lines + [ManifestLine("m", b"nope", 1, 0)])
+         | CurateEntries(make_params(), OutputOptions()))
+    result = p.run()
+    result.wait_until_finish()
+    counters = {c.key.metric.name: c.committed for c in
+                result.metrics().query(MetricsFilter().with_namespace("alm_beam"))["counters"]}
+    assert counters["entries_written"] == 5
+    assert counters["entries_failed"] == 1 and counters["failed_invalid_json"] == 1
+    assert counters["windows"] == 181 and counters["filtered_windows"] == 25
+    assert counters["blank_lines"] == 1  # the fixture's trailing newline
