@@ -8,6 +8,7 @@ summary. Every user error is reported before a pipeline object exists.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import textwrap
@@ -166,7 +167,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                        run_info=run_info)
         result = pipeline.run()
         result.wait_until_finish()
-    except Exception as exc:  # report the root cause in one line, then the details
+    except Exception as exc:  # an exceeded error budget is a one-line answer, not a traceback
         text = str(exc)
         if BUDGET_MARKER in text:
             reason = text[text.index(BUDGET_MARKER) + len(BUDGET_MARKER):].splitlines()[0]
@@ -176,7 +177,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         raise
 
     from apache_beam.io.filesystems import FileSystems
-    import json
     with FileSystems.open(FileSystems.join(cfg.output.path, SUMMARY_NAME)) as fh:
         doc = json.loads(fh.read())
     print(render_report(doc, cfg.output.path))
