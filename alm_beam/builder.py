@@ -34,7 +34,7 @@ from bisect import bisect_left, bisect_right, insort
 from functools import reduce
 from itertools import islice
 from operator import add, le, sub
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -67,12 +67,8 @@ def strip(seg: dict, keys) -> dict:
     return {k: v for k, v in seg.items() if k not in keys}
 
 
-def new_stats(entry: dict, segments: list, total_dur: Any = None) -> dict:
-    """The spec's initial ``stats``; ``total_dur`` may be passed in if already summed."""
-    if total_dur is None:
-        total_dur = 0
-        for seg in segments:
-            total_dur += seg["end"] - seg["start"]
+def new_stats(entry: dict, segments: list, total_dur: Any) -> dict:
+    """The spec's initial ``stats`` (``total_dur``: the durations summed in order from 0)."""
     stats = {
         "total_segments": len(segments),
         "total_dur": total_dur,
@@ -85,19 +81,10 @@ def new_stats(entry: dict, segments: list, total_dur: Any = None) -> dict:
     return stats
 
 
-def truncate_segment(seg: dict, cut: float) -> dict:
-    """The part of ``seg`` whose words end by ``cut`` (spec step 3, truncation)."""
-    part = dict(seg)
-    kept = [dict(w) for w in seg.get("words", ()) if w["end"] <= cut]
-    part["words"] = kept
-    part["text"] = " ".join(w["word"] for w in kept if w.get("word"))
-    part["end"] = kept[-1]["end"] if kept else seg["start"]
-    return part
-
-
 def _stripped_part(seg: dict, cut: float, drop: frozenset) -> tuple[dict, Any]:
-    """``strip(truncate_segment(seg, cut), drop)`` and the part's end, without
-    copying words that are dropped anyway."""
+    """The part of ``seg`` whose words end by ``cut`` (spec step 3, truncation),
+    stripped of ``drop``, and the part's end; words that are dropped anyway are
+    not copied."""
     kept = [w for w in seg.get("words", ()) if w["end"] <= cut]
     part = dict(seg)
     part["words"] = kept if "words" in drop else [dict(w) for w in kept]
@@ -140,16 +127,13 @@ class BuildResult(NamedTuple):
 
 
 def build_windows(entry: dict, params: BuilderParams, *,
-                  render_segment: Optional[Callable[[dict], Any]] = None,
                   keep_lost_windows: bool = True) -> BuildResult:
     """Build candidate windows for one validated entry, as plain dicts.
 
-    ``render_segment`` maps each stripped segment copy to what goes into the
-    output (default: the dict itself). ``keep_lost_windows=False`` skips
-    collecting ``stats.lost_win_full_data`` (left as an empty list), for the
-    compact output that omits it anyway.
+    ``keep_lost_windows=False`` skips collecting ``stats.lost_win_full_data``
+    (left as an empty list), for the compact output that omits it anyway.
     """
-    return _build(entry, params, keep_lost_windows, False, render_segment)
+    return _build(entry, params, keep_lost_windows, serialize=False)
 
 
 def build_windows_serialized(entry: dict, params: BuilderParams, *,
@@ -162,11 +146,11 @@ def build_windows_serialized(entry: dict, params: BuilderParams, *,
     ``build_windows``'s plain dicts; the overlap filter reads only the
     returned ``timestamps``.
     """
-    return _build(entry, params, keep_lost_windows, True, _serialized)
+    return _build(entry, params, keep_lost_windows, serialize=True)
 
 
-def _build(entry: dict, params: BuilderParams, keep_lost: bool, serialize: bool,
-           render_segment: Optional[Callable[[dict], Any]]) -> BuildResult:
+def _build(entry: dict, params: BuilderParams, keep_lost: bool, *,
+           serialize: bool) -> BuildResult:
     segments = entry["segments"]
     n = len(segments)
     starts = [s["start"] for s in segments]
@@ -199,8 +183,6 @@ def _build(entry: dict, params: BuilderParams, keep_lost: bool, serialize: bool,
 
     if serialize:
         rendered = _serialized_segments(segments, drop)
-    elif render_segment is not None:
-        rendered = [render_segment(strip(s, drop)) for s in segments]
     else:
         rendered = [strip(s, drop) for s in segments]
 
@@ -288,6 +270,8 @@ def _build(entry: dict, params: BuilderParams, keep_lost: bool, serialize: bool,
                     truncation_events += 1
                     if stop != overflow and speakers[stop] != NO_SPEAKER:
                         part, part_end = _stripped_part(segments[stop], cut, drop)
+                        if serialize:
+                            part = _serialized(part)
         else:
             nxt = n - 1
         if part is not None:
@@ -314,7 +298,7 @@ def _build(entry: dict, params: BuilderParams, keep_lost: bool, serialize: bool,
                 window = rendered[i:stop]
                 prev = rendered[i - 1 if i else 0]
                 if part is not None:
-                    window.append(render_segment(part) if render_segment else part)
+                    window.append(part)
                 lost_full.append({"index": i, "window_segs": window,
                                   "next_seg": rendered[nxt], "prev_seg": prev})
             continue
@@ -339,7 +323,7 @@ def _build(entry: dict, params: BuilderParams, keep_lost: bool, serialize: bool,
         top += [0.0] * (5 - len(top))
         window = rendered[i:stop]
         if part is not None:
-            window.append(render_segment(part) if render_segment else part)
+            window.append(part)
         windows.append({"segments": window, "speaker_durations": top})
         timestamps.append((w_end, w_start))
 
