@@ -238,8 +238,7 @@ def _plain_segment(seg: Any, _numbers=_NUMBER_TYPES, _limit=MAX_SECONDS) -> bool
 
 
 def _validate_segment(i: int, seg: Any) -> Optional[Rejection]:
-    # Field paths are only formatted for a rejection: this runs for every
-    # segment and word of every line.
+    """The first problem of a segment ``_plain_segment`` doubted, exactly named."""
     if not isinstance(seg, dict):
         return _wrong(f"segments[{i}]", "segments[]", "an object", seg)
     for key in ("start", "end"):
@@ -267,25 +266,17 @@ def _validate_segment(i: int, seg: Any) -> Optional[Rejection]:
         if not isinstance(words, list):
             return _wrong(f"segments[{i}].words", "segments[].words", "an array of objects",
                           words)
-        for word in words:
-            if (not isinstance(word, dict) or not _in_range(word.get("end"))
-                    or not isinstance(word.get("word", ""), (str, type(None)))):
-                return _word_problem(f"segments[{i}].words", words)
-    return None
-
-
-def _word_problem(where: str, words: list) -> Optional[Rejection]:
-    """The first bad word, with its exact path (slow path of ``_validate_segment``)."""
-    for j, word in enumerate(words):
-        wwhere = f"{where}[{j}]"
-        if not isinstance(word, dict):
-            return _wrong(wwhere, "segments[].words[]", "an object", word)
-        if "end" not in word:
-            return _missing(f"{wwhere}.end", "segments[].words[].end")
-        problem = _seconds(f"{wwhere}.end", "segments[].words[].end", word["end"])
-        if problem is not None:
-            return problem
-        text = word.get("word")
-        if text is not None and not isinstance(text, str):
-            return _wrong(f"{wwhere}.word", "segments[].words[].word", "a string or null", text)
+        for j, word in enumerate(words):
+            wwhere = f"segments[{i}].words[{j}]"
+            if not isinstance(word, dict):
+                return _wrong(wwhere, "segments[].words[]", "an object", word)
+            if "end" not in word:
+                return _missing(f"{wwhere}.end", "segments[].words[].end")
+            problem = _seconds(f"{wwhere}.end", "segments[].words[].end", word["end"])
+            if problem is not None:
+                return problem
+            text = word.get("word")
+            if text is not None and not isinstance(text, str):
+                return _wrong(f"{wwhere}.word", "segments[].words[].word", "a string or null",
+                              text)
     return None
