@@ -56,6 +56,10 @@ def _entries(path: str) -> dict[str, bool]:
     return dict(sorted(names.items()))
 
 
+def _first_names(names: list[str], shown: int = 5) -> str:
+    return ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")
+
+
 def prepare_output_dir(path: str, overwrite: bool) -> list[str]:
     """Refuse or clean a non-empty output directory; returns what was removed."""
     if "://" not in path and os.path.exists(path) and not os.path.isdir(path):
@@ -65,16 +69,16 @@ def prepare_output_dir(path: str, overwrite: bool) -> list[str]:
     if not names:
         return []
     if not overwrite:
-        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
         raise OutputDirError(
-            f"--output {path}: directory is not empty ({len(names)} entries: {shown}); "
+            f"--output {path}: directory is not empty ({len(names)} entries: "
+            f"{_first_names(names)}); "
             "pass --overwrite to replace a previous alm_beam run's output there, "
             "or choose another --output")
     foreign = [n for n in names if not is_own_output(n, entries[n])]
     if foreign:
         raise OutputDirError(
             f"--output {path}: --overwrite only removes alm_beam's own output, and the "
-            f"directory also holds {', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}; "
+            f"directory also holds {_first_names(foreign)}; "
             "move those away or choose another --output")
     ordered = sorted(names, key=lambda n: n != "summary.json")  # the success marker goes first
     for name in ordered:
