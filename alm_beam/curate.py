@@ -85,15 +85,12 @@ def curate_entry(entry: dict, params: CurationParams, source: str,
     build = build_windows_serialized(entry, params.builder,
                                      keep_lost_windows=not options.compact)
     out = build.entry
-    stats = out["stats"]
-    lost_records = stats["lost_win"]
     below_rate = entry["audio_sample_rate"] < params.builder.min_sample_rate
-    windows_count = len(out["windows"])
     filter_overlaps(out, params.overlap, source, build.timestamps)
-    record = entry_record(out, windows_count, lost_records, below_rate)
+    record = entry_record(out, below_rate)
     if options.compact:
         out.pop("windows", None)
-        stats.pop("lost_win_full_data", None)
+        out["stats"].pop("lost_win_full_data", None)
     return Curated(orjson.dumps(out), record)
 
 

@@ -33,13 +33,15 @@ STATS_KEYS = (
 )
 
 
-def entry_record(entry: Mapping, windows: int, lost_records: int, below_rate: bool) -> tuple:
+def entry_record(entry: Mapping, below_rate: bool) -> tuple:
     """The compact (ints, floats) record of one curated entry, for the combiner.
 
-    ``windows`` and ``lost_records`` are passed in because the compact output
-    omits the lists they are counted from.
+    Taken from the full output entry (before ``--compact`` drops lists);
+    every window loss has one ``lost_win_full_data`` record, so their count is
+    ``lost_win`` even when the records are not collected.
     """
     stats = entry["stats"]
+    windows = len(entry["windows"])
     filtered_windows = len(entry["filtered_windows"])
     ints = (
         1,
@@ -50,7 +52,7 @@ def entry_record(entry: Mapping, windows: int, lost_records: int, below_rate: bo
         filtered_windows,
         len(entry["filtered"]),
         entry["truncation_events"],
-        lost_records,
+        stats["lost_win"],
         stats["total_segments"], stats["lost_bw"], stats["lost_sr"], stats["lost_spk"],
         stats["lost_win"], stats["lost_no_spkr"], stats["lost_next_seg_bm"],
     )
