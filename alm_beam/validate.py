@@ -189,20 +189,24 @@ def validate_entry(entry: Any) -> Optional[Rejection]:
     return None
 
 
-def _plain_segment(seg: Any, _numbers=_NUMBER_TYPES, _limit=MAX_SECONDS) -> bool:
+def _plain_segment(seg: Any, _numbers=(float, int), _low=-float(MAX_SECONDS),
+                   _high=float(MAX_SECONDS)) -> bool:
     """True for a segment ``_validate_segment`` accepts, checked inline.
 
     This runs for every segment and word of every line, so it avoids function
     calls and formatting; any doubt (False) sends the segment to
     ``_validate_segment``, which finds and names the problem or accepts it.
+    (Float bounds, float first: timestamps are mostly floats, and comparing a
+    float with a float is the fast path; 2**53 is exact as a float, and Python
+    compares ints with floats exactly, so the outcome is the same.)
     """
     if type(seg) is not dict:
         return False
     value = seg.get("start")
-    if type(value) not in _numbers or not -_limit <= value <= _limit:
+    if type(value) not in _numbers or not _low <= value <= _high:
         return False
     value = seg.get("end")
-    if type(value) not in _numbers or not -_limit <= value <= _limit:
+    if type(value) not in _numbers or not _low <= value <= _high:
         return False
     value = seg.get("speaker")
     if value is not None and type(value) is not str:
@@ -229,7 +233,7 @@ def _plain_segment(seg: Any, _numbers=_NUMBER_TYPES, _limit=MAX_SECONDS) -> bool
         if type(word) is not dict:
             return False
         value = word.get("end")
-        if type(value) not in _numbers or not -_limit <= value <= _limit:
+        if type(value) not in _numbers or not _low <= value <= _high:
             return False
         value = word.get("word")
         if value is not None and type(value) is not str:
