@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 from conftest import FIXTURES, REPO, canonical
 
@@ -53,8 +54,11 @@ def test_no_arguments_curates_the_bundled_sample(tmp_path):
 def test_two_workers_multiprocessing_equal_one_worker(tmp_path):
     args = ["--input", str(FIXTURES / "nested_manifests"), "--set", "input.split_mb=0.01"]
     _run(args + ["--output", str(tmp_path / "one"), "--direct_num_workers", "1"], tmp_path)
-    _run(args + ["--output", str(tmp_path / "two"), "--direct_num_workers", "2",
-                 "--direct_running_mode", "multi_processing"], tmp_path)
+    two_workers = _run(args + ["--output", str(tmp_path / "two"), "--direct_num_workers", "2",
+                               "--direct_running_mode", "multi_processing"], tmp_path)
+    # the SDK workers' start-up INFO lines and known warnings stay out of the way
+    assert "INFO" not in two_workers.stderr, two_workers.stderr[-2000:]
+    assert "semi_persistent_directory" not in two_workers.stderr
     one, two = _entries(tmp_path / "one"), _entries(tmp_path / "two")
     assert len(one) == 20
     assert collections.Counter(map(canonical, one)) == collections.Counter(map(canonical, two))
@@ -103,3 +107,25 @@ def test_missing_input_fails_before_the_pipeline(tmp_path):
     assert proc.returncode == 2
     assert "no such file or directory" in proc.stderr
     assert not (tmp_path / "o").exists()
+
+
+def _worker_processes():
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                if b"alm_beam.direct_workers" in fh.read():
+                    found.append(int(pid))
+        except OSError:
+            continue
+    return found
+
+
+def test_a_run_that_fails_to_start_leaves_no_worker_processes(tmp_path):
+    # the warm SDK workers start before the input is checked; they must go with the run
+    proc = _run(["--input", str(tmp_path / "missing.jsonl"), "--direct_num_workers", "2",
+                 "--direct_running_mode", "multi_processing"], tmp_path, check=False)
+    assert proc.returncode == 2 and "missing.jsonl" in proc.stderr
+    assert _worker_processes() == []
+    assert not [name for name in os.listdir(tempfile.gettempdir())
+                if name.startswith("alm_beam_workers_")]

@@ -1,0 +1,331 @@
+"""SDK worker processes for DirectRunner ``multi_processing`` runs: started early, quiet.
+
+Beam's FnApiRunner starts each SDK worker (``python -m
+apache_beam.runners.worker.sdk_worker_main``) only when the first stage runs,
+so a run waits about a second for the workers to import Beam after it has
+imported Beam itself; at the end it waits for each worker's interpreter
+teardown in turn, and every worker prints its INFO start-up log to stderr.
+For a job of a few seconds per worker that is a large share of the wall time.
+
+Here the runner process starts the workers (``WarmWorkerPool``) before it
+imports Beam, so both imports overlap. The command the FnApiRunner runs for a
+worker (``--attach``) is a small client that hands its environment (control
+and logging endpoints, pipeline options) to one of the waiting workers over a
+Unix socket and exits with that worker's exit status; with no waiting worker
+it runs the harness itself, so the pool is only ever an optimisation. A
+worker logs warnings and errors only, and ends with ``os._exit`` once the
+harness has returned (its output is flushed; there is nothing else to tear
+down).
+
+``AlmDirectRunner`` is the FnApiRunner with that worker command in place of
+Beam's; in every other respect it is Beam's runner.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import select
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Optional, Sequence
+
+WORKER_MODULE = "alm_beam.direct_workers"
+BEAM_WORKER_MODULE = "apache_beam.runners.worker.sdk_worker_main"
+_SOCKET = "worker-{}.sock"
+_FREE = "worker-{}.free"      # exists while worker {} is unclaimed; holds its pid
+_TAKEN = "worker-{}.taken"
+ATTACH_TIMEOUT_S = 120.0      # a warm worker still importing after this is given up
+_POLL_S = 0.005
+
+# Start-up chatter of every SDK worker (and of the runner relaying it), not news.
+_NOISE = ("apitools not found", "No semi_persistent_directory found",
+          "bigquery_storage_v1")
+
+
+def _not_noise(record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    return not any(text in message for text in _NOISE)
+
+
+def quiet_worker_logging() -> None:
+    """Warnings and errors to stderr, without Beam's known start-up noise.
+
+    Installed before Beam is imported: Beam's import logs through the root
+    logger, which would otherwise install a handler that prints every INFO
+    line once the harness raises the root level to INFO.
+    """
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.addFilter(_not_noise)
+    handler.setFormatter(logging.Formatter("%(levelname)s:%(name)s:%(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+
+
+def filter_relayed_noise() -> None:
+    """Drop the workers' start-up warnings the runner relays (runner side)."""
+    logging.getLogger("apache_beam.runners.portability.local_job_service").addFilter(_not_noise)
+
+
+def _flush_and_exit(code: int) -> None:
+    """Exit without interpreter teardown (~0.3 s for Beam's module graph)."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
+def _run_harness() -> int:
+    """Run Beam's SDK harness with the environment in ``os.environ``."""
+    from apache_beam.runners.worker import sdk_worker_main
+    sdk_worker_main.main(sys.argv)
+    return 0
+
+
+def run_worker() -> None:
+    """A worker started on demand (no warm worker was free)."""
+    quiet_worker_logging()
+    _flush_and_exit(_run_harness())
+
+
+# --------------------------------------------------------------------------
+# Warm workers (started by the runner process) and the attach client.
+
+def serve_warm(sock_path: str) -> None:
+    """Import Beam, listen on ``sock_path``, run one harness for the first client.
+
+    Exits when its stdin closes first: the runner process is done (or gone)
+    without needing this worker.
+    """
+    quiet_worker_logging()
+    from apache_beam.runners.worker import sdk_worker_main  # noqa: F401 - the slow import
+    import alm_beam.transforms  # noqa: F401 - what the pipeline's DoFns unpickle into
+
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(sock_path)
+    server.listen(1)
+    while True:
+        ready, _, _ = select.select([server, sys.stdin], [], [])
+        if sys.stdin in ready and not os.read(sys.stdin.fileno(), 1 << 10):
+            _flush_and_exit(0)
+        if server in ready:
+            break
+    conn, _ = server.accept()
+    server.close()
+    with conn, conn.makefile("rb") as reader:
+        environ = json.loads(reader.readline())
+        os.environ.clear()
+        os.environ.update(environ)
+        code = 1
+        try:
+            code = _run_harness()
+        finally:
+            try:
+                conn.sendall(b"%d\n" % code)
+            except OSError:
+                pass
+    _flush_and_exit(code)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _claim(pool_dir: str) -> Optional[tuple]:
+    """Take an unclaimed warm worker: (socket path, pid), or None."""
+    try:
+        names = sorted(os.listdir(pool_dir))
+    except OSError:
+        return None
+    for name in names:
+        if not name.endswith(".free"):
+            continue
+        index = name[len("worker-"):-len(".free")]
+        free = os.path.join(pool_dir, name)
+        taken = os.path.join(pool_dir, _TAKEN.format(index))
+        try:
+            with open(free, "rb") as fh:
+                pid = int(fh.read() or 0)
+            os.rename(free, taken)  # atomic: exactly one client wins
+        except (OSError, ValueError):
+            continue
+        return os.path.join(pool_dir, _SOCKET.format(index)), pid
+    return None
+
+
+def _connect(sock_path: str, pid: int) -> Optional[socket.socket]:
+    """Connect once the worker listens; None if it died or never got there."""
+    deadline = time.monotonic() + ATTACH_TIMEOUT_S
+    while time.monotonic() < deadline and _pid_alive(pid):
+        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            client.connect(sock_path)
+            return client
+        except (FileNotFoundError, ConnectionRefusedError):
+            client.close()
+            time.sleep(_POLL_S)
+    return None
+
+
+def attach(pool_dir: str) -> None:
+    """The FnApiRunner's worker command: hand this environment to a warm worker."""
+    claimed = _claim(pool_dir)
+    client = _connect(*claimed) if claimed else None
+    if client is None:
+        run_worker()
+        return
+    with client, client.makefile("rb") as reader:
+        client.sendall(json.dumps(dict(os.environ)).encode() + b"\n")
+        reply = reader.readline().strip()
+    sys.exit(int(reply) if reply.isdigit() else 1)
+
+
+class WarmWorkerPool:
+    """``count`` SDK worker processes started now, each waiting for one job."""
+
+    def __init__(self, count: int, python: str = sys.executable):
+        self.directory = tempfile.mkdtemp(prefix="alm_beam_workers_")
+        self._procs: list = []
+        try:
+            for index in range(count):
+                proc = subprocess.Popen(
+                    [python, "-m", WORKER_MODULE, "--warm",
+                     os.path.join(self.directory, _SOCKET.format(index))],
+                    stdin=subprocess.PIPE, stdout=sys.stderr.fileno())
+                self._procs.append(proc)
+                with open(os.path.join(self.directory, _FREE.format(index)), "w") as fh:
+                    fh.write(str(proc.pid))
+        except BaseException:
+            self.close()
+            raise
+        self.command = worker_command(python, self.directory)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the workers no job claimed, and reap all of them.
+
+        A claimed worker has normally exited already: its client (the
+        FnApiRunner's worker process) waited for its exit status.
+        """
+        for index, proc in enumerate(self._procs):
+            if os.path.exists(os.path.join(self.directory, _FREE.format(index))):
+                proc.kill()
+            if proc.stdin is not None:
+                try:
+                    proc.stdin.close()
+                except OSError:
+                    pass
+        deadline = time.monotonic() + timeout
+        for proc in self._procs:
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self._procs = []
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def worker_command(python: str = sys.executable, pool_dir: Optional[str] = None) -> str:
+    """The shell command the FnApiRunner runs to start one SDK worker."""
+    command = f"{shlex.quote(python)} -m {WORKER_MODULE}"
+    if pool_dir is not None:
+        command += f" --attach {shlex.quote(pool_dir)}"
+    return command
+
+
+# --------------------------------------------------------------------------
+# Runner side.
+
+DIRECT_RUNNER_NAMES = (None, "DirectRunner", "direct", "FnApiRunner")
+
+
+def _flag_values(args: Sequence[str], name: str) -> list:
+    """Every value given as ``--name value`` or ``--name=value``, in order."""
+    values = []
+    args = list(args)
+    for i, arg in enumerate(args):
+        if arg == f"--{name}" and i + 1 < len(args):
+            values.append(args[i + 1])
+        elif arg.startswith(f"--{name}="):
+            values.append(arg.split("=", 1)[1])
+    return values
+
+
+def planned_worker_processes(args: Sequence[str]) -> int:
+    """SDK worker processes a run with these Beam flags starts on the FnApiRunner.
+
+    0 unless the runner is the direct one in ``multi_processing`` mode. Read
+    before Beam is imported (so the pool can start early); a malformed value
+    gives 0 here and Beam's own error later.
+    """
+    last = {name: (_flag_values(args, name) or [default])[-1] for name, default in (
+        ("runner", None), ("direct_running_mode", "in_memory"), ("direct_num_workers", "1"))}
+    if last["runner"] not in DIRECT_RUNNER_NAMES or \
+            last["direct_running_mode"] != "multi_processing":
+        return 0
+    try:
+        workers = int(last["direct_num_workers"])
+    except ValueError:
+        return 0
+    return workers if workers > 0 else (os.cpu_count() or 1) if workers == 0 else 0
+
+
+def make_direct_runner(worker_cmd: str):
+    """Beam's FnApiRunner, running ``worker_cmd`` for multi_processing workers."""
+    from apache_beam.portability import python_urns
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+    class AlmDirectRunner(FnApiRunner):
+        """FnApiRunner whose subprocess SDK workers are alm_beam's (see module doc)."""
+
+        def run_via_runner_api(self, pipeline_proto, options):
+            for env in pipeline_proto.components.environments.values():
+                if env.urn == python_urns.SUBPROCESS_SDK and \
+                        BEAM_WORKER_MODULE in env.payload.decode("utf-8", "replace"):
+                    env.payload = worker_cmd.encode("utf-8")
+            return super().run_via_runner_api(pipeline_proto, options)
+
+    return AlmDirectRunner()
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    parser = argparse.ArgumentParser(prog=f"python -m {WORKER_MODULE}",
+                                     description="alm_beam SDK worker (started by the runner)")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--warm", metavar="SOCKET", help="start now, wait for a job on SOCKET")
+    group.add_argument("--attach", metavar="DIR", help="hand this job to a warm worker in DIR")
+    args = parser.parse_args(argv)
+    if args.warm:
+        serve_warm(args.warm)
+    elif args.attach:
+        attach(args.attach)
+    else:
+        run_worker()
+
+
+if __name__ == "__main__":
+    main()
