@@ -7,8 +7,10 @@ imported Beam itself; at the end it waits for each worker's interpreter
 teardown in turn, and every worker prints its INFO start-up log to stderr.
 For a job of a few seconds per worker that is a large share of the wall time.
 
-Here the runner process starts the workers (``WarmWorkerPool``) before it
-imports Beam, so both imports overlap. The command the FnApiRunner runs for a
+Here the runner process starts the workers (``WarmWorkerPool``) first thing,
+before it plans the input and builds the graph: on Linux by forking once Beam
+is imported (the workers start with it imported), elsewhere as new
+interpreters importing it alongside. The command the FnApiRunner runs for a
 worker (``--attach``) is a small client that hands its environment (control
 and logging endpoints, pipeline options) to one of the waiting workers over a
 Unix socket and exits with that worker's exit status; with no waiting worker
@@ -30,11 +32,14 @@ import os
 import select
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import warnings
 from typing import Optional, Sequence
 
 WORKER_MODULE = "alm_beam.direct_workers"
@@ -44,6 +49,7 @@ _FREE = "worker-{}.free"      # exists while worker {} is unclaimed; holds its p
 _TAKEN = "worker-{}.taken"
 ATTACH_TIMEOUT_S = 120.0      # a warm worker still importing after this is given up
 _POLL_S = 0.005
+_MAX_SOCKET_PATH = 100        # bytes; sockaddr_un holds 108 on Linux, 104 on macOS
 
 # Start-up chatter of every SDK worker (and of the runner relaying it), not news.
 _NOISE = ("apitools not found", "No semi_persistent_directory found",
@@ -104,21 +110,31 @@ def run_worker() -> None:
 # Warm workers (started by the runner process) and the attach client.
 
 def serve_warm(sock_path: str) -> None:
-    """Import Beam, listen on ``sock_path``, run one harness for the first client.
-
-    Exits when its stdin closes first: the runner process is done (or gone)
-    without needing this worker.
-    """
+    """``--warm``: import Beam, then serve one job (see ``_serve``); stdin is the
+    runner's end of the line."""
     quiet_worker_logging()
-    from apache_beam.runners.worker import sdk_worker_main  # noqa: F401 - the slow import
+    _import_worker_modules()
+    _serve(sock_path, sys.stdin.fileno())
+
+
+def _import_worker_modules() -> None:
+    """What a worker needs before its first bundle: the slow part of its start."""
+    from apache_beam.runners.worker import sdk_worker_main  # noqa: F401
     import alm_beam.transforms  # noqa: F401 - what the pipeline's DoFns unpickle into
 
+
+def _serve(sock_path: str, runner_fd: int) -> None:
+    """Listen on ``sock_path`` and run one SDK harness for the first client.
+
+    Exits at once if ``runner_fd`` reaches end of file first: the runner
+    process is done (or gone) without needing this worker.
+    """
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(sock_path)
     server.listen(1)
     while True:
-        ready, _, _ = select.select([server, sys.stdin], [], [])
-        if sys.stdin in ready and not os.read(sys.stdin.fileno(), 1 << 10):
+        ready, _, _ = select.select([server, runner_fd], [], [])
+        if runner_fd in ready and not os.read(runner_fd, 1 << 10):
             _flush_and_exit(0)
         if server in ready:
             break
@@ -139,8 +155,32 @@ def serve_warm(sock_path: str) -> None:
     _flush_and_exit(code)
 
 
-def _pid_alive(pid: int) -> bool:
+def _forked_worker(sock_path: str, runner_fd: int, runner_side_fds: Sequence[int]) -> None:
+    """The child side of ``os.fork``: never returns into the runner's code."""
     try:
+        for fd in runner_side_fds:  # or this worker would never see end of file
+            os.close(fd)
+        os.dup2(2, 1)  # stdout carries the runner's report; a worker writes to stderr
+        logging.getLogger().handlers.clear()  # the runner's handlers
+        quiet_worker_logging()
+        _serve(sock_path, runner_fd)
+    except BaseException:  # noqa: BLE001 - report, then leave without the runner's cleanup
+        import traceback
+        traceback.print_exc()
+    finally:
+        os._exit(1)
+
+
+def _pid_alive(pid: int) -> bool:
+    """The process exists and has not exited (a dead worker stays a zombie
+    until the runner process reaps it)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+        return stat[stat.rindex(b")") + 2:][:1] not in (b"Z", b"X")
+    except (OSError, ValueError):
+        pass
+    try:  # no /proc: existence only
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
@@ -198,25 +238,91 @@ def attach(pool_dir: str) -> None:
     sys.exit(int(reply) if reply.isdigit() else 1)
 
 
-class WarmWorkerPool:
-    """``count`` SDK worker processes started now, each waiting for one job."""
+def _stderr_fd() -> Optional[int]:
+    """Where a worker's stdout goes: our stderr (stdout carries the run report)."""
+    try:
+        return sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
+        return None
 
-    def __init__(self, count: int, python: str = sys.executable):
+
+FORK_WORKERS = sys.platform.startswith("linux") and hasattr(os, "fork")
+# Native threads that survive a fork harmlessly (they register fork handlers).
+_FORK_SAFE_THREADS = ("jemalloc_bg_thd",)
+
+
+def fork_is_safe() -> bool:
+    """No Python thread but this one, and no native thread except the
+    interpreter's own kind and allocator helpers. Once gRPC has run in this
+    process (an in-process pipeline with SDK workers, say) its threads exist
+    and a forked child could deadlock in gRPC: then workers are spawned."""
+    if threading.active_count() != 1:
+        return False
+    try:
+        with open("/proc/self/comm", encoding="utf-8") as fh:
+            own = fh.read().strip()
+        names = []
+        for task in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{task}/comm", encoding="utf-8") as fh:
+                names.append(fh.read().strip())
+    except OSError:
+        return False
+    return all(name == own or name in _FORK_SAFE_THREADS for name in names)
+
+
+class WarmWorkerPool:
+    """``count`` SDK worker processes started now, each waiting for one job.
+
+    On Linux the runner process imports the worker's modules and forks the
+    workers: they start with Beam already imported, at no CPU cost. No gRPC
+    channel, server or Python thread exists yet at that point (the runner
+    starts them later), so the children start clean. Elsewhere each worker is
+    a new interpreter (``--warm``) that imports Beam itself.
+    """
+
+    def __init__(self, count: int, python: str = sys.executable, fork: bool = FORK_WORKERS):
+        if fork and count:
+            _import_worker_modules()  # before the check: imports may start helper threads
+            fork = fork_is_safe()
+        self.forked = fork
         self.directory = tempfile.mkdtemp(prefix="alm_beam_workers_")
-        self._procs: list = []
+        self.command = worker_command(python, self.directory)
+        self.pids: list = []
+        self._runner_fds: list = []   # our ends of the workers' lifelines
+        self._popens: dict = {}
+        if len(os.fsencode(os.path.join(self.directory, _SOCKET.format(count)))) > _MAX_SOCKET_PATH:
+            count = 0  # a Unix socket path this long cannot be bound; workers start on demand
         try:
             for index in range(count):
-                proc = subprocess.Popen(
-                    [python, "-m", WORKER_MODULE, "--warm",
-                     os.path.join(self.directory, _SOCKET.format(index))],
-                    stdin=subprocess.PIPE, stdout=sys.stderr.fileno())
-                self._procs.append(proc)
+                sock_path = os.path.join(self.directory, _SOCKET.format(index))
+                read_fd, write_fd = os.pipe()
+                self._runner_fds.append(write_fd)
+                if fork:
+                    pid = self._fork(sock_path, read_fd)
+                else:
+                    proc = subprocess.Popen([python, "-m", WORKER_MODULE, "--warm", sock_path],
+                                            stdin=read_fd, stdout=_stderr_fd())
+                    pid = proc.pid
+                    self._popens[pid] = proc
+                os.close(read_fd)
+                self.pids.append(pid)
                 with open(os.path.join(self.directory, _FREE.format(index)), "w") as fh:
-                    fh.write(str(proc.pid))
+                    fh.write(str(pid))
         except BaseException:
             self.close()
             raise
-        self.command = worker_command(python, self.directory)
+
+    def _fork(self, sock_path: str, read_fd: int) -> int:
+        for stream in (sys.stdout, sys.stderr):  # or the child would write them again
+            stream.flush()
+        with warnings.catch_warnings():
+            # Python 3.12+ warns when forking with native threads running; the
+            # only ones here are allocator/BLAS helpers with fork handlers.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:
+            _forked_worker(sock_path, read_fd, self._runner_fds)
+        return pid
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop the workers no job claimed, and reap all of them.
@@ -224,22 +330,21 @@ class WarmWorkerPool:
         A claimed worker has normally exited already: its client (the
         FnApiRunner's worker process) waited for its exit status.
         """
-        for index, proc in enumerate(self._procs):
+        for index, pid in enumerate(self.pids):
             if os.path.exists(os.path.join(self.directory, _FREE.format(index))):
-                proc.kill()
-            if proc.stdin is not None:
-                try:
-                    proc.stdin.close()
-                except OSError:
-                    pass
-        deadline = time.monotonic() + timeout
-        for proc in self._procs:
+                _kill(pid)
+        for fd in self._runner_fds:
             try:
-                proc.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self._procs = []
+                os.close(fd)
+            except OSError:
+                pass
+        self._runner_fds = []
+        deadline = time.monotonic() + timeout
+        for pid in self.pids:
+            if not _reap(pid, self._popens.get(pid), deadline):
+                _kill(pid)
+                _reap(pid, self._popens.get(pid), None)
+        self.pids = []
         shutil.rmtree(self.directory, ignore_errors=True)
 
     def __enter__(self):
@@ -247,6 +352,33 @@ class WarmWorkerPool:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _reap(pid: int, popen, deadline: Optional[float]) -> bool:
+    """Wait for our child ``pid`` until ``deadline`` (None: for ever); True once reaped."""
+    if popen is not None:
+        try:
+            popen.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+    while True:
+        try:
+            done, _ = os.waitpid(pid, 0 if deadline is None else os.WNOHANG)
+        except ChildProcessError:
+            return True
+        if done:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(_POLL_S)
 
 
 def worker_command(python: str = sys.executable, pool_dir: Optional[str] = None) -> str:

@@ -49,16 +49,48 @@ def _run_two_worker_pipeline(worker_cmd):
                     equal_to([x * x for x in range(40)]))
 
 
-def test_warm_workers_run_the_pipeline_and_are_reaped():
-    pool = WarmWorkerPool(2)
+def _gone(pids):
+    """Every pid exited and was reaped (by the pool, not by this test)."""
+    for pid in pids:
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+    return True
+
+
+def test_warm_workers_run_the_pipeline_and_are_reaped(fork=False):
+    pool = WarmWorkerPool(2, fork=fork)
+    assert pool.forked == fork
+    pids = list(pool.pids)
     try:
         _run_two_worker_pipeline(pool.command)
         assert _taken(pool) == ["worker-0.taken", "worker-1.taken"]
     finally:
-        procs = list(pool._procs)
         pool.close()
-    assert all(proc.returncode is not None for proc in procs)
+    assert len(pids) == 2 and _gone(pids)
     assert not os.path.exists(pool.directory)
+
+
+@pytest.mark.skipif(not direct_workers.FORK_WORKERS, reason="workers are forked on Linux only")
+def test_forked_warm_workers_in_a_fresh_process():
+    # As `python -m alm_beam.run` does: fork before any gRPC exists in the process
+    # (this pytest process has run pipelines with SDK workers by now).
+    script = ("import test_direct_workers as t\n"
+              "t.test_unclaimed_warm_workers_stop_at_once(fork=True)\n"
+              "t.test_warm_workers_run_the_pipeline_and_are_reaped(fork=True)\n"
+              "print('forked ok')\n")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=os.path.dirname(__file__),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "forked ok" in proc.stdout, proc.stderr[-3000:]
+
+
+def test_no_fork_once_grpc_threads_exist():
+    _run_two_worker_pipeline(worker_command())  # leaves gRPC threads in this process
+    assert not direct_workers.fork_is_safe()
+    pool = WarmWorkerPool(1, fork=True)
+    try:
+        assert not pool.forked and len(pool.pids) == 1
+    finally:
+        pool.close()
 
 
 def test_more_workers_than_warm_ones_fall_back_to_starting_them():
@@ -74,13 +106,14 @@ def test_plain_worker_command_runs_without_a_pool():
     _run_two_worker_pipeline(worker_command())
 
 
-def test_unclaimed_warm_workers_stop_at_once():
-    pool = WarmWorkerPool(2)
-    procs = list(pool._procs)
+def test_unclaimed_warm_workers_stop_at_once(fork=False):
+    pool = WarmWorkerPool(2, fork=fork)
+    assert pool.forked == fork
+    pids = list(pool.pids)
     started = time.monotonic()
     pool.close()
     assert time.monotonic() - started < 5
-    assert all(proc.returncode is not None for proc in procs)
+    assert len(pids) == 2 and _gone(pids)
     assert not os.path.exists(pool.directory)
 
 
@@ -111,3 +144,23 @@ def test_claim_is_exclusive(tmp_path):
     second = direct_workers._claim(str(tmp_path))
     assert first == (str(tmp_path / "worker-0.sock"), os.getpid())
     assert second is None
+
+
+def test_a_dead_warm_worker_is_noticed_and_its_job_runs_elsewhere(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    time.sleep(0.5)  # exited, not reaped: a zombie, as a crashed warm worker would be
+    assert not direct_workers._pid_alive(dead.pid)
+    assert direct_workers._connect(str(tmp_path / "never.sock"), dead.pid) is None
+    dead.wait()
+    assert direct_workers._pid_alive(os.getpid())
+
+
+def test_too_long_a_socket_path_means_no_warm_workers(tmp_path, monkeypatch):
+    deep = tmp_path / ("d" * 120)
+    deep.mkdir()
+    monkeypatch.setattr(direct_workers.tempfile, "tempdir", str(deep))
+    pool = WarmWorkerPool(2)
+    try:
+        assert pool.pids == [] and os.listdir(pool.directory) == []
+    finally:
+        pool.close()

@@ -109,12 +109,14 @@ def test_missing_input_fails_before_the_pipeline(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-def _worker_processes():
+def _processes_mentioning(marker: bytes):
+    """Live processes whose command line contains ``marker`` (a forked worker
+    carries its runner's command line, a spawned one alm_beam's worker module)."""
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                if b"alm_beam.direct_workers" in fh.read():
+                if marker in fh.read():
                     found.append(int(pid))
         except OSError:
             continue
@@ -123,9 +125,17 @@ def _worker_processes():
 
 def test_a_run_that_fails_to_start_leaves_no_worker_processes(tmp_path):
     # the warm SDK workers start before the input is checked; they must go with the run
-    proc = _run(["--input", str(tmp_path / "missing.jsonl"), "--direct_num_workers", "2",
-                 "--direct_running_mode", "multi_processing"], tmp_path, check=False)
-    assert proc.returncode == 2 and "missing.jsonl" in proc.stderr
-    assert _worker_processes() == []
-    assert not [name for name in os.listdir(tempfile.gettempdir())
-                if name.startswith("alm_beam_workers_")]
+    def pool_dirs():
+        return {name for name in os.listdir(tempfile.gettempdir())
+                if name.startswith("alm_beam_workers_")}
+
+    before = pool_dirs()
+    proc = subprocess.Popen([sys.executable, "-m", "alm_beam.run", "--input",
+                             str(tmp_path / "missing.jsonl"), "--direct_num_workers", "2",
+                             "--direct_running_mode", "multi_processing"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 2 and "missing.jsonl" in stderr
+    assert _processes_mentioning(str(tmp_path).encode()) == []
+    assert _processes_mentioning(b"alm_beam.direct_workers") == []
+    assert pool_dirs() <= before
