@@ -26,6 +26,14 @@ starts with another's half-gigabyte still unwritten gets its writes throttled
 to disk speed. Outputs are compared with b's as multisets of lines (sorted
 digests; parsed and compared by value only if the bytes differ).
 
+``--instructions`` counts CPU instructions instead of seconds (under
+valgrind's callgrind; slow, so on a small workload): each of a, b, c and d1
+runs on the first tenth of the workload and on all of it, and the difference
+divided by the difference in entries is that run's instructions per entry,
+start-up and imports cancelled out. Instruction counts do not depend on what
+else the machine is doing, so their ratios are the noise-free view of the
+per-entry work (they do not see memory stalls or the kernel's share of writes).
+
 ``--memory`` runs the memory checks instead: a single 10-hour conversation and
 a ~1 GB manifest against one 4x smaller, each through the whole pipeline with
 one worker, to show that memory does not grow with the input.
@@ -43,6 +51,7 @@ import json
 import math
 import os
 import platform
+import re
 import shlex
 import shutil
 import subprocess
@@ -652,6 +661,86 @@ def run_default(args, work: str, argv: Sequence[str]) -> int:
     return 0 if all_same else 1
 
 
+CALLGRIND_TOTAL = re.compile(rb"Collected : (\d+)")
+
+
+def callgrind_instructions(stderr: bytes) -> int:
+    """Instructions a callgrind run reports ("Collected : N") in its stderr."""
+    found = CALLGRIND_TOTAL.findall(stderr)
+    if not found:
+        raise ValueError("no 'Collected : N' line in valgrind's output")
+    return int(found[-1])
+
+
+def _count_instructions(cmd: Sequence[str], work: str, name: str) -> int:
+    out_file = os.path.join(work, f"{name}.callgrind")
+    proc = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_file}",
+                           *cmd], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{name} failed under valgrind ({proc.returncode}):\n"
+                           + proc.stderr[-2000:].decode("utf-8", "replace"))
+    os.remove(out_file)
+    return callgrind_instructions(proc.stderr)
+
+
+def run_instructions(args, work: str, argv: Sequence[str]) -> int:
+    from alm_beam import synth
+
+    if shutil.which("valgrind") is None:
+        _say("error: --instructions needs valgrind on PATH (e.g. apt-get install valgrind)")
+        return 2
+    n_all = args.entries
+    n_few = max(1, n_all // 10)
+    _say(f"alm_beam bench --instructions: {_environment()}")
+    _say(f"generating {n_all} entries (seed {args.seed}) with alm_beam.synth (not timed) ...")
+    src = os.path.join(work, "input.jsonl")
+    synth.write_manifest(src, n_all, args.seed)
+    few = os.path.join(work, "few.jsonl")
+    with open(src, "rb") as fin, open(few, "wb") as fout:
+        for _ in range(n_few):
+            fout.write(fin.readline())
+
+    counts = {}
+    runs = (("b", "b. logic: curate_line"), ("a", "a. floor: read + orjson.loads + write"),
+            ("c", "c. reference-like: literal_spec"),
+            ("d1", "d1. pipeline, DirectRunner, 1 worker (whole process)"))
+    for key, label in runs:
+        per_size = []
+        for size, path in ((n_few, few), (n_all, src)):
+            _say(f"running {label} on {size} entries under callgrind ...")
+            out = os.path.join(work, f"{key}.out")
+            sizes = os.path.join(work, f"b{size}.sizes")
+            if key == "d1":
+                out = os.path.join(work, f"d1_{size}")
+                shutil.rmtree(out, ignore_errors=True)
+                cmd = pipeline_cmd(args.python, path, out, 1, None)
+            elif key == "b":
+                cmd = _bench_cmd(args, "logic", path, out, source=path, sizes=sizes)
+            elif key == "c":
+                cmd = _bench_cmd(args, "reference", path, out, source=path)
+            else:
+                cmd = _bench_cmd(args, "floor", path, out, sizes=sizes)
+            per_size.append(_count_instructions(cmd, work, f"{key}_{size}"))
+        counts[key] = (per_size[1] - per_size[0]) / (n_all - n_few)
+
+    _say()
+    _say(f"== alm_beam instructions per entry: {n_all} entries (minus the first {n_few}) ==")
+    _say()
+    _say("| run | million instructions per entry |")
+    _say("| --- | ---: |")
+    for key, label in runs:
+        _say(f"| {label} | {counts[key] / 1e6:.2f} |")
+    _say()
+    _say("Ratios (instructions of the larger / of the smaller):")
+    _say(f"  b vs c  logic vs reference-like logic ............ {_ratio(counts['c'], counts['b'])}")
+    _say(f"  d1 vs c pipeline per entry vs reference-like ..... {_ratio(counts['c'], counts['d1'])}")
+    _say(f"  d1 vs b pipeline per entry / logic per entry ..... {_ratio(counts['d1'], counts['b'])}")
+    _say(f"  b vs a  logic / floor ............................ {_ratio(counts['b'], counts['a'])}")
+    _say()
+    _say("Command: python -m alm_beam.bench " + shlex.join(argv))
+    return 0
+
+
 def run_memory(args, work: str, argv: Sequence[str]) -> int:
     from alm_beam import synth
 
@@ -776,6 +865,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-probe", action="store_true",
                         help="skip the second pair of pipeline runs (on the first quarter of "
                              "the input) that splits their time into per-entry and fixed cost")
+    parser.add_argument("--instructions", action="store_true",
+                        help="count instructions per entry under valgrind's callgrind "
+                             "instead of timing (noise-free; slow: use with --entries 200)")
     parser.add_argument("--memory", action="store_true",
                         help="run the memory checks instead of the throughput benchmark")
     parser.add_argument("--memory-gb", type=float, default=1.0, metavar="G",
@@ -828,6 +920,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error("--memory-gb and --memory-hours must be > 0")
     if args.poll <= 0:
         parser.error("--poll must be > 0")
+    if args.memory and args.instructions:
+        parser.error("--memory and --instructions are separate runs; give one")
+    if args.instructions and args.entries < 2:
+        parser.error("--instructions needs --entries >= 2")
 
     if args.workdir:
         os.makedirs(args.workdir, exist_ok=True)
@@ -837,6 +933,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if args.memory:
             return run_memory(args, work, argv)
+        if args.instructions:
+            return run_instructions(args, work, argv)
         return run_default(args, work, argv)
     finally:
         if args.keep:

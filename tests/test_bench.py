@@ -11,7 +11,7 @@ import sys
 
 import orjson
 
-from alm_beam.bench import _digests, compare_outputs
+from alm_beam.bench import _digests, callgrind_instructions, compare_outputs
 
 
 def test_bench_tiny_run_prints_ratios_and_identical_outputs(tmp_path):
@@ -64,3 +64,16 @@ def test_help_describes_the_runs():
     assert proc.returncode == 0
     for flag in ("--entries", "--seed", "--keep", "--memory", "--memory-gb", "--ranges"):
         assert flag in proc.stdout
+
+
+def test_callgrind_total_is_read_from_valgrinds_report():
+    report = (b"==123== Callgrind, a call-graph generating cache profiler\n"
+              b"==123== Events    : Ir\n==123== Collected : 5209699871\n==123==\n"
+              b"==123== I   refs:      5,209,699,871\n")
+    assert callgrind_instructions(report) == 5209699871
+    try:
+        callgrind_instructions(b"valgrind: command not found\n")
+    except ValueError as exc:
+        assert "Collected" in str(exc)
+    else:
+        raise AssertionError("a report without a total must not parse")
