@@ -9,6 +9,7 @@ is built; all I/O happens in ``process`` or in Beam's own sinks.
 from __future__ import annotations
 
 import bz2
+import gc
 import gzip
 import lzma
 import zlib
@@ -27,6 +28,7 @@ from alm_beam.stats import INT_FIELDS, RunStats
 from alm_beam.validate import Rejection
 
 METRICS_NAMESPACE = "alm_beam"
+GC_GEN0_THRESHOLD = 20_000
 _WINDOWS = INT_FIELDS.index("windows")            # positions in stats.entry_record
 _KEPT = INT_FIELDS.index("filtered_windows")
 ERRORS_TAG = "errors"
@@ -136,6 +138,17 @@ class _CurateFn(beam.DoFn):
         self.kept = Metrics.counter(METRICS_NAMESPACE, "filtered_windows")
         self._counts: list = []
         self._failures: dict = {}
+
+    def setup(self):
+        # One line holds a few thousand dicts and lists (one per word) for well
+        # under a millisecond, and they form no cycles: refcounting frees them.
+        # With CPython's default gen-0 threshold (700) the cyclic collector
+        # still runs a few times per line, scanning them for nothing (~3% of
+        # the run). A larger threshold keeps that off this worker's hot path;
+        # cycles elsewhere are still collected.
+        gen0, gen1, gen2 = gc.get_threshold()
+        if 0 < gen0 < GC_GEN0_THRESHOLD:
+            gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
 
     def start_bundle(self):
         # written, blank, windows, filtered windows; failures by reason

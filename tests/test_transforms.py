@@ -85,3 +85,23 @@ def test_counters_in_one_namespace(shared_dir):
     assert counters["entries_failed"] == 1 and counters["failed_invalid_json"] == 1
     assert counters["windows"] == 181 and counters["filtered_windows"] == 25
     assert counters["blank_lines"] == 1  # the fixture's trailing newline
+
+
+def test_curate_worker_raises_the_gen0_gc_threshold_but_never_enables_gc():
+    import gc
+
+    from alm_beam.transforms import GC_GEN0_THRESHOLD, _CurateFn
+    saved = gc.get_threshold()
+    fn = _CurateFn(make_params(), OutputOptions())
+    try:
+        gc.set_threshold(700, 10, 10)
+        fn.setup()
+        assert gc.get_threshold() == (GC_GEN0_THRESHOLD, 10, 10)
+        gc.set_threshold(0, 10, 10)  # collection disabled by the user stays disabled
+        fn.setup()
+        assert gc.get_threshold() == (0, 10, 10)
+        gc.set_threshold(50_000, 10, 10)  # a larger threshold is kept
+        fn.setup()
+        assert gc.get_threshold() == (50_000, 10, 10)
+    finally:
+        gc.set_threshold(*saved)
