@@ -24,7 +24,10 @@ per-entry cost. Before every run the dirty pages of the previous one are
 flushed (``os.sync``, not timed): the output is ~6x the input, and a run that
 starts with another's half-gigabyte still unwritten gets its writes throttled
 to disk speed. Outputs are compared with b's as multisets of lines (sorted
-digests; parsed and compared by value only if the bytes differ).
+digests; parsed and compared by value only if the bytes differ). With
+``--repeat K`` every run is made K times and the fastest kept; d1 and d2
+alternate (d1, d2, d1, d2, ...) so that a drift in the machine's speed
+touches both alike.
 
 ``--instructions`` counts CPU instructions instead of seconds (under
 valgrind's callgrind; slow, so on a small workload): each of a, b, c and d1
@@ -534,22 +537,25 @@ def run_default(args, work: str, argv: Sequence[str]) -> int:
     split_bytes = max(1, -(-in_bytes // args.ranges))
     split_mb = split_bytes / MIB
     pipe_dirs, errors, ranges = {}, {}, {}
-    for key, workers, label in (("d1", 1, "d1. pipeline, DirectRunner, 1 worker"),
-                                ("d2", 2, "d2. pipeline, DirectRunner, 2 workers "
-                                          "(multi_processing)")):
-        out_dir = os.path.join(work, f"{key}_out")
-        pipe_dirs[key] = out_dir
-        _say(f"running {label} ...")
-
-        def once():
+    pipelines = (("d1", 1, "d1. pipeline, DirectRunner, 1 worker"),
+                 ("d2", 2, "d2. pipeline, DirectRunner, 2 workers (multi_processing)"))
+    # With --repeat the two alternate (d1, d2, d1, d2, ...): on a machine whose
+    # speed drifts, both then get the same chances.
+    fastest = {}
+    for round_no in range(args.repeat):
+        for key, workers, label in pipelines:
+            out_dir = pipe_dirs.setdefault(key, os.path.join(work, f"{key}_out"))
+            _say(f"running {label} ..."
+                 + (f" (round {round_no + 1} of {args.repeat})" if args.repeat > 1 else ""))
             shutil.rmtree(out_dir, ignore_errors=True)
             settle()
             child = run_child(pipeline_cmd(args.python, src, out_dir, workers, split_mb), logs,
                               key, args.poll)
-            return child, child.wall
-
-        child = best_of(args.repeat, once)
-        results[key] = _pipeline_result(key, label, child, out_dir, in_bytes)
+            if key not in fastest or child.wall < fastest[key].wall:
+                fastest[key] = child
+    for key, _, label in pipelines:
+        out_dir = pipe_dirs[key]
+        results[key] = _pipeline_result(key, label, fastest[key], out_dir, in_bytes)
         errors[key] = _count_lines(_output_files(out_dir, "errors"))
         ranges[key] = _read_ranges(out_dir)
         collect(key, _output_files(out_dir, "windows"))

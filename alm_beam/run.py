@@ -123,8 +123,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"alm_beam: error: {exc}", file=sys.stderr)
         return 2
     beam_flags = list(cfg.pipeline_options) + list(beam_args)
-    # DirectRunner multi_processing: the SDK workers import Beam while this
-    # process does (see direct_workers); they are stopped whatever happens next.
+    # DirectRunner multi_processing: the SDK workers start now, not once the
+    # graph runs (see direct_workers); they are stopped whatever happens next.
     processes = planned_worker_processes(beam_flags)
     pool = WarmWorkerPool(processes) if processes else None
     try:
