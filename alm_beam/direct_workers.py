@@ -382,8 +382,9 @@ def _reap(pid: int, popen, deadline: Optional[float]) -> bool:
 
 
 def worker_command(python: str = sys.executable, pool_dir: Optional[str] = None) -> str:
-    """The shell command the FnApiRunner runs to start one SDK worker."""
-    command = f"{shlex.quote(python)} -m {WORKER_MODULE}"
+    """The shell command the FnApiRunner runs to start one SDK worker (``exec``:
+    no shell process left in between)."""
+    command = f"exec {shlex.quote(python)} -m {WORKER_MODULE}"
     if pool_dir is not None:
         command += f" --attach {shlex.quote(pool_dir)}"
     return command

@@ -214,4 +214,9 @@ def _exit_now(code: int) -> None:
 
 
 if __name__ == "__main__":
-    _exit_now(main())
+    try:
+        _exit_now(main())
+    except KeyboardInterrupt:
+        print("alm_beam: interrupted; an output directory without summary.json holds an "
+              "incomplete run (rerun with --overwrite)", file=sys.stderr)
+        sys.exit(130)
