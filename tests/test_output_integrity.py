@@ -1,7 +1,8 @@
 """Output directory integrity: a run never mixes with, or masquerades as, another run.
 
 * A run killed with SIGKILL half-way leaves no summary.json (the success
-  marker) and no final shard, only Beam's temporary directories.
+  marker) and no final shard, only Beam's temporary directories; Ctrl-C on a
+  two-worker run exits 130 and leaves no worker process behind.
 * A non-empty output directory is refused unless --overwrite is given.
 * --overwrite removes exactly alm_beam's own output (final shards, summary,
   Beam temp directories of a killed run), then the new run writes only its
@@ -103,6 +104,46 @@ def test_sigkill_half_way_leaves_only_temporary_files_then_overwrite_cleans(
     assert written.names == ONE_SHARD
     assert written.summary["entries_read"] == 5
     assert not any(p.name.startswith("beam-temp-") for p in out.rglob("*"))
+
+
+@pytest.mark.slow
+def test_ctrl_c_half_way_with_two_workers_exits_130_and_leaves_no_workers(
+        big_manifest, tmp_path):
+    out = tmp_path / "out"
+    marker = str(tmp_path)  # on every process of this run's tree (forked workers too)
+    proc = subprocess.Popen([sys.executable, "-m", "alm_beam.run", "--input", str(big_manifest),
+                             "--output", str(out), "--direct_num_workers", "2",
+                             "--direct_running_mode", "multi_processing",
+                             "--set", "input.split_mb=8"], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if out.is_dir() and any(n.startswith("beam-temp-") for n in os.listdir(out)):
+                break
+            time.sleep(0.05)
+        time.sleep(0.5)  # into the curation, on both workers
+        assert proc.poll() is None, "the run finished before it could be interrupted"
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the whole foreground process group
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130
+    assert stderr.rstrip().splitlines()[-1].startswith("alm_beam: interrupted;")
+    assert SUMMARY_NAME not in os.listdir(out)
+    leftover = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                cmdline = fh.read()
+            if marker.encode() in cmdline or b"alm_beam.direct_workers" in cmdline:
+                leftover.append(pid)
+        except OSError:
+            continue
+    assert leftover == []
 
 
 # --- refusing and overwriting ----------------------------------------------------
