@@ -59,6 +59,19 @@ def big_manifest(tmp_path_factory):
     return path
 
 
+def wait_until_curating(proc, out):
+    """Until the run's sinks have opened their temp files, plus half a second:
+    in the middle of the curation, well before the sinks finalize."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if out.is_dir() and any(n.startswith("beam-temp-") for n in os.listdir(out)):
+            break
+        time.sleep(0.05)
+    time.sleep(0.5)
+    assert proc.poll() is None, ("the run finished before it could be stopped half-way; "
+                                 "raise SYNTH_ENTRIES")
+
+
 @pytest.mark.slow
 def test_sigkill_half_way_leaves_only_temporary_files_then_overwrite_cleans(
         big_manifest, tmp_path, shared_dir):
@@ -67,14 +80,7 @@ def test_sigkill_half_way_leaves_only_temporary_files_then_overwrite_cleans(
                              "--output", str(out)], cwd=REPO, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            if out.is_dir() and any(n.startswith("beam-temp-") for n in os.listdir(out)):
-                break
-            time.sleep(0.05)
-        time.sleep(0.5)  # into the curation, well before the sinks finalize
-        assert proc.poll() is None, ("the run finished before it could be killed; "
-                                     "raise SYNTH_ENTRIES")
+        wait_until_curating(proc, out)
         os.killpg(proc.pid, signal.SIGKILL)  # the run's own process group
         assert proc.wait(timeout=30) == -signal.SIGKILL
     finally:
@@ -118,13 +124,7 @@ def test_ctrl_c_half_way_with_two_workers_exits_130_and_leaves_no_workers(
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            if out.is_dir() and any(n.startswith("beam-temp-") for n in os.listdir(out)):
-                break
-            time.sleep(0.05)
-        time.sleep(0.5)  # into the curation, on both workers
-        assert proc.poll() is None, "the run finished before it could be interrupted"
+        wait_until_curating(proc, out)
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the whole foreground process group
         _, stderr = proc.communicate(timeout=60)
     finally:
