@@ -314,7 +314,10 @@ class WarmWorkerPool:
 
     def _fork(self, sock_path: str, read_fd: int) -> int:
         for stream in (sys.stdout, sys.stderr):  # or the child would write them again
-            stream.flush()
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
         with warnings.catch_warnings():
             # Python 3.12+ warns when forking with native threads running; the
             # only ones here are allocator/BLAS helpers with fork handlers.
