@@ -33,3 +33,18 @@ def beam_test_pipeline():
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
     from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
     return BeamTestPipeline(runner=FnApiRunner())
+
+
+def processes_mentioning(marker: bytes) -> list:
+    """Live processes whose command line contains ``marker`` (a forked SDK
+    worker carries its runner's command line, a spawned one alm_beam's worker
+    module): what a test looks for to prove a run left no worker behind."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                if marker in fh.read():
+                    found.append(int(pid))
+        except OSError:
+            continue
+    return found

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import tempfile
 
-from conftest import FIXTURES, REPO, canonical
+from conftest import FIXTURES, REPO, canonical, processes_mentioning
 
 
 def _run(args, cwd, check=True):
@@ -109,20 +109,6 @@ def test_missing_input_fails_before_the_pipeline(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-def _processes_mentioning(marker: bytes):
-    """Live processes whose command line contains ``marker`` (a forked worker
-    carries its runner's command line, a spawned one alm_beam's worker module)."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                if marker in fh.read():
-                    found.append(int(pid))
-        except OSError:
-            continue
-    return found
-
-
 def test_a_run_that_fails_to_start_leaves_no_worker_processes(tmp_path):
     # the warm SDK workers start before the input is checked; they must go with the run
     def pool_dirs():
@@ -136,6 +122,6 @@ def test_a_run_that_fails_to_start_leaves_no_worker_processes(tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 2 and "missing.jsonl" in stderr
-    assert _processes_mentioning(str(tmp_path).encode()) == []
-    assert _processes_mentioning(b"alm_beam.direct_workers") == []
+    assert processes_mentioning(str(tmp_path).encode()) == []
+    assert processes_mentioning(b"alm_beam.direct_workers") == []
     assert pool_dirs() <= before

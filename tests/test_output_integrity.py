@@ -23,7 +23,7 @@ import pytest
 from alm_beam.output_dir import OWN_OUTPUT, OutputDirError, is_own_output, prepare_output_dir
 from alm_beam.pipeline import ERRORS_PREFIX, SUMMARY_NAME, WINDOWS_PREFIX
 from bad_inputs.corpus import REPO, read_output, run_in_process
-from conftest import FIXTURES
+from conftest import FIXTURES, processes_mentioning
 
 SAMPLE = str(FIXTURES / "sample_input.jsonl")
 ONE_SHARD = ["errors-00000-of-00001.jsonl", "summary.json", "windows-00000-of-00001.jsonl"]
@@ -134,16 +134,8 @@ def test_ctrl_c_half_way_with_two_workers_exits_130_and_leaves_no_workers(
     assert proc.returncode == 130
     assert stderr.rstrip().splitlines()[-1].startswith("alm_beam: interrupted;")
     assert SUMMARY_NAME not in os.listdir(out)
-    leftover = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                cmdline = fh.read()
-            if marker.encode() in cmdline or b"alm_beam.direct_workers" in cmdline:
-                leftover.append(pid)
-        except OSError:
-            continue
-    assert leftover == []
+    assert processes_mentioning(marker.encode()) == []
+    assert processes_mentioning(b"alm_beam.direct_workers") == []
 
 
 # --- refusing and overwriting ----------------------------------------------------
