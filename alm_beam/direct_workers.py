@@ -77,8 +77,11 @@ def quiet_worker_logging() -> None:
     root.setLevel(logging.WARNING)
 
 
-def filter_relayed_noise() -> None:
-    """Drop the workers' start-up warnings the runner relays (runner side)."""
+def filter_start_up_noise() -> None:
+    """Runner side: drop Beam's import-time warning about optional GCP clients
+    (logged on the root logger) and the workers' start-up warnings the runner
+    relays."""
+    logging.getLogger().addFilter(_not_noise)
     logging.getLogger("apache_beam.runners.portability.local_job_service").addFilter(_not_noise)
 
 

@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 
 from alm_beam import __version__
 from alm_beam.config import ConfigError, RunConfig, build_config, load_yaml, parse_set
-from alm_beam.direct_workers import (DIRECT_RUNNER_NAMES, WarmWorkerPool, filter_relayed_noise,
+from alm_beam.direct_workers import (DIRECT_RUNNER_NAMES, WarmWorkerPool, filter_start_up_noise,
                                      planned_worker_processes, worker_command)
 
 SAMPLE_MANIFEST = "sample_manifest.jsonl.gz"
@@ -112,10 +112,8 @@ def _not_budget_failure(record: logging.LogRecord) -> bool:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args, beam_args = build_arg_parser().parse_known_args(argv)
-    # Beam warns at import about optional GCP clients we never use.
-    logging.getLogger().addFilter(lambda record: "apitools not found" not in record.getMessage())
+    filter_start_up_noise()
     logging.getLogger("apache_beam.runners.common").addFilter(_not_budget_failure)
-    filter_relayed_noise()
 
     try:
         cfg = resolve_config(args)
