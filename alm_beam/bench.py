@@ -20,7 +20,10 @@ For a-c the time is the timed loop inside the child (interpreter start and
 imports excluded); for d it is the whole child process, Beam's start-up and
 shutdown included. d1 and d2 run once more on the first quarter of the
 manifest, so that the fixed start-up cost can be told apart from the
-per-entry cost. Before every run the dirty pages of the previous one are
+per-entry cost. For d1 and d2 the report also gives the time at which each
+windows shard was last written (one shard per worker's curate bundle): how
+far apart two workers finished, and how long the serial tail after the last
+one took. Before every run the dirty pages of the previous one are
 flushed (``os.sync``, not timed): the output is ~6x the input, and a run that
 starts with another's half-gigabyte still unwritten gets its writes throttled
 to disk speed. Outputs are compared with b's as multisets of lines (sorted
@@ -246,6 +249,7 @@ class ChildRun(NamedTuple):
     procs: int           # most processes seen in the tree at once
     other_cpu: float     # CPU seconds the rest of the machine used meanwhile
     stdout: bytes
+    started: float       # time.time() at the start (output files' mtimes are compared with it)
 
 
 def _machine_busy_seconds() -> Optional[float]:
@@ -265,6 +269,7 @@ def run_child(cmd: Sequence[str], log_dir: str, name: str, poll: float) -> Child
     err_path = os.path.join(log_dir, f"{name}.stderr")
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         busy0, own0 = _machine_busy_seconds(), time.process_time()
+        started = time.time()
         start = time.perf_counter()
         proc = subprocess.Popen(list(cmd), stdout=out, stderr=err)
         sampler = TreeSampler(proc.pid, poll)
@@ -286,7 +291,7 @@ def run_child(cmd: Sequence[str], log_dir: str, name: str, poll: float) -> Child
     if busy0 is not None and busy1 is not None:
         other = max(0.0, (busy1 - busy0) - cpu - (own1 - own0))
     return ChildRun(wall, cpu, usage.ru_maxrss * 1024, sampler.peak_rss, sampler.pss_at_peak,
-                    sampler.max_procs, other, stdout)
+                    sampler.max_procs, other, stdout, started)
 
 
 def best_of(repeat: int, run) -> ChildRun:
@@ -339,6 +344,31 @@ def _phase_result(key, label, child: ChildRun, in_bytes: int) -> Result:
 
 def _output_files(out_dir: str, prefix: str) -> list:
     return sorted(glob.glob(os.path.join(out_dir, f"{prefix}-*.jsonl")))
+
+
+def shard_finish_times(out_dir: str, started: float) -> list:
+    """Seconds after ``started`` at which each windows shard was last written,
+    earliest first.
+
+    With ``num_shards: 0`` each bundle of the curate stage writes one shard and
+    its last write is the bundle's end; on the DirectRunner each worker runs
+    one such bundle. So the spread of these times is how long one worker sat
+    idle waiting for the other, and the run's end minus the last of them is
+    the serial tail (the sinks' finalize steps, the summary, exit).
+    """
+    return sorted(os.stat(path).st_mtime - started
+                  for path in _output_files(out_dir, "windows"))
+
+
+def describe_shard_times(times: Sequence[float], wall: float) -> str:
+    if not times:
+        return "no windows shard written"
+    at = ", ".join(f"{t:.2f}" for t in times)
+    text = (f"windows shard{'s' if len(times) > 1 else ''} last written at {at} s of the "
+            f"run's {wall:.2f} s")
+    if len(times) > 1:
+        text += f"; the first finished {times[-1] - times[0]:.2f} s before the last"
+    return text + f"; {wall - times[-1]:.2f} s from the last write to the process's exit"
 
 
 def _count_lines(paths: Sequence[str]) -> int:
@@ -541,7 +571,7 @@ def run_default(args, work: str, argv: Sequence[str]) -> int:
                  ("d2", 2, "d2. pipeline, DirectRunner, 2 workers (multi_processing)"))
     # With --repeat the two alternate (d1, d2, d1, d2, ...): on a machine whose
     # speed drifts, both then get the same chances.
-    fastest = {}
+    fastest, shard_times = {}, {}
     for round_no in range(args.repeat):
         for key, workers, label in pipelines:
             out_dir = pipe_dirs.setdefault(key, os.path.join(work, f"{key}_out"))
@@ -553,6 +583,7 @@ def run_default(args, work: str, argv: Sequence[str]) -> int:
                               key, args.poll)
             if key not in fastest or child.wall < fastest[key].wall:
                 fastest[key] = child
+                shard_times[key] = shard_finish_times(out_dir, child.started)
     for key, _, label in pipelines:
         out_dir = pipe_dirs[key]
         results[key] = _pipeline_result(key, label, fastest[key], out_dir, in_bytes)
@@ -618,6 +649,7 @@ def run_default(args, work: str, argv: Sequence[str]) -> int:
         _say(f"{key}: {r.procs} process(es) in the tree at most, peak summed PSS "
              f"{_fmt_mib(r.tree_pss)} MiB, {ranges[key]} read ranges "
              f"(input.split_mb={split_mb!r}), {errors[key]} error lines")
+        _say(f"    {describe_shard_times(shard_times[key], r.wall)}")
     _say()
     _say("Ratios (time of the slower / time of the faster):")
     b, d1, d2, a = results["b"], results["d1"], results["d2"], results["a"]

@@ -11,7 +11,8 @@ import sys
 
 import orjson
 
-from alm_beam.bench import _digests, callgrind_instructions, compare_outputs
+from alm_beam.bench import (_digests, callgrind_instructions, compare_outputs,
+                            describe_shard_times, shard_finish_times)
 
 
 def test_bench_tiny_run_prints_ratios_and_identical_outputs(tmp_path):
@@ -32,6 +33,9 @@ def test_bench_tiny_run_prints_ratios_and_identical_outputs(tmp_path):
     assert "=> outputs of b and d are IDENTICAL" in out
     # 20 entries in 16 byte ranges, the same for both pipeline runs
     assert re.search(r"^d2: .*, 16 read ranges", out, re.M)
+    # when each worker's windows shard was last written, and the serial tail after
+    assert re.search(r"^    windows shards? last written at [\d.]+.* s from the last write", out,
+                     re.M)
     assert "Command: python -m alm_beam.bench --entries 20 --seed 3 --no-probe" in out
     # the temporary directory inside --workdir is removed
     assert os.listdir(work) == []
@@ -77,3 +81,25 @@ def test_callgrind_total_is_read_from_valgrinds_report():
         assert "Collected" in str(exc)
     else:
         raise AssertionError("a report without a total must not parse")
+
+
+def test_shard_finish_times_are_the_windows_shards_mtimes_after_the_start(tmp_path):
+    started = 1_700_000_000.0
+    for name, mtime in (("windows-00001-of-00002.jsonl", started + 5.5),
+                        ("windows-00000-of-00002.jsonl", started + 4.25),
+                        ("errors-00000-of-00001.jsonl", started + 9.0)):  # not a windows shard
+        path = tmp_path / name
+        path.write_bytes(b"{}\n")
+        os.utime(path, (mtime, mtime))
+    (tmp_path / "summary.json").write_bytes(b"{}")
+
+    times = shard_finish_times(str(tmp_path), started)
+    assert [round(t, 3) for t in times] == [4.25, 5.5]
+
+    text = describe_shard_times(times, 6.0)
+    assert "shards last written at 4.25, 5.50 s of the run's 6.00 s" in text
+    assert "the first finished 1.25 s before the last" in text
+    assert text.endswith("0.50 s from the last write to the process's exit")
+    one = describe_shard_times(times[:1], 5.0)
+    assert one.startswith("windows shard last written at 4.25 s") and "before the last" not in one
+    assert describe_shard_times([], 1.0) == "no windows shard written"
