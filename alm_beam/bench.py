@@ -8,6 +8,9 @@ that run's own:
                 the real output line has (sizes taken from run b);
   b. logic      ``alm_beam.curate.curate_line`` over every line, output lines
                 written to a file;
+  b2. logic x2  the same in two processes started together, each on half of
+                the manifest: how much two processes doing this work gain on
+                this machine, Beam left out (the ceiling for d2 vs d1);
   c. reference  ``literal_spec.literal_build`` + ``literal_filter`` +
                 ``orjson.dumps`` per line (the stand-in for NeMo Curator's
                 per-entry logic);
@@ -294,6 +297,54 @@ def run_child(cmd: Sequence[str], log_dir: str, name: str, poll: float) -> Child
                     sampler.max_procs, other, stdout, started)
 
 
+def run_children_together(cmds: Sequence[Sequence[str]], log_dir: str,
+                          name: str) -> tuple:
+    """Start every command at once, wait for all of them.
+
+    Returns (each child's JSON line from stdout, each child's ru_maxrss in
+    bytes, the CPU seconds the rest of the machine used meanwhile, the time
+    until the last one ended).
+    """
+    busy0, own0 = _machine_busy_seconds(), time.process_time()
+    start = time.perf_counter()
+    running = []
+    for i, cmd in enumerate(cmds):
+        out_path = os.path.join(log_dir, f"{name}_{i}.stdout")
+        err_path = os.path.join(log_dir, f"{name}_{i}.stderr")
+        with open(out_path, "wb") as out, open(err_path, "wb") as err:
+            running.append((subprocess.Popen(list(cmd), stdout=out, stderr=err), cmd,
+                            out_path, err_path))
+    docs, maxrss, cpu = [], [], 0.0
+    for proc, cmd, out_path, err_path in running:
+        _, status, usage = os.wait4(proc.pid, 0)
+        code = os.waitstatus_to_exitcode(status)
+        if code != 0:
+            with open(err_path, "rb") as fh:
+                tail = fh.read()[-3000:].decode("utf-8", "replace")
+            raise RuntimeError(f"{name} failed with exit status {code}:\n"
+                               f"  {shlex.join(cmd)}\n{tail}")
+        with open(out_path, "rb") as fh:
+            docs.append(json.loads(fh.read()))
+        maxrss.append(usage.ru_maxrss * 1024)
+        cpu += usage.ru_utime + usage.ru_stime
+    wall = time.perf_counter() - start
+    busy1, own1 = _machine_busy_seconds(), time.process_time()
+    other = math.nan
+    if busy0 is not None and busy1 is not None:
+        other = max(0.0, (busy1 - busy0) - cpu - (own1 - own0))
+    return docs, maxrss, other, wall
+
+
+def split_in_halves(src: str, first: str, second: str) -> None:
+    """Write the lines of ``src`` to two files of about half its bytes each."""
+    half = os.path.getsize(src) / 2
+    written = 0
+    with open(src, "rb") as fin, open(first, "wb") as f1, open(second, "wb") as f2:
+        for line in fin:
+            (f1 if written < half else f2).write(line)
+            written += len(line)
+
+
 def best_of(repeat: int, run) -> ChildRun:
     """The run with the shortest measured time out of ``repeat``."""
     best = None
@@ -560,6 +611,32 @@ def run_default(args, work: str, argv: Sequence[str]) -> int:
     phase("a", "a. floor: read + orjson.loads + write", "floor",
           os.path.join(work, "a.out"), sizes=sizes)
     collect("a", [os.path.join(work, "a.out")], compare=False)
+
+    # b2: the same logic in two processes at once, each on half the input:
+    # what this machine gives two processes doing this work, whatever Beam
+    # does (the ceiling for d2 vs d1).
+    halves = [os.path.join(work, f"half{i}.jsonl") for i in (0, 1)]
+    split_in_halves(src, *halves)
+    outs_b2 = [os.path.join(work, f"b2_{i}.jsonl") for i in (0, 1)]
+    label_b2 = "b2. logic: curate_line, 2 processes at once (half the input each)"
+    _say(f"running {label_b2} ...")
+
+    def once_b2():
+        settle()
+        docs, maxrss, other, wall = run_children_together(
+            [_bench_cmd(args, "logic", half, out, source=src,
+                        sizes=os.path.join(work, f"b2_{i}.sizes"))
+             for i, (half, out) in enumerate(zip(halves, outs_b2))], logs, "b2")
+        result = Result("b2", label_b2, max(d["wall"] for d in docs),
+                        sum(d["cpu"] for d in docs), sum(d["entries"] for d in docs),
+                        in_bytes, sum(d["out_bytes"] for d in docs), max(maxrss),
+                        sum(maxrss), 0, len(docs), other, wall)
+        return result, result.wall
+
+    results["b2"] = best_of(args.repeat, once_b2)
+    collect("b2", outs_b2)
+    for path in halves:
+        os.remove(path)
     if not args.skip_reference:
         phase("c", "c. reference-like: literal_spec, 1 process", "reference", out_c, source=src)
         collect("c", [out_c])
@@ -620,7 +697,7 @@ def run_default(args, work: str, argv: Sequence[str]) -> int:
                 shutil.rmtree(out_dir, ignore_errors=True)
 
     # ---- report
-    order = [k for k in ("a", "b", "c", "d1", "d2") if k in results]
+    order = [k for k in ("a", "b", "b2", "c", "d1", "d2") if k in results]
     _say()
     _say(f"== alm_beam benchmark: {entries} entries, {in_bytes / MB:.1f} MB input, "
          f"{results['b'].out_bytes / MB:.1f} MB output ==")
@@ -637,7 +714,9 @@ def run_default(args, work: str, argv: Sequence[str]) -> int:
          f"{args.poll:g} s from /proc over the child and all its descendants (the SDK workers "
          "are grandchildren, started through /bin/sh); shared pages count once per process. "
          "Other processes' CPU s: what the rest of the machine used during the child's life "
-         "(/proc/stat busy time minus this run's); near 0 on a quiet machine."
+         "(/proc/stat busy time minus this run's); near 0 on a quiet machine. b2: the slower "
+         "of the two processes' timed loops; its RSS columns are the larger and the sum of "
+         "the two processes' peaks."
          + (f" Each figure is the fastest of {args.repeat} runs." if args.repeat > 1 else ""))
     noisy = [r.key for r in results.values()
              if r.other_cpu > 0.1 * r.proc_wall * (os.cpu_count() or 1)]
@@ -661,6 +740,10 @@ def run_default(args, work: str, argv: Sequence[str]) -> int:
              f"{_ratio(c.wall, d1.wall)}")
     _say(f"  d2 vs d1 2 workers vs 1 (whole process) ..................... "
          f"{_ratio(d1.wall, d2.wall)}")
+    b2 = results["b2"]
+    _say(f"  b vs b2 the bare logic, 2 processes at once vs 1 ............ "
+         f"{_ratio(b.wall, b2.wall)}  (what two processes gain on this machine in this run, "
+         f"Beam left out; CPU: {b2.cpu:.2f} s vs {b.cpu:.2f} s for the same entries)")
     _say(f"  b vs a  logic time / floor time (1.00x = at the floor) ....... "
          f"{_ratio(b.wall, a.wall)}")
     if probes and entries > probe_n:
@@ -881,8 +964,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m alm_beam.bench",
         description="Benchmark alm_beam on a synthetic workload: a. the floor (read + parse + "
-                    "write), b. the per-entry logic (curate_line), c. the reference-like "
-                    "literal logic, d. the whole pipeline (python -m alm_beam.run) with 1 and "
+                    "write), b. the per-entry logic (curate_line), b2. the same in two processes "
+                    "at once (half the input each), c. the reference-like literal logic, d. the whole pipeline (python -m alm_beam.run) with 1 and "
                     "2 DirectRunner workers; prints a markdown table, the ratios, and whether "
                     "the outputs of b and d are identical. With --memory: peak RSS for a "
                     "10-hour conversation and a ~1 GB manifest vs one 4x smaller.")

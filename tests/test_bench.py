@@ -12,7 +12,7 @@ import sys
 import orjson
 
 from alm_beam.bench import (_digests, callgrind_instructions, compare_outputs,
-                            describe_shard_times, shard_finish_times)
+                            describe_shard_times, shard_finish_times, split_in_halves)
 
 
 def test_bench_tiny_run_prints_ratios_and_identical_outputs(tmp_path):
@@ -24,11 +24,12 @@ def test_bench_tiny_run_prints_ratios_and_identical_outputs(tmp_path):
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
 
-    for label in ("a. floor", "b. logic", "c. reference-like", "d1. pipeline", "d2. pipeline"):
+    for label in ("a. floor", "b. logic", "b2. logic", "c. reference-like", "d1. pipeline",
+                  "d2. pipeline"):
         assert re.search(rf"^\| {re.escape(label)}.*\|$", out, re.M), label
-    for ratio in ("b vs c", "d1 vs c", "d2 vs d1", "b vs a"):
+    for ratio in ("b vs c", "d1 vs c", "d2 vs d1", "b vs b2", "b vs a"):
         assert re.search(rf"^  {ratio} .* \d+\.\d\dx", out, re.M), ratio
-    for run in ("c", "d1", "d2"):
+    for run in ("b2", "c", "d1", "d2"):
         assert f"  {run} vs b: identical" in out
     assert "=> outputs of b and d are IDENTICAL" in out
     # 20 entries in 16 byte ranges, the same for both pipeline runs
@@ -103,3 +104,16 @@ def test_shard_finish_times_are_the_windows_shards_mtimes_after_the_start(tmp_pa
     one = describe_shard_times(times[:1], 5.0)
     assert one.startswith("windows shard last written at 4.25 s") and "before the last" not in one
     assert describe_shard_times([], 1.0) == "no windows shard written"
+
+
+def test_split_in_halves_keeps_every_line_once_in_order_and_halves_the_bytes(tmp_path):
+    src = tmp_path / "in.jsonl"
+    lines = [b'{"n": %d, "pad": "%s"}\n' % (i, b"x" * (i * 7 % 50)) for i in range(101)]
+    src.write_bytes(b"".join(lines))
+    first, second = tmp_path / "h0.jsonl", tmp_path / "h1.jsonl"
+    split_in_halves(str(src), str(first), str(second))
+    a, b = first.read_bytes(), second.read_bytes()
+    assert a + b == src.read_bytes()               # nothing lost, nothing reordered
+    assert a.endswith(b"\n") and b                  # cut between lines, both non-empty
+    longest = max(len(line) for line in lines)
+    assert abs(len(a) - len(b)) <= 2 * longest
