@@ -267,6 +267,19 @@ def _machine_busy_seconds() -> Optional[float]:
     return busy / os.sysconf("SC_CLK_TCK")
 
 
+def _other_cpu(busy0: Optional[float], busy1: Optional[float], ours: float) -> float:
+    """CPU seconds the rest of the machine used between two /proc/stat readings."""
+    if busy0 is None or busy1 is None:
+        return math.nan
+    return max(0.0, (busy1 - busy0) - ours)
+
+
+def _child_failed(name: str, cmd: Sequence[str], code: int, err_path: str) -> RuntimeError:
+    with open(err_path, "rb") as fh:
+        tail = fh.read()[-3000:].decode("utf-8", "replace")
+    return RuntimeError(f"{name} failed with exit status {code}:\n  {shlex.join(cmd)}\n{tail}")
+
+
 def run_child(cmd: Sequence[str], log_dir: str, name: str, poll: float) -> ChildRun:
     out_path = os.path.join(log_dir, f"{name}.stdout")
     err_path = os.path.join(log_dir, f"{name}.stderr")
@@ -285,14 +298,9 @@ def run_child(cmd: Sequence[str], log_dir: str, name: str, poll: float) -> Child
     with open(out_path, "rb") as fh:
         stdout = fh.read()
     if proc.returncode != 0:
-        with open(err_path, "rb") as fh:
-            tail = fh.read()[-3000:].decode("utf-8", "replace")
-        raise RuntimeError(f"{name} failed with exit status {proc.returncode}:\n"
-                           f"  {shlex.join(cmd)}\n{tail}")
+        raise _child_failed(name, cmd, proc.returncode, err_path)
     cpu = usage.ru_utime + usage.ru_stime
-    other = math.nan
-    if busy0 is not None and busy1 is not None:
-        other = max(0.0, (busy1 - busy0) - cpu - (own1 - own0))
+    other = _other_cpu(busy0, busy1, cpu + own1 - own0)
     return ChildRun(wall, cpu, usage.ru_maxrss * 1024, sampler.peak_rss, sampler.pss_at_peak,
                     sampler.max_procs, other, stdout, started)
 
@@ -319,20 +327,14 @@ def run_children_together(cmds: Sequence[Sequence[str]], log_dir: str,
         _, status, usage = os.wait4(proc.pid, 0)
         code = os.waitstatus_to_exitcode(status)
         if code != 0:
-            with open(err_path, "rb") as fh:
-                tail = fh.read()[-3000:].decode("utf-8", "replace")
-            raise RuntimeError(f"{name} failed with exit status {code}:\n"
-                               f"  {shlex.join(cmd)}\n{tail}")
+            raise _child_failed(name, cmd, code, err_path)
         with open(out_path, "rb") as fh:
             docs.append(json.loads(fh.read()))
         maxrss.append(usage.ru_maxrss * 1024)
         cpu += usage.ru_utime + usage.ru_stime
     wall = time.perf_counter() - start
     busy1, own1 = _machine_busy_seconds(), time.process_time()
-    other = math.nan
-    if busy0 is not None and busy1 is not None:
-        other = max(0.0, (busy1 - busy0) - cpu - (own1 - own0))
-    return docs, maxrss, other, wall
+    return docs, maxrss, _other_cpu(busy0, busy1, cpu + own1 - own0), wall
 
 
 def split_in_halves(src: str, first: str, second: str) -> None:
@@ -965,8 +967,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
         prog="python -m alm_beam.bench",
         description="Benchmark alm_beam on a synthetic workload: a. the floor (read + parse + "
                     "write), b. the per-entry logic (curate_line), b2. the same in two processes "
-                    "at once (half the input each), c. the reference-like literal logic, d. the whole pipeline (python -m alm_beam.run) with 1 and "
-                    "2 DirectRunner workers; prints a markdown table, the ratios, and whether "
+                    "at once (half the input each), c. the reference-like literal logic, d. the "
+                    "whole pipeline (python -m alm_beam.run) with 1 and 2 DirectRunner workers; "
+                    "prints a markdown table, the ratios, and whether "
                     "the outputs of b and d are identical. With --memory: peak RSS for a "
                     "10-hour conversation and a ~1 GB manifest vs one 4x smaller.")
     parser.add_argument("--entries", type=int, default=DEFAULT_ENTRIES, metavar="N",
