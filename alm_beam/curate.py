@@ -63,6 +63,13 @@ def error_record(raw: bytes, source: str, line: Optional[int], offset: Optional[
     })
 
 
+def failed_line(raw: bytes, source: str, line: Optional[int], offset: Optional[int],
+                rejection: Rejection, max_raw_chars: int) -> Failed:
+    """The outcome of a line that is not curated: its error record and reason."""
+    return Failed(error_record(raw, source, line, offset, rejection, max_raw_chars),
+                  rejection.code)
+
+
 def parse_line(raw: bytes):
     """Decode one manifest line; returns (value, None) or (None, Rejection)."""
     try:
@@ -111,5 +118,4 @@ def curate_line(raw: bytes, source: str, params: CurationParams, *,
         except Exception as exc:  # a bug must cost one line, not the run
             rejection = Rejection(f"internal_error:{type(exc).__name__}",
                                   f"unexpected error while curating: {exc!r:.300}")
-    return Failed(error_record(raw, source, line, offset, rejection, options.max_raw_chars),
-                  rejection.code)
+    return failed_line(raw, source, line, offset, rejection, options.max_raw_chars)

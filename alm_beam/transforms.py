@@ -20,7 +20,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from alm_beam.curate import Curated, Failed, OutputOptions, curate_line, error_record
+from alm_beam.curate import Curated, OutputOptions, curate_line, failed_line
 from alm_beam.discovery import ReadRange
 from alm_beam.params import CurationParams
 from alm_beam.reader import BLOCK_SIZE, iter_lines
@@ -160,10 +160,9 @@ class _CurateFn(beam.DoFn):
             outcome = curate_line(item.data, item.source, self._params, line=item.line,
                                   offset=item.offset, options=self._options)
         else:
-            rejection = Rejection("unreadable_file", item.unreadable)
-            outcome = Failed(error_record(item.data, item.source, item.line, item.offset,
-                                          rejection, self._options.max_raw_chars),
-                             rejection.code)
+            outcome = failed_line(item.data, item.source, item.line, item.offset,
+                                  Rejection("unreadable_file", item.unreadable),
+                                  self._options.max_raw_chars)
         counts = self._counts
         if outcome is None:
             counts[1] += 1
