@@ -85,14 +85,20 @@ def filter_start_up_noise() -> None:
     logging.getLogger("apache_beam.runners.portability.local_job_service").addFilter(_not_noise)
 
 
-def _flush_and_exit(code: int) -> None:
-    """Exit without interpreter teardown (~0.3 s for Beam's module graph)."""
-    logging.shutdown()
+def _flush_std_streams() -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except (OSError, ValueError):
+        except (OSError, ValueError):  # closed or gone: nothing left to write there
             pass
+
+
+def flush_and_exit(code: int) -> None:
+    """Exit without interpreter teardown (~0.3 s for Beam's module graph): for a
+    process whose output is all written (a worker, or the CLI once the run is
+    reported)."""
+    logging.shutdown()
+    _flush_std_streams()
     os._exit(code)
 
 
@@ -106,7 +112,7 @@ def _run_harness() -> int:
 def run_worker() -> None:
     """A worker started on demand (no warm worker was free)."""
     quiet_worker_logging()
-    _flush_and_exit(_run_harness())
+    flush_and_exit(_run_harness())
 
 
 # --------------------------------------------------------------------------
@@ -138,7 +144,7 @@ def _serve(sock_path: str, runner_fd: int) -> None:
     while True:
         ready, _, _ = select.select([server, runner_fd], [], [])
         if runner_fd in ready and not os.read(runner_fd, 1 << 10):
-            _flush_and_exit(0)
+            flush_and_exit(0)
         if server in ready:
             break
     conn, _ = server.accept()
@@ -155,7 +161,7 @@ def _serve(sock_path: str, runner_fd: int) -> None:
                 conn.sendall(b"%d\n" % code)
             except OSError:
                 pass
-    _flush_and_exit(code)
+    flush_and_exit(code)
 
 
 def _forked_worker(sock_path: str, runner_fd: int, runner_side_fds: Sequence[int]) -> None:
@@ -316,11 +322,7 @@ class WarmWorkerPool:
             raise
 
     def _fork(self, sock_path: str, read_fd: int) -> int:
-        for stream in (sys.stdout, sys.stderr):  # or the child would write them again
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass
+        _flush_std_streams()  # or the child would write the buffered output again
         with warnings.catch_warnings():
             # Python 3.12+ warns when forking with native threads running; the
             # only ones here are allocator/BLAS helpers with fork handlers.

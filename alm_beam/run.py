@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import textwrap
 from importlib import resources
@@ -19,7 +18,7 @@ from typing import Optional, Sequence
 from alm_beam import __version__
 from alm_beam.config import ConfigError, RunConfig, build_config, load_yaml, parse_set
 from alm_beam.direct_workers import (DIRECT_RUNNER_NAMES, WarmWorkerPool, filter_start_up_noise,
-                                     planned_worker_processes, worker_command)
+                                     flush_and_exit, planned_worker_processes, worker_command)
 
 SAMPLE_MANIFEST = "sample_manifest.jsonl.gz"
 BUDGET_MARKER = "ALM_BEAM_ERROR_BUDGET: "  # summary.check_error_budget's message prefix
@@ -202,18 +201,9 @@ def _run(cfg: RunConfig, beam_flags: list, pool: Optional[WarmWorkerPool]) -> in
     return 0
 
 
-def _exit_now(code: int) -> None:
-    """Leave without interpreter teardown: freeing Beam's module graph takes
-    ~0.3 s and there is nothing left to do (all output is written and flushed)."""
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
-
-
 if __name__ == "__main__":
     try:
-        _exit_now(main())
+        flush_and_exit(main())  # no interpreter teardown: the run is reported
     except KeyboardInterrupt:
         print("alm_beam: interrupted; an output directory without summary.json holds an "
               "incomplete run (rerun with --overwrite)", file=sys.stderr)
