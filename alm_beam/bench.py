@@ -337,6 +337,17 @@ def run_children_together(cmds: Sequence[Sequence[str]], log_dir: str,
     return docs, maxrss, _other_cpu(busy0, busy1, cpu + own1 - own0), wall
 
 
+def copy_first_lines(src: str, dst: str, count: int) -> int:
+    """Write the first ``count`` lines of ``src`` to ``dst``; returns the bytes written."""
+    written = 0
+    with open(src, "rb") as fin, open(dst, "wb") as fout:
+        for _ in range(count):
+            line = fin.readline()
+            written += len(line)
+            fout.write(line)
+    return written
+
+
 def split_in_halves(src: str, first: str, second: str) -> None:
     """Write the lines of ``src`` to two files of about half its bytes each."""
     half = os.path.getsize(src) / 2
@@ -676,12 +687,7 @@ def run_default(args, work: str, argv: Sequence[str]) -> int:
     if not args.no_probe:
         probe_src = os.path.join(work, "quarter.jsonl")
         probe_n = max(1, entries // 4)
-        probe_bytes = 0
-        with open(src, "rb") as fin, open(probe_src, "wb") as fout:
-            for _ in range(probe_n):
-                line = fin.readline()
-                probe_bytes += len(line)
-                fout.write(line)
+        probe_bytes = copy_first_lines(src, probe_src, probe_n)
         probe_split_mb = max(1, -(-probe_bytes // args.ranges)) / MIB
         for key, workers in (("d1", 1), ("d2", 2)):
             out_dir = os.path.join(work, f"quarter_{key}_out")
@@ -819,9 +825,7 @@ def run_instructions(args, work: str, argv: Sequence[str]) -> int:
     src = os.path.join(work, "input.jsonl")
     synth.write_manifest(src, n_all, args.seed)
     few = os.path.join(work, "few.jsonl")
-    with open(src, "rb") as fin, open(few, "wb") as fout:
-        for _ in range(n_few):
-            fout.write(fin.readline())
+    copy_first_lines(src, few, n_few)
 
     counts = {}
     runs = (("b", "b. logic: curate_line"), ("a", "a. floor: read + orjson.loads + write"),
@@ -912,12 +916,8 @@ def run_memory(args, work: str, argv: Sequence[str]) -> int:
     _say(f"generating {n_big} entries (~{target / 1e9:g} GB; not timed, may take a while) ...")
     _, big_bytes = synth.write_manifest(big, n_big, args.seed)
     n_small = n_big // 4
-    small_bytes = 0
-    with open(big, "rb") as fin, open(small, "wb") as fout:
-        for _ in range(n_small):  # synth: the first N entries of a longer manifest
-            line = fin.readline()
-            small_bytes += len(line)
-            fout.write(line)
+    # synth: the first N entries of a longer manifest are the N-entry manifest
+    small_bytes = copy_first_lines(big, small, n_small)
     small_result = pipeline("small", f"{small_bytes / 1e9:.2f} GB manifest ({n_small} entries)",
                             small, n_small, small_bytes)
     big_result = pipeline("big", f"{big_bytes / 1e9:.2f} GB manifest ({n_big} entries)",

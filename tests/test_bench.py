@@ -11,7 +11,7 @@ import sys
 
 import orjson
 
-from alm_beam.bench import (_digests, callgrind_instructions, compare_outputs,
+from alm_beam.bench import (_digests, callgrind_instructions, compare_outputs, copy_first_lines,
                             describe_shard_times, shard_finish_times, split_in_halves)
 
 
@@ -117,3 +117,13 @@ def test_split_in_halves_keeps_every_line_once_in_order_and_halves_the_bytes(tmp
     assert a.endswith(b"\n") and b                  # cut between lines, both non-empty
     longest = max(len(line) for line in lines)
     assert abs(len(a) - len(b)) <= 2 * longest
+
+
+def test_copy_first_lines_copies_a_prefix_and_counts_its_bytes(tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b"a\nbb\nccc\n")
+    dst = tmp_path / "out.jsonl"
+    assert copy_first_lines(str(src), str(dst), 2) == 5
+    assert dst.read_bytes() == b"a\nbb\n"
+    assert copy_first_lines(str(src), str(dst), 10) == 9  # fewer lines than asked: all of them
+    assert dst.read_bytes() == src.read_bytes()
