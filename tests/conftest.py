@@ -48,3 +48,19 @@ def processes_mentioning(marker: bytes) -> list:
         except OSError:
             continue
     return found
+
+
+# CI sets ALM_BEAM_REQUIRE_ALL=1: a test that needs an external part (a Prism
+# binary, an S3 server, a browser, a Flink/Spark distribution) must then run,
+# not skip. On a developer's machine without that part it is skipped, with
+# the reason and the command that provides it.
+REQUIRE_ALL = os.environ.get("ALM_BEAM_REQUIRE_ALL") == "1"
+
+
+def require_or_skip(available: bool, reason: str) -> None:
+    """Skip (locally) or fail (in CI) when an external part is missing."""
+    if available:
+        return
+    if REQUIRE_ALL:
+        pytest.fail(f"ALM_BEAM_REQUIRE_ALL=1 but {reason}")
+    pytest.skip(reason)
