@@ -17,6 +17,9 @@ from alm_beam.params import ConfigError, CurationParams, make_params
 
 SECTIONS = ("builder", "overlap", "input", "output", "pipeline_options")
 RESHUFFLE_CHOICES = ("auto", True, False)
+# input.max_line_mb: at least 1 KiB (every error record keeps a prefix of the
+# line), at most 1 TiB (beyond any line a worker could hold anyway).
+MIN_LINE_MB, MAX_LINE_MB = 0.001, 1 << 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,6 +28,11 @@ class InputConfig:
     split_mb: float = 64            # uncompressed files larger than this are read in parallel ranges
     reshuffle: Any = "auto"         # auto: on for distributed runners, off for DirectRunner
     max_error_fraction: Optional[float] = None  # None: no budget, the summary warns
+    max_line_mb: float = 64         # a longer line is a line_too_long error record (not held)
+
+    @property
+    def max_line_bytes(self) -> int:
+        return int(self.max_line_mb * (1 << 20))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,6 +138,11 @@ def _input_config(values: dict) -> InputConfig:
         out["paths"] = tuple(paths)
     if "split_mb" in values:
         out["split_mb"] = _num("input.split_mb", values["split_mb"], lambda v: v > 0, "> 0")
+    if "max_line_mb" in values:
+        out["max_line_mb"] = _num("input.max_line_mb", values["max_line_mb"],
+                                  lambda v: MIN_LINE_MB <= v <= MAX_LINE_MB,
+                                  f"a number of MB, {MIN_LINE_MB:g} <= max_line_mb <= "
+                                  f"{MAX_LINE_MB:g}")
     if "reshuffle" in values:
         value = values["reshuffle"]
         if value not in RESHUFFLE_CHOICES or (value != "auto" and not isinstance(value, bool)):

@@ -19,6 +19,7 @@ import orjson
 from alm_beam.builder import build_windows_serialized
 from alm_beam.overlap import filter_overlaps
 from alm_beam.params import CurationParams
+from alm_beam.reader import JSON_WHITESPACE
 from alm_beam.stats import entry_record
 from alm_beam.validate import Rejection, serialization_rejection, validate_entry
 
@@ -47,10 +48,16 @@ LineOutcome = Union[Curated, Failed, None]
 
 
 def error_record(raw: bytes, source: str, line: Optional[int], offset: Optional[int],
-                 rejection: Rejection, max_raw_chars: int) -> bytes:
-    """One error-output line: where the line came from, why, and the raw text (cut)."""
+                 rejection: Rejection, max_raw_chars: int,
+                 raw_bytes: Optional[int] = None) -> bytes:
+    """One error-output line: where the line came from, why, and the raw text (cut).
+
+    ``raw_bytes``: the whole line's size when ``raw`` is only its beginning
+    (a too-long line, a damaged file's partial last line).
+    """
     text = raw.decode("utf-8", errors="backslashreplace")
-    cut = len(text) > max_raw_chars
+    size = len(raw) if raw_bytes is None else raw_bytes
+    cut = len(text) > max_raw_chars or size > len(raw)
     return orjson.dumps({
         "manifest_filepath": source,
         "line": line,
@@ -59,14 +66,15 @@ def error_record(raw: bytes, source: str, line: Optional[int], offset: Optional[
         "detail": rejection.detail,
         "raw": text[:max_raw_chars] if cut else text,
         "raw_truncated": cut,
-        "raw_bytes": len(raw),
+        "raw_bytes": size,
     })
 
 
 def failed_line(raw: bytes, source: str, line: Optional[int], offset: Optional[int],
-                rejection: Rejection, max_raw_chars: int) -> Failed:
+                rejection: Rejection, max_raw_chars: int,
+                raw_bytes: Optional[int] = None) -> Failed:
     """The outcome of a line that is not curated: its error record and reason."""
-    return Failed(error_record(raw, source, line, offset, rejection, max_raw_chars),
+    return Failed(error_record(raw, source, line, offset, rejection, max_raw_chars, raw_bytes),
                   rejection.code)
 
 
@@ -104,8 +112,12 @@ def curate_entry(entry: dict, params: CurationParams, source: str,
 def curate_line(raw: bytes, source: str, params: CurationParams, *,
                 line: Optional[int] = None, offset: Optional[int] = None,
                 options: OutputOptions = OutputOptions()) -> LineOutcome:
-    """Process one raw line. None for a blank line (skipped, not an error)."""
-    if not raw.strip():
+    """Process one raw line. None for a blank line (skipped, not an error).
+
+    Blank means JSON whitespace only (space, tab, CR, LF; ``reader.is_blank``):
+    a line of form feeds is not JSON, so it is an invalid_json error record.
+    """
+    if not raw.strip(JSON_WHITESPACE):
         return None
     entry, rejection = parse_line(raw)
     if rejection is None:

@@ -38,9 +38,9 @@ def build_pipeline(p: beam.Pipeline, cfg: RunConfig, ranges: Sequence[ReadRange]
     out_dir = cfg.output.path
     options = OutputOptions(compact=cfg.output.compact, max_raw_chars=cfg.output.max_raw_chars)
 
-    curated = (p
-               | "ReadManifests" >> ReadManifestLines(ranges, reshuffle)
-               | "CurateEntries" >> CurateEntries(cfg.params, options))
+    read = p | "ReadManifests" >> ReadManifestLines(
+        ranges, reshuffle, max_line_bytes=cfg.input.max_line_bytes)
+    curated = read.lines | "CurateEntries" >> CurateEntries(cfg.params, options)
 
     window_files = curated.entries | "WriteWindows" >> beam.io.WriteToText(
         FileSystems.join(out_dir, WINDOWS_PREFIX), file_name_suffix=".jsonl",
@@ -51,7 +51,10 @@ def build_pipeline(p: beam.Pipeline, cfg: RunConfig, ranges: Sequence[ReadRange]
 
     # summary.json is written last: its step waits on the final names of both
     # result sinks (side inputs), so it only exists once the shards are final.
-    _ = (curated.stats
+    # The reader's per-range counts travel with the entry records, so the
+    # summary step can check that every line read was written, rejected or blank.
+    _ = ((curated.stats, read.counts)
+         | "CollectStats" >> beam.Flatten()
          | "AggregateStats" >> AggregateRunStats()
          | "BuildSummary" >> beam.Map(
              _summary_line, window_files=AsList(window_files),

@@ -22,6 +22,8 @@ from alm_beam.direct_workers import (DIRECT_RUNNER_NAMES, WarmWorkerPool, filter
 
 SAMPLE_MANIFEST = "sample_manifest.jsonl.gz"
 BUDGET_MARKER = "ALM_BEAM_ERROR_BUDGET: "  # summary.check_error_budget's message prefix
+BALANCE_MARKER = "ALM_BEAM_LINE_BALANCE: "  # summary.check_line_balance's message prefix
+JOB_FAILURE_MARKERS = (BUDGET_MARKER, BALANCE_MARKER)  # reported in one line by main
 
 EPILOG = textwrap.dedent("""\
     Any other flag is passed to Apache Beam as a pipeline option, for example:
@@ -37,6 +39,7 @@ EPILOG = textwrap.dedent("""\
       builder.truncation  builder.drop_fields  builder.drop_fields_top_level
       overlap.overlap_percentage  overlap.target_duration
       input.paths  input.split_mb  input.reshuffle  input.max_error_fraction
+      input.max_line_mb
       output.path  output.num_shards  output.compact  output.overwrite
       output.max_raw_chars  pipeline_options.<beam option>
     Example: --set builder.min_speakers=3 --set builder.drop_fields=[words,confidence]
@@ -105,8 +108,9 @@ def _unknown_beam_flags(options) -> list[str]:
 
 def _not_budget_failure(record: logging.LogRecord) -> bool:
     """Beam logs a failed step's exception with its traceback; an exceeded error
-    budget is reported by ``main`` in one line instead."""
-    return BUDGET_MARKER not in record.getMessage()
+    budget or unbalanced line counts are reported by ``main`` in one line instead."""
+    message = record.getMessage()
+    return not any(marker in message for marker in JOB_FAILURE_MARKERS)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -187,11 +191,12 @@ def _run(cfg: RunConfig, beam_flags: list, pool: Optional[WarmWorkerPool]) -> in
         result.wait_until_finish()
     except Exception as exc:  # an exceeded error budget is a one-line answer, not a traceback
         text = str(exc)
-        if BUDGET_MARKER in text:
-            reason = text[text.index(BUDGET_MARKER) + len(BUDGET_MARKER):].splitlines()[0]
-            reason = reason.split(" [while running ")[0]  # Beam's step annotation
-            print(f"alm_beam: error: job failed: {reason}", file=sys.stderr)
-            return 1
+        for marker in JOB_FAILURE_MARKERS:
+            if marker in text:
+                reason = text[text.index(marker) + len(marker):].splitlines()[0]
+                reason = reason.split(" [while running ")[0]  # Beam's step annotation
+                print(f"alm_beam: error: job failed: {reason}", file=sys.stderr)
+                return 1
         raise
 
     from apache_beam.io.filesystems import FileSystems

@@ -10,7 +10,14 @@ rounded total whatever the runner, the parallelism or the sharding. The Beam
 from __future__ import annotations
 
 import math
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, NamedTuple
+
+
+class ReadCount(NamedTuple):
+    """What the reader counted in one read range (sent with the entry records)."""
+
+    lines: int   # lines read, the unreadable rest of a damaged file counted as one
+    blank: int   # of those, blank (JSON whitespace only): neither written nor an error
 
 # Counted per written entry, summed as Python ints (exact).
 INT_FIELDS = (
@@ -104,12 +111,14 @@ class ExactSum:
 class RunStats:
     """Everything summary.json reports, accumulated entry by entry."""
 
-    __slots__ = ("ints", "floats", "errors")
+    __slots__ = ("ints", "floats", "errors", "lines_read", "blank_lines")
 
     def __init__(self):
         self.ints = [0] * len(INT_FIELDS)
         self.floats = [ExactSum() for _ in FLOAT_FIELDS]
         self.errors: dict[str, int] = {}
+        self.lines_read = 0    # counted by the reader, not derived from the outcomes
+        self.blank_lines = 0
 
     def add_entry(self, record: tuple) -> None:
         ints, floats = record
@@ -122,10 +131,16 @@ class RunStats:
     def add_error(self, reason: str) -> None:
         self.errors[reason] = self.errors.get(reason, 0) + 1
 
+    def add_read_count(self, count: ReadCount) -> None:
+        self.lines_read += count.lines
+        self.blank_lines += count.blank
+
     def add(self, item) -> None:
-        """Combiner input: an entry record, or an error reason string."""
+        """Combiner input: an entry record, an error reason string, or a ReadCount."""
         if isinstance(item, str):
             self.add_error(item)
+        elif isinstance(item, ReadCount):
+            self.add_read_count(item)
         else:
             self.add_entry(item)
 
@@ -136,6 +151,8 @@ class RunStats:
             mine.merge(theirs)
         for reason, count in other.errors.items():
             self.errors[reason] = self.errors.get(reason, 0) + count
+        self.lines_read += other.lines_read
+        self.blank_lines += other.blank_lines
 
     @classmethod
     def merged(cls, parts: Iterable["RunStats"]) -> "RunStats":
@@ -150,7 +167,11 @@ class RunStats:
         totals.update(zip(FLOAT_FIELDS, (f.value for f in self.floats)))
         failed = sum(self.errors.values())
         out = {
-            "entries_read": totals["entries_written"] + failed,
+            # lines_read and blank_lines come from the reader; the entries_* from
+            # curation. summary.check_line_balance ties them together.
+            "lines_read": self.lines_read,
+            "blank_lines": self.blank_lines,
+            "entries_read": totals["entries_written"] + failed,  # non-blank lines curated
             "entries_written": totals["entries_written"],
             "entries_failed": failed,
         }

@@ -22,6 +22,28 @@ class ErrorBudgetExceeded(RuntimeError):
     """More bad lines than --max_error_fraction allows; fails the job before summary.json."""
 
 
+class LinesUnaccounted(RuntimeError):
+    """The reader's line count disagrees with what curation wrote, rejected and
+    skipped: lines were lost (or counted twice) inside the pipeline. Fails the
+    job before summary.json, so a run that lost lines never looks complete."""
+
+
+LINE_BALANCE_MARKER = "ALM_BEAM_LINE_BALANCE: "
+
+
+def check_line_balance(totals: dict) -> None:
+    """lines_read == entries_written + entries_failed + blank_lines, or raise."""
+    read, written = totals["lines_read"], totals["entries_written"]
+    failed, blank = totals["entries_failed"], totals["blank_lines"]
+    accounted = written + failed + blank
+    if read != accounted:
+        raise LinesUnaccounted(
+            f"{LINE_BALANCE_MARKER}the reader read {read} lines but {accounted} are accounted "
+            f"for ({written} written + {failed} rejected + {blank} blank); "
+            f"{abs(read - accounted)} lines were {'lost' if read > accounted else 'duplicated'} "
+            "inside the pipeline, so no summary.json was written (please report this as a bug)")
+
+
 def check_error_budget(totals: dict, max_error_fraction: Optional[float]) -> None:
     if max_error_fraction is None:
         return
@@ -37,8 +59,10 @@ def check_error_budget(totals: dict, max_error_fraction: Optional[float]) -> Non
 def build_summary(stats: RunStats, *, params: dict, inputs: Sequence[str],
                   window_files: Sequence[str], error_files: Sequence[str],
                   max_error_fraction: Optional[float], run_info: dict) -> dict:
-    """The whole summary.json document; raises ErrorBudgetExceeded when over budget."""
+    """The whole summary.json document; raises LinesUnaccounted when the counts
+    do not balance, ErrorBudgetExceeded when over budget."""
     totals = stats.to_dict()
+    check_line_balance(totals)
     check_error_budget(totals, max_error_fraction)
     doc = dict(totals)
     doc["filtered_hours"] = totals["filtered_dur"] / 3600.0

@@ -8,11 +8,7 @@ is built; all I/O happens in ``process`` or in Beam's own sinks.
 
 from __future__ import annotations
 
-import bz2
 import gc
-import gzip
-import lzma
-import zlib
 from typing import NamedTuple, Optional, Sequence
 
 import apache_beam as beam
@@ -20,11 +16,12 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
+from alm_beam.codecs import DecodedStream, codec_for_name
 from alm_beam.curate import Curated, OutputOptions, curate_line, failed_line
 from alm_beam.discovery import ReadRange
 from alm_beam.params import CurationParams
-from alm_beam.reader import BLOCK_SIZE, iter_lines
-from alm_beam.stats import INT_FIELDS, RunStats
+from alm_beam.reader import BLOCK_SIZE, JSON_WHITESPACE, LineProblem, iter_lines
+from alm_beam.stats import INT_FIELDS, ReadCount, RunStats
 from alm_beam.validate import Rejection
 
 METRICS_NAMESPACE = "alm_beam"
@@ -33,6 +30,7 @@ _WINDOWS = INT_FIELDS.index("windows")            # positions in stats.entry_rec
 _KEPT = INT_FIELDS.index("filtered_windows")
 ERRORS_TAG = "errors"
 STATS_TAG = "stats"
+READ_COUNTS_TAG = "read_counts"
 
 
 class ManifestLine(NamedTuple):
@@ -40,64 +38,63 @@ class ManifestLine(NamedTuple):
     data: bytes
     line: Optional[int]
     offset: Optional[int]
-    unreadable: Optional[str] = None  # set on the last item of a corrupt compressed file
-
-
-# Python's decompressors raise on a truncated or corrupt stream; Beam's
-# CompressedFile just ends early, silently dropping the rest of the file.
-_DECOMPRESSORS = {CompressionTypes.GZIP: lambda raw: gzip.GzipFile(fileobj=raw, mode="rb"),
-                  CompressionTypes.BZIP2: lambda raw: bz2.BZ2File(raw, mode="rb"),
-                  CompressionTypes.LZMA: lambda raw: lzma.LZMAFile(raw, mode="rb")}
+    problem: Optional[LineProblem] = None  # a too-long line, or a damaged file's unreadable rest
 
 
 def _open_manifest(path: str, compressed: bool):
-    kind = CompressionTypes.detect_compression_type(path) if compressed else None
-    if kind in _DECOMPRESSORS:
-        raw = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
-        return _DECOMPRESSORS[kind](raw)
-    return FileSystems.open(path, compression_type=CompressionTypes.AUTO if compressed
-                            else CompressionTypes.UNCOMPRESSED)
+    """The manifest's (decompressed) bytes as a binary file object.
 
-
-def _is_corrupt_stream(exc: Exception) -> bool:
-    """A decompression failure; real I/O errors still fail the bundle (the runner retries)."""
-    if isinstance(exc, (EOFError, zlib.error, lzma.LZMAError, gzip.BadGzipFile)):
-        return True
-    return isinstance(exc, OSError) and exc.errno is None  # bz2: "Invalid data stream"
-
-
-COMPRESSED_BLOCK_SIZE = 8 << 10
+    Compressed files are decoded by ``codecs.DecodedStream`` over the raw
+    bytes: Beam's CompressedFile stops silently at a truncated .zst/.deflate
+    and Python's file classes drop a block of lines before the damage.
+    """
+    raw = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+    codec = codec_for_name(path) if compressed else None
+    return DecodedStream(raw, codec) if codec else raw
 
 
 class _ReadRangeFn(beam.DoFn):
-    """Reads the lines that start in one byte range of one manifest."""
+    """Reads the lines that start in one byte range of one manifest.
 
-    def __init__(self):
+    Blank lines are counted and dropped here; every other line goes on
+    (a damaged file's unreadable rest and a too-long line as a problem). The
+    range's counts go to READ_COUNTS_TAG as one ``stats.ReadCount``: the
+    summary checks them against what curation wrote and rejected. Real I/O
+    errors propagate (the runner retries the bundle; no count is emitted).
+    """
+
+    def __init__(self, max_line_bytes: Optional[int] = None):
+        self._max_line = max_line_bytes
         self.lines_read = Metrics.counter(METRICS_NAMESPACE, "lines_read")
+        self.blank = Metrics.counter(METRICS_NAMESPACE, "blank_lines")
         self.bytes_read = Metrics.counter(METRICS_NAMESPACE, "bytes_read")
 
     def process(self, rng: ReadRange):
-        lines = size = 0
-        try:
-            # Small reads from a decompressor: a damaged stream raises on the read
-            # that reaches the damage, losing only what that one read decoded.
-            block = COMPRESSED_BLOCK_SIZE if rng.compressed else BLOCK_SIZE
-            with _open_manifest(rng.path, rng.compressed) as stream:
-                for raw in iter_lines(stream, rng.start, rng.end, block):
-                    lines += 1
-                    size += len(raw.data) + 1
-                    yield ManifestLine(rng.path, raw.data, raw.line, raw.offset)
-        except Exception as exc:  # noqa: BLE001 - narrowed right below
-            if not (rng.compressed and _is_corrupt_stream(exc)):
-                raise
-            # One error record for the unreadable rest, so nothing is dropped silently.
-            # (Compressed files are read whole, so `lines` is the last good line number.)
-            yield ManifestLine(rng.path, b"", None, None, (
-                f"compressed manifest is corrupt or truncated after line {lines}; the rest "
-                f"of the file was not read: {type(exc).__name__}: {exc}"))
+        lines = blank = size = 0
+        path = rng.path
+        with _open_manifest(path, rng.compressed) as stream:
+            for raw in iter_lines(stream, rng.start, rng.end, BLOCK_SIZE, self._max_line):
+                lines += 1
+                data = raw.data
+                if raw.problem is None:
+                    size += len(data) + 1
+                    if not data.strip(JSON_WHITESPACE):
+                        blank += 1
+                        continue
+                    yield ManifestLine(path, data, raw.line, raw.offset)
+                else:
+                    size += raw.problem.size
+                    yield ManifestLine(path, data, raw.line, raw.offset, raw.problem)
+        yield beam.pvalue.TaggedOutput(READ_COUNTS_TAG, ReadCount(lines, blank))
         # Counted once per range: a counter update per line is not free.
         self.lines_read.inc(lines)
+        self.blank.inc(blank)
         self.bytes_read.inc(size)
+
+
+class ReadOutputs(NamedTuple):
+    lines: beam.PCollection    # ManifestLine elements (no blank lines)
+    counts: beam.PCollection   # one stats.ReadCount per read range
 
 
 class ReadManifestLines(beam.PTransform):
@@ -107,18 +104,22 @@ class ReadManifestLines(beam.PTransform):
     spreads over all workers even when one file dominates the input.
     """
 
-    def __init__(self, ranges: Sequence[ReadRange], reshuffle: bool):
+    def __init__(self, ranges: Sequence[ReadRange], reshuffle: bool,
+                 max_line_bytes: Optional[int] = None):
         super().__init__()
         self._ranges = list(ranges)
         self._reshuffle = reshuffle
+        self._max_line = max_line_bytes
 
     def expand(self, pbegin):
-        lines = (pbegin
-                 | "ListRanges" >> beam.Create(self._ranges, reshuffle=len(self._ranges) > 1)
-                 | "ReadRanges" >> beam.ParDo(_ReadRangeFn()))
+        read = (pbegin
+                | "ListRanges" >> beam.Create(self._ranges, reshuffle=len(self._ranges) > 1)
+                | "ReadRanges" >> beam.ParDo(_ReadRangeFn(self._max_line))
+                .with_outputs(READ_COUNTS_TAG, main="lines"))
+        lines = read.lines
         if self._reshuffle:
             lines = lines | "SpreadLines" >> beam.Reshuffle()
-        return lines
+        return ReadOutputs(lines, read[READ_COUNTS_TAG])
 
 
 class _CurateFn(beam.DoFn):
@@ -156,13 +157,14 @@ class _CurateFn(beam.DoFn):
         self._failures = {}
 
     def process(self, item: ManifestLine):
-        if item.unreadable is None:
+        problem = item.problem
+        if problem is None:
             outcome = curate_line(item.data, item.source, self._params, line=item.line,
                                   offset=item.offset, options=self._options)
         else:
             outcome = failed_line(item.data, item.source, item.line, item.offset,
-                                  Rejection("unreadable_file", item.unreadable),
-                                  self._options.max_raw_chars)
+                                  Rejection(problem.code, problem.detail),
+                                  self._options.max_raw_chars, raw_bytes=problem.size)
         counts = self._counts
         if outcome is None:
             counts[1] += 1

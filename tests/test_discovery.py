@@ -83,7 +83,7 @@ def test_big_uncompressed_files_are_split_into_ranges():
 
 
 def _lines(data, start=0, end=-1):
-    return [tuple(x) for x in iter_lines(io.BytesIO(data), start, end)]
+    return [tuple(x)[:3] for x in iter_lines(io.BytesIO(data), start, end)]
 
 
 def test_lines_crlf_bom_blank_and_line_numbers():

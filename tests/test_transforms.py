@@ -59,15 +59,22 @@ def test_compact_output_drops_prefilter_lists(shared_dir):
 
 
 def test_read_manifest_lines_over_split_ranges(tmp_path):
+    """Each line once over split ranges; the reader's own counts (lines, blank)
+    summed over the ranges are the file's: 50 entries + 10 blank lines, one
+    of them a whitespace-only line and none of them passed on."""
     path = tmp_path / "m.jsonl"
-    body = b"".join(b'{"n": %d}\r\n' % i for i in range(50))
+    body = b"".join(b'{"n": %d}\r\n' % i + (b" \t\r\n" if i % 5 == 0 else b"")
+                    for i in range(50))
     path.write_bytes(b"\xef\xbb\xbf" + body)
     ranges = plan_ranges([ManifestFile(str(path), path.stat().st_size, False)], 97)
     assert len(ranges) > 5
     with beam_test_pipeline() as p:
-        lines = p | ReadManifestLines(ranges, reshuffle=True)
-        assert_that(lines | beam.Map(lambda ln: ln.data),
-                    equal_to([b'{"n": %d}' % i for i in range(50)]))
+        read = p | ReadManifestLines(ranges, reshuffle=True)
+        assert_that(read.lines | beam.Map(lambda ln: ln.data),
+                    equal_to([b'{"n": %d}' % i for i in range(50)]), label="Lines")
+        assert_that(read.counts | "Sum" >> beam.CombineGlobally(
+                        lambda counts: tuple(map(sum, zip(*counts))) if counts else (0, 0)),
+                    equal_to([(60, 10)]), label="Counts")
 
 
 def test_counters_in_one_namespace(shared_dir):
