@@ -16,7 +16,8 @@ Rules, the same for every codec:
 * Concatenated streams (multi-member gzip, pbzip2 output, concatenated xz or
   zstd frames, ...) are all read, in order.
 * Zero bytes after a complete stream are padding (gzip and xz tools write and
-  accept them); any other trailing bytes are damage.
+  accept them); any other trailing bytes that do not start another stream of
+  the same codec (by its magic bytes) are damage.
 * A file that ends inside a stream is truncated: damage.
 * A 0-byte file is an empty file (no data to lose): no bytes, no error.
 * Decompressed output per decoder call is bounded, so a small file that
@@ -169,6 +170,30 @@ def _new_decoder(codec: str) -> _Decoder:
     raise ValueError(f"unknown codec {codec!r}")
 
 
+MAGIC_BYTES = 6  # enough of a stream's start to recognise it
+
+
+def _starts_a_stream(codec: str, head: bytes) -> bool:
+    """Does ``head`` begin another stream of ``codec`` (after a complete one)?
+
+    Checked before decoding on, so trailing bytes that are not a stream are
+    reported as damage instead of being decoded into made-up lines (a raw
+    LZMA or zlib header is weak enough that random bytes often pass it).
+    """
+    if codec == GZIP:
+        return head[:2] == b"\x1f\x8b"
+    if codec == BZIP2:
+        return head[:3] == b"BZh"
+    if codec == XZ:   # concatenated .xz streams; a legacy .lzma stream has no successor
+        return head[:6] == b"\xfd7zXZ\x00"
+    if codec == ZSTD:  # a frame, or a skippable frame (magic 0x184D2A5?)
+        return head[:4] == b"\x28\xb5\x2f\xfd" or (
+            len(head) >= 4 and head[1:4] == b"\x2a\x4d\x18" and head[0] & 0xF0 == 0x50)
+    if codec == DEFLATE:  # zlib header: method 8, header check
+        return len(head) >= 2 and head[0] & 0x0F == 8 and (head[0] << 8 | head[1]) % 31 == 0
+    return False
+
+
 def _describe(exc: Exception) -> str:
     text = str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {text}"
@@ -253,18 +278,23 @@ class DecodedStream:
                     pending = kept
                     if not pending:
                         continue
+                    while len(pending) < MAGIC_BYTES:
+                        more = raw.read(RAW_CHUNK)
+                        if not more:
+                            break
+                        pending += more
+                    if not _starts_a_stream(codec, pending):
+                        raise DamagedStream(out_pos, raw_pos, (
+                            f"bytes after the end of a complete {codec} stream (compressed "
+                            f"offset {raw_pos}) are not another {codec} stream"))
                 dec = _new_decoder(codec)
                 stream_start = raw_pos
-            chunk_out_start = out_pos
             try:
                 for piece in dec.pieces(pending):
                     out_pos += len(piece)
                     yield piece
             except errors as exc:
                 cause = _describe(exc)
-                if stream_start > 0 and out_pos == chunk_out_start and raw_pos == stream_start:
-                    cause = (f"{len(pending)}+ bytes after the end of a complete {codec} stream "
-                             f"(compressed offset {stream_start}) are not a {codec} stream: {cause}")
                 yield from self._replay(dec_start=stream_start, chunk_start=raw_pos,
                                         chunk=pending, delivered=out_pos, cause=cause)
                 return  # _replay always raises

@@ -121,13 +121,15 @@ def iter_lines(stream: BinaryIO, start: int = 0, end: int = -1,
                         if b"\n" in block:
                             break
                         size += len(block)
-                        if size > limit:
+                        if size > limit + 1:  # too long even if it ends in "\r\n"
                             prefix = b"".join(pieces)[:RAW_PREFIX]
                             pieces = None
                     else:
                         if b"\n" in block:
                             break
                         size += len(block)
+                        if len(prefix) < RAW_PREFIX:
+                            prefix += block[:RAW_PREFIX - len(prefix)]
                     last = block[-1:]
             except DamagedStream as damage:
                 partial = prefix if prefix is not None else b"".join(pieces)
@@ -137,6 +139,8 @@ def iter_lines(stream: BinaryIO, start: int = 0, end: int = -1,
                 if block:
                     nl = block.find(b"\n")
                     length, used = size + nl, size + nl + 1
+                    if len(prefix) < RAW_PREFIX:
+                        prefix += block[:min(nl, RAW_PREFIX - len(prefix))]
                     before = block[nl - 1:nl] if nl > 0 else last
                     buf, at = block, nl + 1
                 else:
@@ -145,6 +149,8 @@ def iter_lines(stream: BinaryIO, start: int = 0, end: int = -1,
                     buf, at = b"", 0
                 if before == b"\r":
                     length -= 1
+                    if len(prefix) > length:
+                        prefix = prefix[:length]
                 if pos == 0 and prefix.startswith(BOM):
                     prefix = prefix[len(BOM):]
                 yield RawLine(prefix, line_no, pos, _too_long(length, limit))

@@ -78,12 +78,23 @@ def test_set_wins_over_yaml():
     ("output.num_shards=-1", "output.num_shards=-1"),
     ("input.max_error_fraction=2", "0 <= max_error_fraction <= 1"),
     ("input.reshuffle=sometimes", "input.reshuffle='sometimes': allowed: auto, true, false"),
+    ("input.max_line_mb=0", "input.max_line_mb=0: allowed: a number of MB, 0.001 <= max_line_mb"),
+    ("input.max_line_mb=0.0001", "0.001 <= max_line_mb <= 1.04858e+06"),
+    ("input.max_line_mb=.inf", "input.max_line_mb=inf"),
+    ("input.max_line_mb=.nan", "input.max_line_mb=nan"),
+    ("input.max_line_mb=big", "input.max_line_mb='big'"),
     ("nosection.x=1", "unknown section 'nosection'"),
 ])
 def test_invalid_values_name_key_value_and_range(setting, needle):
     with pytest.raises(ConfigError) as err:
         cfg(setting)
     assert needle in str(err.value)
+
+
+def test_max_line_mb_default_and_bytes():
+    assert cfg().input.max_line_mb == 64 and cfg().input.max_line_bytes == 64 << 20
+    assert cfg("input.max_line_mb=0.01").input.max_line_bytes == 10485
+    assert cfg("input.max_line_mb=2").input.max_line_bytes == 2 << 20
 
 
 def test_min_speakers_above_max_speakers():
@@ -135,5 +146,6 @@ def test_help_lists_our_options(capsys):
     assert done.value.code == 0
     text = capsys.readouterr().out
     for flag in ("--input", "--output", "--config", "--set", "--num_shards", "--compact",
-                 "--overwrite", "--max_error_fraction", "builder.min_speakers"):
+                 "--overwrite", "--max_error_fraction", "builder.min_speakers",
+                 "input.max_line_mb"):
         assert flag in text

@@ -4,7 +4,7 @@ import math
 import pickle
 import random
 
-from alm_beam.stats import FLOAT_FIELDS, INT_FIELDS, ExactSum, RunStats
+from alm_beam.stats import FLOAT_FIELDS, INT_FIELDS, ExactSum, ReadCount, RunStats
 from alm_beam.transforms import RunStatsCombineFn
 
 
@@ -70,14 +70,33 @@ def test_combiner_merge_in_any_grouping_equals_direct_computation():
         assert result.errors == errors
 
 
-def test_summary_dict_balances_and_names_stats():
+def test_summary_dict_counts_and_names_stats():
+    """entries_* come from the records, lines_read / blank_lines only from the
+    reader's ReadCounts (the numbers here are fixed by the input, not derived)."""
     acc = RunStats()
-    for r in _records(100, 2):
+    records = [("invalid_json" if i % 4 == 0 else
+                ((1,) + (0,) * (len(INT_FIELDS) - 1), (0.0,) * len(FLOAT_FIELDS)))
+               for i in range(100)]
+    for r in records:
         acc.add(r)
+    acc.add(ReadCount(70, 5))
+    acc.add(ReadCount(40, 5))
     d = acc.to_dict()
-    assert d["entries_read"] == d["entries_written"] + d["entries_failed"]
-    assert d["entries_failed"] == sum(d["errors_by_reason"].values())
+    assert (d["lines_read"], d["blank_lines"], d["entries_written"], d["entries_failed"],
+            d["entries_read"]) == (110, 10, 75, 25, 100)
+    assert d["errors_by_reason"] == {"invalid_json": 25}
     assert list(d["stats"])[:2] == ["total_segments", "total_dur"]
+
+
+def test_read_counts_merge_across_accumulators_and_pickle():
+    fn = RunStatsCombineFn()
+    parts = []
+    for lines, blank in ((3, 1), (0, 0), (10, 2)):
+        acc = fn.add_input(fn.create_accumulator(), ReadCount(lines, blank))
+        parts.append(pickle.loads(pickle.dumps(acc)))
+    merged = fn.extract_output(fn.merge_accumulators(parts))
+    assert (merged.lines_read, merged.blank_lines) == (13, 3)
+    assert merged.ints == [0] * len(INT_FIELDS) and merged.errors == {}
 
 
 def test_combine_fn_pickles():

@@ -1,0 +1,95 @@
+"""Counted, not derived: the reader's line count must balance what curation
+wrote, rejected and skipped as blank, or the run fails without summary.json."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from alm_beam.curate import Failed, curate_line
+from alm_beam.params import make_params
+from alm_beam.stats import FLOAT_FIELDS, INT_FIELDS, ReadCount, RunStats
+from alm_beam.summary import LinesUnaccounted, build_summary, check_line_balance
+from bad_inputs.corpus import read_output, run_in_process
+from conftest import FIXTURES
+
+WRITTEN = ((1,) + (0,) * (len(INT_FIELDS) - 1), (0.0,) * len(FLOAT_FIELDS))
+
+
+def stats(lines, blank, written, failed) -> RunStats:
+    acc = RunStats()
+    acc.add(ReadCount(lines, blank))
+    for _ in range(written):
+        acc.add(WRITTEN)
+    for _ in range(failed):
+        acc.add("invalid_json")
+    return acc
+
+
+def summarize(acc: RunStats) -> dict:
+    return build_summary(acc, params={}, inputs=[], window_files=[], error_files=[],
+                         max_error_fraction=None, run_info={})
+
+
+@pytest.mark.parametrize("raw", [b"\x0c", b"\x0b\x0b", b" \x0c\t", b"\x1c", b"\xc2\xa0"])
+def test_form_feeds_and_other_whitespace_are_invalid_json_not_blank(raw):
+    outcome = curate_line(raw, "m.jsonl", make_params(), line=3, offset=9)
+    assert isinstance(outcome, Failed) and outcome.reason == "invalid_json"
+
+
+@pytest.mark.parametrize("raw", [b"", b" ", b"\t \r", b"\r\n \n"])
+def test_json_whitespace_is_blank(raw):
+    assert curate_line(raw, "m.jsonl", make_params()) is None
+
+
+def test_balanced_counts_give_a_summary():
+    doc = summarize(stats(10, 3, 5, 2))
+    assert (doc["lines_read"], doc["blank_lines"], doc["entries_written"],
+            doc["entries_failed"], doc["entries_read"]) == (10, 3, 5, 2, 7)
+
+
+@pytest.mark.parametrize("lines, blank, written, failed, word", [
+    (10, 3, 4, 2, "1 lines were lost"),        # a line vanished after the reader
+    (10, 3, 5, 3, "1 lines were duplicated"),  # a line came out twice
+    (10, 0, 5, 2, "3 lines were lost"),        # blank lines not counted as blank
+])
+def test_unbalanced_counts_fail_the_summary(lines, blank, written, failed, word):
+    with pytest.raises(LinesUnaccounted, match=rf"^ALM_BEAM_LINE_BALANCE: .*{word}"):
+        summarize(stats(lines, blank, written, failed))
+    check_line_balance({"lines_read": 0, "blank_lines": 0, "entries_written": 0,
+                        "entries_failed": 0})
+
+
+@pytest.mark.e2e
+def test_a_line_lost_inside_the_pipeline_fails_the_run(tmp_path, shared_dir, monkeypatch):
+    """A curation step that silently drops one line (a bug, simulated by
+    patching the DoFn's curate_line in this in-process run): exit 1, one
+    line naming the imbalance, no summary.json."""
+    import alm_beam.transforms as transforms
+
+    valid = [line for line in (FIXTURES / "sample_input.jsonl").read_bytes().splitlines()
+             if line.strip()]
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_bytes(b"\n".join(valid) + b"\n\n")
+    real = transforms.curate_line
+    victim = valid[2]
+
+    def dropping(raw, *args, **kwargs):
+        return None if raw == victim else real(raw, *args, **kwargs)
+
+    monkeypatch.setattr(transforms, "curate_line", dropping)
+    result = run_in_process(["--input", str(manifest), "--output", str(tmp_path / "out")])
+    assert result.code == 1
+    assert result.stderr.strip().splitlines() == [
+        "alm_beam: error: job failed: the reader read 6 lines but 5 are accounted for "
+        "(4 written + 0 rejected + 1 blank); 1 lines were lost inside the pipeline, so no "
+        "summary.json was written (please report this as a bug)"]
+    assert read_output(tmp_path / "out").summary is None
+
+    monkeypatch.setattr(transforms, "curate_line", real)
+    result = run_in_process(["--input", str(manifest), "--output", str(tmp_path / "ok")])
+    assert result.code == 0, result.stderr
+    summary = read_output(tmp_path / "ok").summary
+    assert (summary["lines_read"], summary["blank_lines"], summary["entries_written"]) == \
+        (6, 1, 5)
+    assert orjson.loads(orjson.dumps(summary))["entries_read"] == 5
