@@ -24,6 +24,7 @@ import collections
 import gzip
 import io
 import re
+import zlib
 
 import orjson
 import pytest
@@ -138,7 +139,9 @@ def test_summary_balances_and_counts_match(runs):
     assert summary["entries_read"] == corpus.non_blank_lines
     assert summary["entries_written"] == len(corpus.valid) == len(out.windows)
     assert summary["entries_failed"] == len(corpus.errors) == len(out.errors)
-    assert summary["entries_read"] == summary["entries_written"] + summary["entries_failed"]
+    # counted by the reader, and by the corpus as it was written
+    assert summary["blank_lines"] == corpus.blank_lines
+    assert summary["lines_read"] == corpus.non_blank_lines + corpus.blank_lines
     assert summary["errors_by_reason"] == dict(
         collections.Counter(e.bad.reason for e in corpus.errors))
     assert sum(summary["errors_by_reason"].values()) == summary["entries_failed"]
@@ -201,11 +204,23 @@ def test_corrupt_compressed_manifest_is_reported_not_dropped(tmp_path, shared_di
         if orjson.loads(line)["reason"] == "unreadable_file")
     assert unreadable == {str(root / name): 1 for name in
                           ("truncated.jsonl.gz", "truncated.jsonl.bz2", "not_really.jsonl.gz")}
-    # every complete line before the damage was processed: nothing silently dropped
-    readable = 20  # an upper bound: how many lines survive depends on the cut
+    # every complete line before the damage was processed: exactly the complete
+    # lines Python's one-shot decoder gets from the same truncated bytes
+    survived = {
+        "truncated.jsonl.gz": zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(
+            (root / "truncated.jsonl.gz").read_bytes()),
+        "truncated.jsonl.bz2": bz2.BZ2Decompressor().decompress(
+            (root / "truncated.jsonl.bz2").read_bytes()),
+        "not_really.jsonl.gz": b""}
     written = collections.Counter(orjson.loads(line)["manifest_filepath"] for line in out.windows)
-    assert written[str(root / "ok.jsonl")] == 20
-    assert 0 < written[str(root / "truncated.jsonl.gz")] <= readable
+    assert written == {str(root / "ok.jsonl"): 20, **{
+        str(root / name): text.count(b"\n") for name, text in survived.items()
+        if text.count(b"\n")}}
+    records = {orjson.loads(line)["manifest_filepath"]: orjson.loads(line) for line in out.errors}
+    for name, text in survived.items():
+        record = records[str(root / name)]
+        assert (record["line"], record["byte_offset"], record["raw_bytes"]) == (
+            text.count(b"\n") + 1, text.rfind(b"\n") + 1, len(text) - text.rfind(b"\n") - 1)
     assert out.summary["entries_failed"] == len(out.errors)
 
 

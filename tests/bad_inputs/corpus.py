@@ -111,6 +111,10 @@ def bad_lines(valid: list) -> list:
 
     # Not JSON at all.
     add("cut_mid_object", valid[0][: len(valid[0]) // 2], "invalid_json", NOT_JSON)
+    # Blank means JSON whitespace (space, tab, CR, LF) only: other whitespace
+    # is content, so these lines are errors, not silently skipped.
+    add("form_feeds_only", b"\x0c\x0c", "invalid_json", NOT_JSON)
+    add("vertical_tab_and_space", b" \x0b ", "invalid_json", NOT_JSON)
     add("cut_after_key", b'{"audio_filepath": ', "invalid_json", NOT_JSON)
     add("trailing_garbage", valid[1] + b" garbage", "invalid_json", NOT_JSON)
     add("two_objects_one_line", valid[2] + valid[2], "invalid_json", NOT_JSON)
@@ -281,7 +285,7 @@ def build_corpus(root: pathlib.Path, valid: list) -> Corpus:
         for item, (number, offset, raw) in zip(items, placed):
             if isinstance(item, BadLine):
                 corpus.errors.append(ExpectedError(str(path), number, offset, item))
-            elif item == "" or not raw.strip():
+            elif item == "" or not raw.strip(b" \t\r\n"):
                 corpus.blank_lines += 1
             else:
                 corpus.valid.append((str(path), raw))
