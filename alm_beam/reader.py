@@ -46,7 +46,7 @@ def is_blank(data: bytes) -> bool:
 def _too_long(size: int, max_line: int) -> LineProblem:
     return LineProblem("line_too_long", (
         f"line is {size:,} bytes, longer than input.max_line_mb allows ({max_line:,} bytes); "
-        "it was skipped without being read into memory (raw holds its beginning)"), size)
+        "it was streamed past without being held in memory (raw holds its beginning)"), size)
 
 
 def _unreadable(partial: bytes, size: int, line: Optional[int], offset: int,

@@ -87,6 +87,7 @@ def render_report(doc: dict, output_dir: str) -> str:
     read, written, failed = doc["entries_read"], doc["entries_written"], doc["entries_failed"]
     lines = [
         "alm_beam run summary",
+        f"  lines read         {doc['lines_read']:>12,}  ({doc['blank_lines']:,} blank)",
         f"  entries read       {read:>12,}",
         f"  entries written    {written:>12,}",
         f"  entries rejected   {failed:>12,}  ({_pct(failed, read).strip()} of read)",
