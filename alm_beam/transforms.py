@@ -166,7 +166,7 @@ class _CurateFn(beam.DoFn):
                                   Rejection(problem.code, problem.detail),
                                   self._options.max_raw_chars, raw_bytes=problem.size)
         counts = self._counts
-        if outcome is None:
+        if outcome is None:  # blank: the reader drops (and counts) these before curation
             counts[1] += 1
             return
         if type(outcome) is Curated:
