@@ -14,8 +14,13 @@ that run's own:
   c. reference  ``literal_spec.literal_build`` + ``literal_filter`` +
                 ``orjson.dumps`` per line (the stand-in for NeMo Curator's
                 per-entry logic);
+  n. NeMo      NeMo Curator's own ``ALMDataBuilderStage`` and
+                ``ALMDataOverlapStage`` (``--reference nemo``; in the venv that
+                ``pipelines/nemo-reference.sh`` installs), one entry at a time
+                with orjson I/O; its output must equal b's but for
+                ``manifest_filepath``, which NeMo Curator leaves null;
   d1. pipeline  ``python -m alm_beam.run`` as a user runs it, DirectRunner,
-                1 worker;
+                1 worker (``--compact`` adds d1c, the same with ``--compact``);
   d2. pipeline  the same with ``--direct_num_workers 2
                 --direct_running_mode multi_processing``.
 
@@ -138,6 +143,72 @@ def _phase_reference(src: str, out: str, source: str) -> dict:
             out_bytes += len(line) + 1
     return {"wall": time.perf_counter() - wall0, "cpu": time.process_time() - cpu0,
             "entries": entries, "errors": errors, "out_bytes": out_bytes}
+
+
+NEMO_STAGE_FILES = ("alm_data_builder", "alm_data_overlap")
+
+
+def nemo_stage_modules():
+    """NeMo Curator's two ALM stage modules, loaded from the installed wheel's files.
+
+    The package ``nemo_curator.stages.audio.alm`` also imports the pretraining
+    stages (torch, ...); loading the two files by path needs only the core
+    import chain that ``pipelines/nemo-reference.sh`` installs. Returns
+    ``(builder_module, overlap_module, {file: sha256})``.
+    """
+    import importlib.util
+
+    import nemo_curator
+
+    alm = os.path.join(os.path.dirname(nemo_curator.__file__), "stages", "audio", "alm")
+    modules, digests = [], {}
+    for name in NEMO_STAGE_FILES:
+        path = os.path.join(alm, name + ".py")
+        with open(path, "rb") as fh:
+            digests[name + ".py"] = hashlib.sha256(fh.read()).hexdigest()
+        spec = importlib.util.spec_from_file_location(f"nemo_alm_{name}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        modules.append(module)
+    return modules[0], modules[1], digests
+
+
+def _phase_nemo(src: str, out: str) -> dict:
+    """NeMo Curator's own ALMDataBuilderStage + ALMDataOverlapStage, one entry at a
+    time (as its Ray pipeline calls them), with orjson I/O. Runs in the reference
+    venv; parameters are alm_beam's defaults (the tutorial's), passed the way the
+    stages take them."""
+    import nemo_curator
+    from nemo_curator.tasks import AudioTask
+
+    from alm_beam.params import make_params
+
+    builder_mod, overlap_mod, digests = nemo_stage_modules()
+    p = make_params()
+    b, o = p.builder, p.overlap
+    builder = builder_mod.ALMDataBuilderStage(
+        target_window_duration=b.target_window_duration, tolerance=b.tolerance,
+        min_bandwidth=b.min_bandwidth, min_sample_rate=b.min_sample_rate,
+        min_speakers=b.min_speakers, max_speakers=b.max_speakers, truncation=b.truncation,
+        drop_fields=",".join(b.drop_fields),
+        drop_fields_top_level=",".join(b.drop_fields_top_level))
+    overlap = overlap_mod.ALMDataOverlapStage(overlap_percentage=o.overlap_percentage,
+                                              target_duration=o.target_duration)
+    entries = out_bytes = 0
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    with open(src, "rb") as fin, open(out, "wb", buffering=1 << 20) as fout:
+        for line in fin:
+            if not line.strip():
+                continue
+            task = overlap.process(builder.process(AudioTask(data=orjson.loads(line))))
+            data = orjson.dumps(dict(task.data))
+            fout.write(data)
+            fout.write(b"\n")
+            entries += 1
+            out_bytes += len(data) + 1
+    return {"wall": time.perf_counter() - wall0, "cpu": time.process_time() - cpu0,
+            "entries": entries, "errors": 0, "out_bytes": out_bytes,
+            "nemo_curator": nemo_curator.__version__, "stage_sha256": digests}
 
 
 def _phase_floor(src: str, out: str, sizes_path: str) -> dict:
@@ -472,6 +543,42 @@ def _digests(paths: Sequence[str], canonical: bool) -> list:
     return out
 
 
+def without_fields(*paths: str):
+    """A transform for ``compare_values``: drops dotted fields (``stats.x``) from an entry."""
+    def transform(entry):
+        for path in paths:
+            *parents, last = path.split(".")
+            target = entry
+            for key in parents:
+                target = target.get(key) if isinstance(target, dict) else None
+            if isinstance(target, dict):
+                target.pop(last, None)
+        return entry
+    return transform
+
+
+def compare_values(expected: Sequence[str], got: Sequence[str], transform) -> str:
+    """'same values' when the two multisets of parsed lines agree once ``transform``
+    has been applied to every line on both sides (for an output that differs from
+    b's by design: NeMo Curator's null manifest_filepath, --compact's dropped lists)."""
+    def digests(paths):
+        out = []
+        for path in paths:
+            with open(path, "rb") as fh:
+                for line in fh:
+                    if line.strip():
+                        value = orjson.dumps(transform(orjson.loads(line)),
+                                             option=orjson.OPT_SORT_KEYS)
+                        out.append(hashlib.blake2b(value, digest_size=16).digest())
+        return sorted(out)
+
+    want, have = digests(expected), digests(got)
+    if want == have:
+        return "same values"
+    return (f"DIFFERENT: {len(want)} vs {len(have)} lines, {len(set(want) - set(have))} "
+            f"expected lines missing, {len(set(have) - set(want))} unexpected")
+
+
 def compare_outputs(expected_digests: list, expected: Sequence[str], got: Sequence[str]) -> str:
     """'identical' (the same bytes, line for line), 'same values' (the same parsed
     values and types, laid out differently) or what differs. Line order is not
@@ -653,12 +760,38 @@ def run_default(args, work: str, argv: Sequence[str]) -> int:
     if not args.skip_reference:
         phase("c", "c. reference-like: literal_spec, 1 process", "reference", out_c, source=src)
         collect("c", [out_c])
+    nemo_info = {}
+    if args.nemo_python:
+        out_n = os.path.join(work, "n.jsonl")
+        label_n = "n. NeMo Curator's own ALM stages, 1 process"
+        _say(f"running {label_n} ({args.nemo_python}) ...")
+        # The reference venv has NeMo Curator, not alm_beam: the phase code comes
+        # from this checkout through PYTHONPATH (`env` execs, so the measured
+        # process is the reference interpreter itself).
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        cmd = ["env", f"PYTHONPATH={root}", args.nemo_python] + \
+            _bench_cmd(args, "nemo", src, out_n)[1:]
+
+        def once_n():
+            settle()
+            child = run_child(cmd, logs, "n", args.poll)
+            return child, child.wall
+
+        child_n = best_of(args.repeat, once_n)
+        nemo_info = json.loads(child_n.stdout)
+        results["n"] = _phase_result("n", label_n, child_n, in_bytes)
+        nemo_info["whole_process"] = child_n.wall
+        checks["n"] = compare_values([out_b], [out_n], without_fields("manifest_filepath"))
+        if not args.keep:
+            os.remove(out_n)
 
     split_bytes = max(1, -(-in_bytes // args.ranges))
     split_mb = split_bytes / MIB
     pipe_dirs, errors, ranges = {}, {}, {}
     pipelines = (("d1", 1, "d1. pipeline, DirectRunner, 1 worker"),
                  ("d2", 2, "d2. pipeline, DirectRunner, 2 workers (multi_processing)"))
+    if args.compact:
+        pipelines += (("d1c", 1, "d1c. pipeline, DirectRunner, 1 worker, --compact"),)
     # With --repeat the two alternate (d1, d2, d1, d2, ...): on a machine whose
     # speed drifts, both then get the same chances.
     fastest, shard_times = {}, {}
@@ -669,8 +802,10 @@ def run_default(args, work: str, argv: Sequence[str]) -> int:
                  + (f" (round {round_no + 1} of {args.repeat})" if args.repeat > 1 else ""))
             shutil.rmtree(out_dir, ignore_errors=True)
             settle()
-            child = run_child(pipeline_cmd(args.python, src, out_dir, workers, split_mb), logs,
-                              key, args.poll)
+            cmd = pipeline_cmd(args.python, src, out_dir, workers, split_mb)
+            if key == "d1c":
+                cmd.append("--compact")
+            child = run_child(cmd, logs, key, args.poll)
             if key not in fastest or child.wall < fastest[key].wall:
                 fastest[key] = child
                 shard_times[key] = shard_finish_times(out_dir, child.started)
@@ -679,6 +814,13 @@ def run_default(args, work: str, argv: Sequence[str]) -> int:
         results[key] = _pipeline_result(key, label, fastest[key], out_dir, in_bytes)
         errors[key] = _count_lines(_output_files(out_dir, "errors"))
         ranges[key] = _read_ranges(out_dir)
+        if key == "d1c":
+            checks[key] = compare_values(
+                [out_b], _output_files(out_dir, "windows"),
+                without_fields("windows", "stats.lost_win_full_data"))
+            if not args.keep:
+                shutil.rmtree(out_dir, ignore_errors=True)
+            continue
         collect(key, _output_files(out_dir, "windows"))
 
     # The same pipeline runs on the first quarter of the input: the difference
@@ -705,7 +847,7 @@ def run_default(args, work: str, argv: Sequence[str]) -> int:
                 shutil.rmtree(out_dir, ignore_errors=True)
 
     # ---- report
-    order = [k for k in ("a", "b", "b2", "c", "d1", "d2") if k in results]
+    order = [k for k in ("a", "b", "b2", "c", "n", "d1", "d1c", "d2") if k in results]
     _say()
     _say(f"== alm_beam benchmark: {entries} entries, {in_bytes / MB:.1f} MB input, "
          f"{results['b'].out_bytes / MB:.1f} MB output ==")
@@ -746,6 +888,17 @@ def run_default(args, work: str, argv: Sequence[str]) -> int:
              f"{_ratio(c.wall, b.wall)}  (CPU: {_ratio(c.cpu, b.cpu)})")
         _say(f"  d1 vs c whole pipeline, 1 worker, vs reference logic ....... "
              f"{_ratio(c.wall, d1.wall)}")
+    if "n" in results:
+        n = results["n"]
+        whole = nemo_info["whole_process"]
+        _say(f"  b vs n  logic vs NeMo Curator's stages (timed loops) ......... "
+             f"{_ratio(n.wall, b.wall)}  (CPU: {_ratio(n.cpu, b.cpu)})")
+        _say(f"  d1 vs n whole pipeline, 1 worker, vs NeMo Curator's stages .. "
+             f"{_ratio(whole, d1.wall)}  (whole processes: {whole:.2f} s vs {d1.wall:.2f} s; "
+             f"NeMo Curator's timed loop alone: {n.wall:.2f} s)")
+        if "d1c" in results:
+            _say(f"  d1c vs n the same with --compact ........................... "
+                 f"{_ratio(whole, results['d1c'].wall)}")
     _say(f"  d2 vs d1 2 workers vs 1 (whole process) ..................... "
          f"{_ratio(d1.wall, d2.wall)}")
     b2 = results["b2"]
@@ -776,7 +929,11 @@ def run_default(args, work: str, argv: Sequence[str]) -> int:
                  f"{_ratio(m1, m2)}")
             _say("           whole process reaches 1.6x at " + _break_even(1.6, m1, f1, m2, f2))
     _say()
-    _say("Outputs (as multisets of lines, compared with b):")
+    if nemo_info:
+        _say(f"NeMo Curator {nemo_info.get('nemo_curator')} stage files (sha256): "
+             + ", ".join(f"{k} {v[:16]}" for k, v in nemo_info.get("stage_sha256", {}).items()))
+    _say("Outputs (as multisets of lines, compared with b; n ignoring manifest_filepath, which "
+         "NeMo Curator leaves null; d1c ignoring the fields --compact omits):")
     for key, verdict in checks.items():
         _say(f"  {key} vs b: {verdict}")
     all_same = all(v == "identical" or v.startswith("same values") for v in checks.values())
@@ -986,6 +1143,16 @@ def build_arg_parser() -> argparse.ArgumentParser:
                              "default: %(default)s)")
     parser.add_argument("--skip-reference", action="store_true",
                         help="do not run c (the slow reference-like logic)")
+    parser.add_argument("--reference", choices=("auto", "nemo", "literal"), default="auto",
+                        help="nemo: also run n, NeMo Curator's own ALMDataBuilderStage and "
+                             "ALMDataOverlapStage (installed by pipelines/nemo-reference.sh into "
+                             "its own venv), and compare its output with ours; literal: only c. "
+                             "auto (default): nemo when that venv exists")
+    parser.add_argument("--nemo-python", metavar="PYTHON",
+                        help="the reference venv's python (default: the one "
+                             "pipelines/nemo-reference.sh installs)")
+    parser.add_argument("--compact", action="store_true",
+                        help="also run d1c, the 1-worker pipeline with --compact")
     parser.add_argument("--no-probe", action="store_true",
                         help="skip the second pair of pipeline runs (on the first quarter of "
                              "the input) that splits their time into per-entry and fixed cost")
@@ -1009,13 +1176,31 @@ def build_arg_parser() -> argparse.ArgumentParser:
                              "(default: %(default)s)")
     parser.add_argument("--python", default=sys.executable, help=argparse.SUPPRESS)
     # Internal: one measured phase, run in a child process.
-    parser.add_argument("--phase", choices=("floor", "logic", "reference"),
+    parser.add_argument("--phase", choices=("floor", "logic", "reference", "nemo"),
                         help=argparse.SUPPRESS)
     parser.add_argument("--phase-input", help=argparse.SUPPRESS)
     parser.add_argument("--phase-output", help=argparse.SUPPRESS)
     parser.add_argument("--phase-source", default="", help=argparse.SUPPRESS)
     parser.add_argument("--phase-sizes", default="", help=argparse.SUPPRESS)
     return parser
+
+
+NEMO_CURATOR_VERSION = "1.4.0"
+
+
+def default_nemo_python() -> str:
+    """Where pipelines/nemo-reference.sh installs the reference venv's python."""
+    cache = os.environ.get("ALM_BEAM_CACHE", os.path.expanduser("~/.cache/alm_beam"))
+    return os.path.join(cache, "nemo-curator", NEMO_CURATOR_VERSION, "venv", "bin", "python")
+
+
+def resolve_nemo_python(reference: str, given: Optional[str]) -> Optional[str]:
+    """The reference python to run n with, or None (``--reference literal``, or
+    ``auto`` without an installed reference)."""
+    if reference == "literal":
+        return None
+    path = given or default_nemo_python()
+    return path if os.path.exists(path) else None
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -1029,6 +1214,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                args.phase_sizes)
         elif args.phase == "reference":
             doc = _phase_reference(args.phase_input, args.phase_output, args.phase_source)
+        elif args.phase == "nemo":
+            doc = _phase_nemo(args.phase_input, args.phase_output)
         else:
             doc = _phase_floor(args.phase_input, args.phase_output, args.phase_sizes)
         sys.stdout.write(json.dumps(doc) + "\n")
@@ -1049,6 +1236,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.instructions and args.entries < 2:
         parser.error("--instructions needs --entries >= 2")
 
+    args.nemo_python = resolve_nemo_python(args.reference, args.nemo_python)
+    if args.reference == "nemo" and not args.nemo_python:
+        parser.error("--reference nemo: NeMo Curator's reference venv is not installed; run "
+                     "`bash pipelines/nemo-reference.sh` (or give --nemo-python)")
     if args.workdir:
         os.makedirs(args.workdir, exist_ok=True)
         work = tempfile.mkdtemp(prefix="alm_beam_bench_", dir=args.workdir)

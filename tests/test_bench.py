@@ -11,15 +11,19 @@ import sys
 
 import orjson
 
-from alm_beam.bench import (_digests, callgrind_instructions, compare_outputs, copy_first_lines,
-                            describe_shard_times, shard_finish_times, split_in_halves)
+import pytest
+
+from alm_beam.bench import (_digests, callgrind_instructions, compare_outputs, compare_values,
+                            copy_first_lines, default_nemo_python, describe_shard_times,
+                            resolve_nemo_python, shard_finish_times, split_in_halves,
+                            without_fields)
 
 
 def test_bench_tiny_run_prints_ratios_and_identical_outputs(tmp_path):
     work = tmp_path / "work"
     proc = subprocess.run(
         [sys.executable, "-m", "alm_beam.bench", "--entries", "20", "--seed", "3",
-         "--no-probe", "--workdir", str(work)],
+         "--no-probe", "--reference", "literal", "--workdir", str(work)],
         capture_output=True, text=True, timeout=600)
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
@@ -37,7 +41,7 @@ def test_bench_tiny_run_prints_ratios_and_identical_outputs(tmp_path):
     # when each worker's windows shard was last written, and the serial tail after
     assert re.search(r"^    windows shards? last written at [\d.]+.* s from the last write", out,
                      re.M)
-    assert "Command: python -m alm_beam.bench --entries 20 --seed 3 --no-probe" in out
+    assert "Command: python -m alm_beam.bench --entries 20 --seed 3 --no-probe --reference literal" in out
     # the temporary directory inside --workdir is removed
     assert os.listdir(work) == []
 
@@ -127,3 +131,54 @@ def test_copy_first_lines_copies_a_prefix_and_counts_its_bytes(tmp_path):
     assert dst.read_bytes() == b"a\nbb\n"
     assert copy_first_lines(str(src), str(dst), 10) == 9  # fewer lines than asked: all of them
     assert dst.read_bytes() == src.read_bytes()
+
+
+@pytest.mark.e2e
+def test_bench_against_nemo_curator_itself(tmp_path):
+    """With the reference venv (pipelines/nemo-reference.sh, ~2 GB, so not in CI):
+    NeMo Curator's own stages run on the same workload, their output equals ours
+    but for manifest_filepath, and the --compact run keeps the same values."""
+    if not os.path.exists(default_nemo_python()):
+        pytest.skip("NeMo Curator reference venv not installed (bash pipelines/nemo-reference.sh)")
+    proc = subprocess.run(
+        [sys.executable, "-m", "alm_beam.bench", "--entries", "12", "--seed", "5", "--no-probe",
+         "--skip-reference", "--reference", "nemo", "--compact", "--workdir", str(tmp_path)],
+        capture_output=True, text=True, timeout=900)
+    out = proc.stdout
+    assert proc.returncode == 0, out + proc.stderr
+    assert re.search(r"^\| n\. NeMo Curator's own ALM stages, 1 process \|", out, re.M)
+    assert re.search(r"^\| d1c\. pipeline, DirectRunner, 1 worker, --compact \|", out, re.M)
+    for ratio in ("b vs n", "d1 vs n", "d1c vs n"):
+        assert re.search(rf"^  {ratio} .* \d+\.\d\dx", out, re.M), ratio
+    assert "  n vs b: same values" in out
+    assert "  d1c vs b: same values" in out
+    assert re.search(r"^NeMo Curator 1\.4\.0 stage files \(sha256\): alm_data_builder\.py [0-9a-f]{16}",
+                     out, re.M)
+
+
+def test_compare_values_drops_the_named_fields_on_both_sides(tmp_path):
+    ours = _write(tmp_path / "ours.jsonl", [
+        {"a": 1, "manifest_filepath": "/m.jsonl", "stats": {"x": 1, "lost_win_full_data": [1]}},
+        {"a": 2, "manifest_filepath": "/m.jsonl", "stats": {"x": 2, "lost_win_full_data": []}}])
+    nemo = _write(tmp_path / "nemo.jsonl", [
+        {"manifest_filepath": None, "a": 2, "stats": {"x": 2, "lost_win_full_data": []}},
+        {"manifest_filepath": None, "a": 1, "stats": {"x": 1, "lost_win_full_data": [1]}}])
+    compact = _write(tmp_path / "compact.jsonl", [
+        {"a": 1, "manifest_filepath": "/m.jsonl", "stats": {"x": 1}},
+        {"a": 2, "manifest_filepath": "/m.jsonl", "stats": {"x": 2}}])
+    assert compare_values(ours, nemo, without_fields("manifest_filepath")) == "same values"
+    assert compare_values(ours, nemo, without_fields()).startswith("DIFFERENT: 2 vs 2 lines")
+    assert compare_values(ours, compact, without_fields("stats.lost_win_full_data")) == \
+        "same values"
+    assert compare_values(ours, compact, without_fields("manifest_filepath")) == (
+        "DIFFERENT: 2 vs 2 lines, 2 expected lines missing, 2 unexpected")
+
+
+def test_nemo_reference_is_used_only_where_installed(tmp_path):
+    fake = tmp_path / "python"
+    assert resolve_nemo_python("literal", str(fake)) is None
+    assert resolve_nemo_python("auto", str(fake)) is None
+    fake.write_text("")
+    assert resolve_nemo_python("auto", str(fake)) == str(fake)
+    assert resolve_nemo_python("nemo", str(fake)) == str(fake)
+    assert default_nemo_python().endswith("/nemo-curator/1.4.0/venv/bin/python")
