@@ -1,0 +1,106 @@
+"""Work planning: every byte of every file read once, and equal work per worker."""
+
+import pytest
+
+from alm_beam.discovery import ManifestFile, ReadRange
+from alm_beam.planning import MAX_PIECE_BYTES, MIN_PIECE_BYTES, cut_file, pack, plan_units
+
+MB = 1 << 20
+
+
+def _covered(units, files):
+    """{path: sorted [start, end) spans} from the planned units."""
+    sizes = {f.path: f.size for f in files}
+    spans = {}
+    for unit in units:
+        for r in unit:
+            spans.setdefault(r.path, []).append((r.start, sizes[r.path] if r.end < 0 else r.end))
+    return {path: sorted(s) for path, s in spans.items()}
+
+
+def _unit_bytes(unit, files):
+    sizes = {f.path: f.size for f in files}
+    return sum((sizes[r.path] if r.end < 0 else r.end) - r.start for r in unit)
+
+
+def _assert_each_byte_once(units, files):
+    covered = _covered(units, files)
+    assert sorted(covered) == sorted(f.path for f in files)
+    for f in files:
+        spans = covered[f.path]
+        assert spans[0][0] == 0 and spans[-1][1] == f.size
+        assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))  # no gap, no overlap
+
+
+def test_one_big_file_two_workers_gives_two_equal_units():
+    # The issue's case: one 107 MB manifest, 2 workers. The old fixed 64 MB split
+    # gave ranges of 64 and 43 MB, so one worker did 60% of the work.
+    files = [ManifestFile("/big.jsonl", 107_000_000, False)]
+    units = plan_units(files, workers=2)
+    _assert_each_byte_once(units, files)
+    assert len(units) == 2
+    assert sorted(_unit_bytes(u, files) for u in units) == [53_500_000, 53_500_000]
+
+
+def test_many_unequal_files_are_packed_to_nearly_equal_units():
+    sizes = [90, 70, 50, 40, 30, 20, 10, 5, 3, 1]
+    files = [ManifestFile(f"/m{i}.jsonl.gz", s * MB, True) for i, s in enumerate(sizes)]
+    units = plan_units(files, workers=3)
+    _assert_each_byte_once(units, files)
+    loads = sorted(_unit_bytes(u, files) // MB for u in units)
+    # compressed files cannot be cut; longest first, each to the lightest unit:
+    # 90->A, 70->B, 50->C, 40->C, 30->B, 20->A, 10->C, 5->B, 3->C, 1->C
+    assert loads == [104, 105, 110]
+
+
+def test_units_keep_their_ranges_in_file_order():
+    files = [ManifestFile("/a.jsonl", 40 * MB, False), ManifestFile("/b.jsonl", 8 * MB, False)]
+    for unit in plan_units(files, workers=2):
+        keys = [(r.path, r.start) for r in unit]
+        assert keys == sorted(keys)
+
+
+def test_unknown_worker_count_gives_one_range_per_element_of_at_most_64_mb():
+    files = [ManifestFile("/big.jsonl", 200 * MB, False), ManifestFile("/s.jsonl.gz", MB, True)]
+    units = plan_units(files, workers=None)
+    _assert_each_byte_once(units, files)
+    assert all(len(u) == 1 for u in units)
+    assert [_unit_bytes(u, files) for u in units] == [50 * MB] * 4 + [MB]
+    assert MAX_PIECE_BYTES == 64 * MB
+
+
+def test_a_fixed_split_is_kept():
+    files = [ManifestFile("/big.jsonl", 10 * MB, False)]
+    units = plan_units(files, workers=1, split_bytes=3 * MB)
+    _assert_each_byte_once(units, files)
+    assert [_unit_bytes(u, files) for u in units] == [2621440] * 3 + [10 * MB - 3 * 2621440]
+
+
+def test_small_inputs_are_not_cut_below_a_megabyte():
+    files = [ManifestFile("/small.jsonl", 1_384_102, False)]
+    units = plan_units(files, workers=2)
+    _assert_each_byte_once(units, files)
+    assert MIN_PIECE_BYTES == MB
+    assert sorted(_unit_bytes(u, files) for u in units) == [692_051, 692_051]
+
+
+def test_empty_and_missing_work():
+    assert plan_units([], workers=2) == []
+    files = [ManifestFile("/e.jsonl", 0, False)]
+    assert plan_units(files, workers=4) == [(ReadRange("/e.jsonl", 0, -1, False),)]
+
+
+@pytest.mark.parametrize("size,piece", [(10, 3), (9, 3), (1, 1), (100, 7), (64 * MB + 1, MB)])
+def test_cut_file_gives_nearly_equal_pieces(size, piece):
+    f = ManifestFile("/x.jsonl", size, False)
+    ranges = cut_file(f, piece)
+    _assert_each_byte_once([tuple(ranges)], [f])
+    lengths = [(size if r.end < 0 else r.end) - r.start for r in ranges]
+    assert max(lengths) <= piece and max(lengths) - min(lengths) <= len(ranges)
+
+
+def test_pack_is_deterministic_and_longest_first():
+    items = [5, 1, 4, 2, 3]
+    # 5->0, 4->1, 3->1 (4 < 5), 2->0 (5 < 7), 1->0 (7 = 7: the lower index)
+    assert pack(items, lambda x: x, 2) == [[5, 1, 2], [4, 3]]
+    assert pack(items, lambda x: x, 2) == pack(list(items), lambda x: x, 2)
