@@ -82,7 +82,6 @@ MIB = 1 << 20           # memory unit
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 DEFAULT_ENTRIES = 2000
-DEFAULT_RANGES = 16
 
 
 # --------------------------------------------------------------------------
@@ -785,9 +784,10 @@ def run_default(args, work: str, argv: Sequence[str]) -> int:
         if not args.keep:
             os.remove(out_n)
 
-    split_bytes = max(1, -(-in_bytes // args.ranges))
-    split_mb = split_bytes / MIB
-    pipe_dirs, errors, ranges = {}, {}, {}
+    # Default: the pipeline plans its own reads (input.split_mb auto: one balanced
+    # unit per worker); --ranges R fixes the largest range at 1/R of the input.
+    split_mb = max(1, -(-in_bytes // args.ranges)) / MIB if args.ranges else None
+    pipe_dirs, errors, ranges, units = {}, {}, {}, {}
     pipelines = (("d1", 1, "d1. pipeline, DirectRunner, 1 worker"),
                  ("d2", 2, "d2. pipeline, DirectRunner, 2 workers (multi_processing)"))
     if args.compact:
@@ -814,6 +814,7 @@ def run_default(args, work: str, argv: Sequence[str]) -> int:
         results[key] = _pipeline_result(key, label, fastest[key], out_dir, in_bytes)
         errors[key] = _count_lines(_output_files(out_dir, "errors"))
         ranges[key] = _read_ranges(out_dir)
+        units[key] = _run_info(out_dir).get("work_units")
         if key == "d1c":
             checks[key] = compare_values(
                 [out_b], _output_files(out_dir, "windows"),
@@ -830,7 +831,7 @@ def run_default(args, work: str, argv: Sequence[str]) -> int:
         probe_src = os.path.join(work, "quarter.jsonl")
         probe_n = max(1, entries // 4)
         probe_bytes = copy_first_lines(src, probe_src, probe_n)
-        probe_split_mb = max(1, -(-probe_bytes // args.ranges)) / MIB
+        probe_split_mb = max(1, -(-probe_bytes // args.ranges)) / MIB if args.ranges else None
         for key, workers in (("d1", 1), ("d2", 2)):
             out_dir = os.path.join(work, f"quarter_{key}_out")
             _say(f"running {key} again on the first {probe_n} entries ...")
@@ -877,7 +878,8 @@ def run_default(args, work: str, argv: Sequence[str]) -> int:
         r = results[key]
         _say(f"{key}: {r.procs} process(es) in the tree at most, peak summed PSS "
              f"{_fmt_mib(r.tree_pss)} MiB, {ranges[key]} read ranges "
-             f"(input.split_mb={split_mb!r}), {errors[key]} error lines")
+             f"in {units[key]} work units (input.split_mb={split_mb or 'auto'}), "
+             f"{errors[key]} error lines")
         _say(f"    {describe_shard_times(shard_times[key], r.wall)}")
     _say()
     _say("Ratios (time of the slower / time of the faster):")
@@ -1133,10 +1135,11 @@ def build_arg_parser() -> argparse.ArgumentParser:
                         help="conversations in the generated workload (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, metavar="S",
                         help="alm_beam.synth seed (default: %(default)s)")
-    parser.add_argument("--ranges", type=int, default=DEFAULT_RANGES, metavar="R",
-                        help="byte ranges the pipeline runs split the input into "
-                             "(sets input.split_mb = input size / R, the same for 1 and 2 workers; "
-                             "default: %(default)s)")
+    parser.add_argument("--ranges", type=int, default=None, metavar="R",
+                        help="fix the pipeline runs' largest byte range at 1/R of the input "
+                             "(input.split_mb = input size / R, the same for 1 and 2 workers); "
+                             "default: the pipeline's own planning (input.split_mb auto: one "
+                             "balanced unit of work per worker)")
     parser.add_argument("--repeat", type=int, default=1, metavar="K",
                         help="run every measurement K times and report the fastest (the "
                              "machine is shared: other processes' CPU use is reported per run; "
@@ -1223,7 +1226,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     if args.entries < 1:
         parser.error("--entries must be >= 1")
-    if args.ranges < 1:
+    if args.ranges is not None and args.ranges < 1:
         parser.error("--ranges must be >= 1")
     if args.repeat < 1:
         parser.error("--repeat must be >= 1")

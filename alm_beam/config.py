@@ -25,7 +25,7 @@ MIN_LINE_MB, MAX_LINE_MB = 0.001, 1 << 20
 @dataclasses.dataclass(frozen=True)
 class InputConfig:
     paths: tuple[str, ...] = ()
-    split_mb: float = 64            # uncompressed files larger than this are read in parallel ranges
+    split_mb: Any = "auto"          # largest read range in MB; auto: balanced per worker (planning.py)
     reshuffle: Any = "auto"         # auto: on for distributed runners, off for DirectRunner
     max_error_fraction: Optional[float] = None  # None: no budget, the summary warns
     max_line_mb: float = 64         # a longer line is a line_too_long error record (not held)
@@ -33,6 +33,12 @@ class InputConfig:
     @property
     def max_line_bytes(self) -> int:
         return int(self.max_line_mb * (1 << 20))
+
+
+    @property
+    def split_bytes(self):
+        """Largest read range in bytes, or None (auto: planned per worker)."""
+        return None if self.split_mb == "auto" else max(1, int(self.split_mb * (1 << 20)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,8 +142,9 @@ def _input_config(values: dict) -> InputConfig:
         if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
             raise ConfigError(f"input.paths={paths!r}: expected a list of paths or globs")
         out["paths"] = tuple(paths)
-    if "split_mb" in values:
-        out["split_mb"] = _num("input.split_mb", values["split_mb"], lambda v: v > 0, "> 0")
+    if "split_mb" in values and values["split_mb"] != "auto":
+        out["split_mb"] = _num("input.split_mb", values["split_mb"], lambda v: v > 0,
+                               "auto, or a number of MB > 0")
     if "max_line_mb" in values:
         out["max_line_mb"] = _num("input.max_line_mb", values["max_line_mb"],
                                   lambda v: MIN_LINE_MB <= v <= MAX_LINE_MB,

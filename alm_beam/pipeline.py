@@ -33,13 +33,13 @@ def _summary_line(stats, *, window_files, error_files, params, inputs, max_error
     return orjson.dumps(doc, option=orjson.OPT_INDENT_2)
 
 
-def build_pipeline(p: beam.Pipeline, cfg: RunConfig, ranges: Sequence[ReadRange],
+def build_pipeline(p: beam.Pipeline, cfg: RunConfig, units: Sequence[tuple[ReadRange, ...]],
                    inputs: Sequence[str], *, reshuffle: bool, run_info: dict) -> None:
     out_dir = cfg.output.path
     options = OutputOptions(compact=cfg.output.compact, max_raw_chars=cfg.output.max_raw_chars)
 
     read = p | "ReadManifests" >> ReadManifestLines(
-        ranges, reshuffle, max_line_bytes=cfg.input.max_line_bytes)
+        units, reshuffle, max_line_bytes=cfg.input.max_line_bytes)
     curated = read.lines | "CurateEntries" >> CurateEntries(cfg.params, options)
 
     window_files = curated.entries | "WriteWindows" >> beam.io.WriteToText(

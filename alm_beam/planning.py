@@ -26,7 +26,7 @@ from typing import Iterable, Optional, Sequence
 from alm_beam.discovery import ManifestFile, ReadRange
 
 MAX_PIECE_BYTES = 64 << 20     # never a larger range than this (retry granularity)
-MIN_PIECE_BYTES = 1 << 20      # cutting finer than this costs more than it evens out
+MIN_PIECE_BYTES = 64 << 10     # a range costs an open and a seek: not finer than this
 PIECES_PER_WORKER = 4          # enough pieces for the packing to even out the units
 
 

@@ -138,7 +138,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def _run(cfg: RunConfig, beam_flags: list, pool: Optional[WarmWorkerPool]) -> int:
     # Beam and the engine clients are imported only once the flags parse, so
     # `--help` and config errors answer at once.
-    from alm_beam.discovery import DiscoveryError, discover, plan_ranges
+    from alm_beam.discovery import DiscoveryError, discover
+    from alm_beam.planning import plan_units
     from alm_beam.output_dir import OutputDirError, prepare_output_dir
 
     try:
@@ -148,7 +149,6 @@ def _run(cfg: RunConfig, beam_flags: list, pool: Optional[WarmWorkerPool]) -> in
             print(f"alm_beam: no --input given; curating the bundled sample manifest {paths[0]}",
                   file=sys.stderr)
         files = discover(paths)
-        ranges = plan_ranges(files, int(cfg.input.split_mb * (1 << 20)))
 
         from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
         options = PipelineOptions(beam_flags)
@@ -160,6 +160,11 @@ def _run(cfg: RunConfig, beam_flags: list, pool: Optional[WarmWorkerPool]) -> in
         runner_name = options.view_as(StandardOptions).runner
         on_direct = runner_name in DIRECT_RUNNER_NAMES
         reshuffle = (not on_direct) if cfg.input.reshuffle == "auto" else cfg.input.reshuffle
+        # The FnApiRunner shares a stage's elements out among its workers once,
+        # statically: one balanced unit per worker. Other runners schedule
+        # elements dynamically: many ranges.
+        units = plan_units(files, (planned_worker_processes(beam_flags) or 1) if on_direct
+                           else None, cfg.input.split_bytes)
         removed = prepare_output_dir(cfg.output.path, cfg.output.overwrite)
     except (ConfigError, DiscoveryError, OutputDirError) as exc:
         print(f"alm_beam: error: {exc}", file=sys.stderr)
@@ -181,11 +186,12 @@ def _run(cfg: RunConfig, beam_flags: list, pool: Optional[WarmWorkerPool]) -> in
         runner = make_direct_runner(pool.command if pool is not None else worker_command())
     run_info = {"alm_beam": __version__, "apache_beam": beam.__version__,
                 "runner": "DirectRunner (FnApiRunner)" if on_direct else str(runner_name),
-                "reshuffle": reshuffle, "manifest_files": len(files), "read_ranges": len(ranges)}
+                "reshuffle": reshuffle, "manifest_files": len(files),
+                "read_ranges": sum(len(unit) for unit in units), "work_units": len(units)}
 
     try:
         pipeline = beam.Pipeline(runner=runner, options=options)
-        build_pipeline(pipeline, cfg, ranges, [f.path for f in files], reshuffle=reshuffle,
+        build_pipeline(pipeline, cfg, units, [f.path for f in files], reshuffle=reshuffle,
                        run_info=run_info)
         result = pipeline.run()
         result.wait_until_finish()

@@ -69,7 +69,12 @@ class _ReadRangeFn(beam.DoFn):
         self.blank = Metrics.counter(METRICS_NAMESPACE, "blank_lines")
         self.bytes_read = Metrics.counter(METRICS_NAMESPACE, "bytes_read")
 
-    def process(self, rng: ReadRange):
+    def process(self, unit):
+        """``unit``: one ReadRange, or a work unit (a tuple of them; see planning.py)."""
+        for rng in (unit,) if isinstance(unit, ReadRange) else unit:
+            yield from self._read_range(rng)
+
+    def _read_range(self, rng: ReadRange):
         lines = blank = size = 0
         path = rng.path
         with _open_manifest(path, rng.compressed) as stream:
@@ -98,7 +103,8 @@ class ReadOutputs(NamedTuple):
 
 
 class ReadManifestLines(beam.PTransform):
-    """Manifest byte ranges (planned before the pipeline) -> ManifestLine elements.
+    """Work units (ReadRanges or tuples of them, planned before the pipeline) ->
+    ManifestLine elements.
 
     With ``reshuffle`` the lines are redistributed so the CPU-heavy curation
     spreads over all workers even when one file dominates the input.

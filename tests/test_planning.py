@@ -76,12 +76,14 @@ def test_a_fixed_split_is_kept():
     assert [_unit_bytes(u, files) for u in units] == [2621440] * 3 + [10 * MB - 3 * 2621440]
 
 
-def test_small_inputs_are_not_cut_below_a_megabyte():
-    files = [ManifestFile("/small.jsonl", 1_384_102, False)]
+def test_small_inputs_are_not_cut_below_64_kib():
+    files = [ManifestFile("/small.jsonl", 300_000, False)]
     units = plan_units(files, workers=2)
     _assert_each_byte_once(units, files)
-    assert MIN_PIECE_BYTES == MB
-    assert sorted(_unit_bytes(u, files) for u in units) == [692_051, 692_051]
+    assert MIN_PIECE_BYTES == 64 << 10
+    # 300,000 / 8 is below 64 KiB: pieces of at most 65,536 bytes, 5 of them (60,000
+    # each), packed 3 + 2
+    assert sorted(_unit_bytes(u, files) for u in units) == [120_000, 180_000]
 
 
 def test_empty_and_missing_work():
