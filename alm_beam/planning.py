@@ -10,6 +10,8 @@ receives.
   exactly ``W`` units of nearly equal bytes, so that every worker gets the
   same amount of work whatever the file sizes. Big files are cut into pieces
   small enough to even out the units (longest-processing-time packing).
+* One worker: files are cut only above 64 MB, as with dynamically
+  scheduling runners (a range that starts mid-file cannot number its lines).
 * Unknown worker count (Flink, Spark, Dataflow, Prism: they schedule many
   small elements dynamically): one range per unit, pieces of at most
   ``split_bytes``.
@@ -59,10 +61,12 @@ def plan_units(files: Sequence[ManifestFile], workers: Optional[int],
     total = sum(f.size for f in files)
     if split_bytes is not None:
         piece = max(1, split_bytes)
-    elif workers:
+    elif workers and workers > 1:
         piece = -(-total // (workers * PIECES_PER_WORKER)) if total else MAX_PIECE_BYTES
         piece = min(MAX_PIECE_BYTES, max(MIN_PIECE_BYTES, piece))
     else:
+        # One worker gains nothing from cuts, and a line read from the middle of
+        # a file has no line number (error records then give only its offset).
         piece = MAX_PIECE_BYTES
     sizes = {f.path: f.size for f in files}
     ranges = [r for f in files for r in cut_file(f, piece)]

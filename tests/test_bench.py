@@ -37,8 +37,8 @@ def test_bench_tiny_run_prints_ratios_and_identical_outputs(tmp_path):
         assert f"  {run} vs b: identical" in out
     assert "=> outputs of b and d are IDENTICAL" in out
     # the pipeline plans its reads: one unit for one worker, one per worker for two
-    # (the 20 entries are ~0.7 MB: 4 pieces for one worker, 8 for two, packed 4 + 4)
-    assert re.search(r"^d1: .*, 4 read ranges in 4 work units \(input.split_mb=auto\)", out, re.M)
+    # (the 20 entries are ~0.7 MB: not cut for one worker; 8 pieces for two, packed 4 + 4)
+    assert re.search(r"^d1: .*, 1 read ranges in 1 work units \(input.split_mb=auto\)", out, re.M)
     assert re.search(r"^d2: .*, 8 read ranges in 2 work units \(input.split_mb=auto\)", out, re.M)
     # when each worker's windows shard was last written, and the serial tail after
     assert re.search(r"^    windows shards? last written at [\d.]+.* s from the last write", out,

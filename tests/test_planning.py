@@ -106,3 +106,12 @@ def test_pack_is_deterministic_and_longest_first():
     # 5->0, 4->1, 3->1 (4 < 5), 2->0 (5 < 7), 1->0 (7 = 7: the lower index)
     assert pack(items, lambda x: x, 2) == [[5, 1, 2], [4, 3]]
     assert pack(items, lambda x: x, 2) == pack(list(items), lambda x: x, 2)
+
+
+def test_one_worker_keeps_files_whole_up_to_64_mb():
+    """Cuts gain one worker nothing and cost line numbers (a mid-file range cannot
+    count lines from the start), so files are cut only above 64 MB."""
+    files = [ManifestFile("/a.jsonl", 60 * MB, False), ManifestFile("/b.jsonl", 100 * MB, False)]
+    units = plan_units(files, workers=1)
+    _assert_each_byte_once(units, files)
+    assert [_unit_bytes(u, files) for u in units] == [60 * MB, 50 * MB, 50 * MB]
