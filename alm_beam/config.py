@@ -9,17 +9,21 @@ tutorial's), the ``--config`` file, ``--set KEY=VALUE``, explicit flags.
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any, Mapping, Optional, Sequence
 
 import yaml
 
-from alm_beam.params import ConfigError, CurationParams, make_params
+from alm_beam.params import (INT64_MAX, ConfigError, CurationParams, UnsupportedNumber, brief,
+                             check_number, key_text, make_params)
 
 SECTIONS = ("builder", "overlap", "input", "output", "pipeline_options")
 RESHUFFLE_CHOICES = ("auto", True, False)
 # input.max_line_mb: at least 1 KiB (every error record keeps a prefix of the
 # line), at most 1 TiB (beyond any line a worker could hold anyway).
 MIN_LINE_MB, MAX_LINE_MB = 0.001, 1 << 20
+MIB = 1 << 20
+MAX_NUM_SHARDS = 100_000  # each shard is a file; more is a typo, not a plan
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,28 +62,129 @@ class RunConfig:
     pipeline_options: tuple[str, ...]  # Beam flags from YAML, placed before CLI flags
 
 
+# --------------------------------------------------------------------------
+# YAML as alm_beam reads it (--config files and --set values alike).
+
+NUMBER_TAG = "tag:alm_beam,2026:number"
+# Anything a user may mean as a number; ConfigLoader.construct_number decides
+# what it is (a plain scalar that does not match stays a string).
+_NUMBER_LIKE = re.compile(r"""^(?:
+      [-+]?[0-9._]*[0-9][0-9._]*(?:[eE][-+]?[0-9_]+)?    # 10, 010, 1_000, .5, 5., 1e3, 1.2.3
+    | [-+]?0[xXoObB][0-9a-fA-F_]+                         # 0x10, 0o17, 0b101
+    | [-+]?\.?(?:inf|Inf|INF|infinity|Infinity|nan|NaN|NAN)  # inf, .inf, -.inf, nan, .nan
+    )$""", re.X)
+_DECIMAL_INT = re.compile(r"^[-+]?[0-9]+(?:_[0-9]+)*$")
+_DECIMAL_FLOAT = re.compile(r"^[-+]?(?:[0-9]+(?:_[0-9]+)*(?:\.(?:[0-9]+(?:_[0-9]+)*)?)?"
+                            r"|\.[0-9]+(?:_[0-9]+)*)(?:[eE][-+]?[0-9]+)?$")
+_MAX_INT_DIGITS = 4000  # far beyond 64 bits; below Python's int-from-text limit (4300)
+
+
+def parse_number(text: str) -> Any:
+    """The number a user means by ``text``: decimal only, the way a person reads it.
+
+    ``10``, ``010`` (ten: no octal), ``+3``, ``1_000`` -> int; ``1e3`` (1000.0),
+    ``.5``, ``5.``, ``-2.5E-3`` -> float. Anything else that looks numeric
+    (``0x10``, ``.inf``, ``nan``, ``1e999``, ``1.2.3``) -> ``UnsupportedNumber``,
+    which the numeric checks refuse in one line and string fields take as text.
+    """
+    digits = text.lstrip("+-").replace("_", "")
+    if _DECIMAL_INT.match(text):
+        if len(digits) > _MAX_INT_DIGITS:
+            return UnsupportedNumber(text, f"an integer of {len(digits)} digits; "
+                                           f"integers must fit in 64 bits (at most {INT64_MAX})")
+        return int(text)
+    if _DECIMAL_FLOAT.match(text):
+        value = float(text)
+        if value in (float("inf"), float("-inf")):
+            return UnsupportedNumber(text, "beyond the largest number (about 1.8e308)")
+        return value
+    if re.match(r"^[-+]?0[xXoObB]", text):
+        try:
+            return UnsupportedNumber(text, f"not a decimal number; write {int(text, 0)}")
+        except ValueError:
+            return UnsupportedNumber(text, "not a decimal number")
+    if "inf" in text.lower() or "nan" in text.lower():
+        return UnsupportedNumber(text, "not a finite number")
+    return UnsupportedNumber(text, "not a number")
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with two changes for configuration files:
+
+    * numbers follow ``parse_number`` (YAML 1.1 would read ``1e3`` as a string
+      and ``010`` as 8);
+    * anchors and aliases are refused: an alias of an alias ... expands a few
+      hundred bytes into gigabytes (a "billion laughs" bomb), and a config
+      file has no need for them.
+    """
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            sign = "*" if isinstance(event, yaml.AliasEvent) else "&"
+            raise yaml.composer.ComposerError(
+                None, None, f"YAML anchors and aliases ({sign}{event.anchor[:20]}) are not "
+                "supported in a config; write the value out", event.start_mark)
+        return super().compose_node(parent, index)
+
+    def construct_number(self, node):
+        return parse_number(self.construct_scalar(node))
+
+
+ConfigLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers
+            if tag not in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+ConfigLoader.add_implicit_resolver(NUMBER_TAG, _NUMBER_LIKE, list("-+0123456789.iInN"))
+ConfigLoader.add_constructor(NUMBER_TAG, ConfigLoader.construct_number)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line for a YAML error: where, and what (PyYAML's own text spans
+    several lines and quotes the source)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None)
+    if problem is None:
+        problem = (str(exc).splitlines() or ["invalid"])[0]
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    problem = " ".join(str(problem).split())
+    return where + (problem if len(problem) <= 160 else problem[:157] + "...")
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """``text`` read by ``ConfigLoader``; any problem is one ConfigError line
+    starting with ``where``."""
+    try:
+        return yaml.load(text, Loader=ConfigLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: not valid YAML: {_yaml_problem(exc)}") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: YAML nested too deeply") from None
+
+
 def parse_set(item: str) -> tuple[str, Any]:
     """``section.key=VALUE`` with VALUE parsed as YAML (``false``, ``60``, ``[a, b]``)."""
     key, sep, text = item.partition("=")
     key = key.strip()
     if not sep or "." not in key:
-        raise ConfigError(f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. "
+        raise ConfigError(f"--set {brief(item)}: expected SECTION.KEY=VALUE, e.g. "
                           "builder.min_speakers=3; sections: " + ", ".join(SECTIONS))
-    try:
-        value = yaml.safe_load(text) if text.strip() else None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {item!r}: VALUE is not valid YAML: {exc}") from None
+    value = parse_yaml(text, f"--set {brief(key)}") if text.strip() else None
     return key, value
 
 
 def load_yaml(path: str) -> dict:
     try:
-        with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
+        with open(path, "rb") as fh:
+            data = fh.read()
     except OSError as exc:
         raise ConfigError(f"--config {path}: cannot read: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"--config {path}: not valid YAML: {exc}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"--config {path}: not UTF-8 text (byte 0x{data[exc.start]:02x} at "
+                          f"offset {exc.start}); save it as UTF-8") from None
+    data = parse_yaml(text, f"--config {path}")
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -93,11 +198,11 @@ def merge_overrides(raw: Mapping[str, Any], overrides: Sequence[tuple[str, Any]]
     for key, value in overrides:
         section, _, name = key.partition(".")
         if section not in SECTIONS:
-            raise ConfigError(f"{key}: unknown section {section!r}; allowed: "
+            raise ConfigError(f"{key_text(key)}: unknown section {brief(section)}; allowed: "
                               + ", ".join(SECTIONS))
         target = merged.setdefault(section, {})
         if not isinstance(target, dict):
-            raise ConfigError(f"{section}: expected a mapping, got {target!r}")
+            raise ConfigError(f"{section}: expected a mapping, got {brief(target)}")
         target[name] = value
     return merged
 
@@ -105,7 +210,7 @@ def merge_overrides(raw: Mapping[str, Any], overrides: Sequence[tuple[str, Any]]
 def _section(raw: Mapping[str, Any], name: str) -> dict:
     value = raw.get(name) or {}
     if not isinstance(value, Mapping):
-        raise ConfigError(f"{name}: expected a mapping, got {value!r}")
+        raise ConfigError(f"{name}: expected a mapping, got {brief(value)}")
     return dict(value)
 
 
@@ -113,23 +218,21 @@ def _check_keys(section: str, values: Mapping[str, Any], cls) -> None:
     allowed = [f.name for f in dataclasses.fields(cls)]
     for key in values:
         if key not in allowed:
-            raise ConfigError(f"{section}.{key}: unknown key; allowed keys in {section}: "
+            raise ConfigError(f"{section}.{key_text(key)}: unknown key; allowed keys in {section}: "
                               + ", ".join(allowed))
 
 
 def _bool(key: str, value: Any) -> bool:
     if not isinstance(value, bool):
-        raise ConfigError(f"{key}={value!r}: expected true or false")
+        raise ConfigError(f"{key}={brief(value)}: expected true or false")
     return value
 
 
 def _num(key: str, value: Any, ok, allowed: str, integer: bool = False):
-    bad_type = isinstance(value, bool) or not isinstance(value, (int, float))
-    if integer and isinstance(value, float) and not bad_type:
-        bad_type = not value.is_integer()
-    if bad_type or not ok(value):
-        raise ConfigError(f"{key}={value!r}: allowed: {allowed}")
-    return int(value) if integer else value
+    value = check_number(key, value, integer=integer)
+    if not ok(value):
+        raise ConfigError(f"{key}={brief(value)}: out of range; allowed: {allowed}")
+    return value
 
 
 def _input_config(values: dict) -> InputConfig:
@@ -140,11 +243,14 @@ def _input_config(values: dict) -> InputConfig:
         if isinstance(paths, str):
             paths = [paths]
         if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
-            raise ConfigError(f"input.paths={paths!r}: expected a list of paths or globs")
-        out["paths"] = tuple(paths)
+            raise ConfigError(f"input.paths={brief(paths)}: expected a list of paths or globs")
+        out["paths"] = tuple(str(p) for p in paths)
     if "split_mb" in values and values["split_mb"] != "auto":
-        out["split_mb"] = _num("input.split_mb", values["split_mb"], lambda v: v > 0,
-                               "auto, or a number of MB > 0")
+        # read ranges are whole bytes: at least one, at most a 64-bit offset
+        out["split_mb"] = _num("input.split_mb", values["split_mb"],
+                               lambda v: 1 <= v * MIB <= INT64_MAX,
+                               f"auto, or {1 / MIB!r} (one byte) <= split_mb <= "
+                               f"{INT64_MAX // MIB} (a 64-bit byte count)")
     if "max_line_mb" in values:
         out["max_line_mb"] = _num("input.max_line_mb", values["max_line_mb"],
                                   lambda v: MIN_LINE_MB <= v <= MAX_LINE_MB,
@@ -153,7 +259,7 @@ def _input_config(values: dict) -> InputConfig:
     if "reshuffle" in values:
         value = values["reshuffle"]
         if value not in RESHUFFLE_CHOICES or (value != "auto" and not isinstance(value, bool)):
-            raise ConfigError(f"input.reshuffle={value!r}: allowed: auto, true, false")
+            raise ConfigError(f"input.reshuffle={brief(value)}: allowed: auto, true, false")
         out["reshuffle"] = value
     if values.get("max_error_fraction") is not None:
         out["max_error_fraction"] = _num("input.max_error_fraction",
@@ -167,11 +273,13 @@ def _output_config(values: dict) -> OutputConfig:
     out = {}
     if "path" in values:
         if not isinstance(values["path"], str) or not values["path"]:
-            raise ConfigError(f"output.path={values['path']!r}: expected a directory path")
-        out["path"] = values["path"]
+            raise ConfigError(f"output.path={brief(values['path'])}: expected a directory path")
+        out["path"] = str(values["path"])
     if "num_shards" in values:
-        out["num_shards"] = _num("output.num_shards", values["num_shards"], lambda v: v >= 0,
-                                 "an integer >= 0 (0: the runner decides)", integer=True)
+        out["num_shards"] = _num("output.num_shards", values["num_shards"],
+                                 lambda v: 0 <= v <= MAX_NUM_SHARDS,
+                                 f"an integer 0..{MAX_NUM_SHARDS} (0: the runner decides)",
+                                 integer=True)
     for key in ("compact", "overwrite"):
         if key in values:
             out[key] = _bool(f"output.{key}", values[key])
@@ -181,18 +289,19 @@ def _output_config(values: dict) -> OutputConfig:
     return OutputConfig(**out)
 
 
+def pipeline_option_flags(key: Any, value: Any) -> list[str]:
+    """One YAML Beam option -> its command-line flags."""
+    if isinstance(value, bool):
+        return [f"--{key}"] if value else []
+    if isinstance(value, list):
+        return [f"--{key}={v}" for v in value]
+    return [] if value is None else [f"--{key}={value}"]
+
+
 def _pipeline_flags(values: Mapping[str, Any]) -> tuple[str, ...]:
     """YAML Beam options -> command-line flags (placed first, so CLI flags win)."""
-    flags = []
-    for key, value in values.items():
-        if isinstance(value, bool):
-            if value:
-                flags.append(f"--{key}")
-        elif isinstance(value, list):
-            flags.extend(f"--{key}={v}" for v in value)
-        elif value is not None:
-            flags.append(f"--{key}={value}")
-    return tuple(flags)
+    return tuple(flag for key, value in values.items()
+                 for flag in pipeline_option_flags(key, value))
 
 
 def build_config(raw: Mapping[str, Any], overrides: Sequence[tuple[str, Any]] = ()
@@ -200,12 +309,12 @@ def build_config(raw: Mapping[str, Any], overrides: Sequence[tuple[str, Any]] = 
     """Validate everything; the first problem raises ConfigError naming its key."""
     for key in raw:
         if key not in SECTIONS:
-            raise ConfigError(f"{key}: unknown section; allowed: " + ", ".join(SECTIONS))
+            raise ConfigError(f"{key_text(key)}: unknown section; allowed: " + ", ".join(SECTIONS))
     merged = merge_overrides(raw, overrides)
     params = make_params(_section(merged, "builder"), _section(merged, "overlap"))
     for name in ("start", "end"):
         if name in params.builder.drop_fields:
-            raise ConfigError(f"builder.drop_fields={list(params.builder.drop_fields)!r}: "
+            raise ConfigError(f"builder.drop_fields={brief(list(params.builder.drop_fields))}: "
                               f"may not drop {name!r}; windows are measured by start/end")
     return RunConfig(params=params,
                      input=_input_config(_section(merged, "input")),

@@ -42,6 +42,8 @@ import time
 import warnings
 from typing import Optional, Sequence
 
+from alm_beam.interrupts import STOP_SIGNALS, ignore_in_worker
+
 WORKER_MODULE = "alm_beam.direct_workers"
 BEAM_WORKER_MODULE = "apache_beam.runners.worker.sdk_worker_main"
 _SOCKET = "worker-{}.sock"
@@ -167,6 +169,8 @@ def _serve(sock_path: str, runner_fd: int) -> None:
 def _forked_worker(sock_path: str, runner_fd: int, runner_side_fds: Sequence[int]) -> None:
     """The child side of ``os.fork``: never returns into the runner's code."""
     try:
+        ignore_in_worker()  # signals are blocked until here (see WarmWorkerPool._fork)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         for fd in runner_side_fds:  # or this worker would never see end of file
             os.close(fd)
         os.dup2(2, 1)  # stdout carries the runner's report; a worker writes to stderr
@@ -327,7 +331,15 @@ class WarmWorkerPool:
             # Python 3.12+ warns when forking with native threads running; the
             # only ones here are allocator/BLAS helpers with fork handlers.
             warnings.simplefilter("ignore", DeprecationWarning)
-            pid = os.fork()
+            # A Ctrl-C right after the fork must not reach the child while it
+            # still has the runner's handler: blocked until it ignores them.
+            blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+            pid = -1
+            try:
+                pid = os.fork()
+            finally:
+                if pid != 0:
+                    signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         if pid == 0:
             _forked_worker(sock_path, read_fd, self._runner_fds)
         return pid
@@ -392,7 +404,9 @@ def _reap(pid: int, popen, deadline: Optional[float]) -> bool:
 def worker_command(python: str = sys.executable, pool_dir: Optional[str] = None) -> str:
     """The shell command the FnApiRunner runs to start one SDK worker (``exec``:
     no shell process left in between)."""
-    command = f"exec {shlex.quote(python)} -m {WORKER_MODULE}"
+    # A worker ignores SIGINT/SIGTERM from its first instruction (an ignored
+    # signal stays ignored across exec); its runner stops it (see interrupts).
+    command = f"trap '' INT TERM; exec {shlex.quote(python)} -m {WORKER_MODULE}"
     if pool_dir is not None:
         command += f" --attach {shlex.quote(pool_dir)}"
     return command
@@ -460,6 +474,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     group.add_argument("--warm", metavar="SOCKET", help="start now, wait for a job on SOCKET")
     group.add_argument("--attach", metavar="DIR", help="hand this job to a warm worker in DIR")
     args = parser.parse_args(argv)
+    ignore_in_worker()
     if args.warm:
         serve_warm(args.warm)
     elif args.attach:

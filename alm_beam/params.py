@@ -8,11 +8,66 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import reprlib
 from typing import Any, Mapping
 
 
 class ConfigError(ValueError):
     """A configuration value is invalid; raised before any pipeline is built."""
+
+
+# Integers are recorded in summary.json (orjson: 64-bit integers only) and may
+# reach engines that hold them in a Java long: every configured integer fits.
+INT64_MAX = (1 << 63) - 1
+BRIEF_CHARS = 60  # the most of one value an error message echoes
+
+_BRIEF_REPR = reprlib.Repr()
+_BRIEF_REPR.maxlevel, _BRIEF_REPR.maxlist, _BRIEF_REPR.maxtuple = 3, 6, 6
+_BRIEF_REPR.maxdict, _BRIEF_REPR.maxstring, _BRIEF_REPR.maxother = 4, BRIEF_CHARS, BRIEF_CHARS
+_BRIEF_REPR.maxlong = BRIEF_CHARS
+
+
+def brief(value: Any, limit: int = BRIEF_CHARS) -> str:
+    """A value as an error message shows it: its repr, cut to ``limit`` characters.
+
+    Built piecewise (reprlib), so a huge list or string costs no more than its
+    first few items; every config and params message formats values with it.
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 4 * limit:
+        text = f"<an integer of about {int(value.bit_length() * math.log10(2)) + 1} digits>"
+    else:
+        try:
+            text = _BRIEF_REPR.repr(value)
+        except Exception:  # noqa: BLE001 - a value whose repr fails is still reported
+            text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def clip(text: str, limit: int = BRIEF_CHARS) -> str:
+    """Plain text (a flag, a path, an error's own words) cut to ``limit`` characters."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def key_text(key: Any) -> str:
+    """A mapping key as a message names it: as written when it is a short string."""
+    return key if isinstance(key, str) and len(key) <= 40 else brief(key, 40)
+
+
+class UnsupportedNumber(str):
+    """Text that looks like a number but is not one alm_beam accepts (``0x10``,
+    ``.inf``, ``1e999``, ``1.2.3``): a string wherever a string is expected, and
+    a one-line refusal naming ``reason`` where a number is (see config.ConfigLoader)."""
+
+    reason: str = "not a number"
+
+    def __new__(cls, text: str, reason: str):
+        obj = super().__new__(cls, text)
+        obj.reason = reason
+        return obj
+
+    def __repr__(self) -> str:  # shown as the user wrote it, unquoted
+        return str.__str__(self)
 
 
 def _as_field_list(key: str, value: Any) -> tuple[str, ...]:
@@ -22,20 +77,27 @@ def _as_field_list(key: str, value: Any) -> tuple[str, ...]:
     if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
         return tuple(v.strip() for v in value if v.strip())
     raise ConfigError(
-        f"{key}={value!r}: expected a list of field names or a comma-separated string"
+        f"{key}={brief(value)}: expected a list of field names or a comma-separated string"
     )
 
 
-def _number(key: str, value: Any, *, integer: bool = False) -> float | int:
+def check_number(key: str, value: Any, *, integer: bool = False) -> float | int:
+    """A finite number (an integer if ``integer``) within 64-bit integer range, or
+    ConfigError naming ``key``: the type and range checks every numeric value gets."""
+    kind = "an integer" if integer else "a number"
+    if isinstance(value, UnsupportedNumber):
+        raise ConfigError(f"{key}={brief(value)}: {value.reason}")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        kind = "an integer" if integer else "a number"
-        raise ConfigError(f"{key}={value!r}: expected {kind}")
+        raise ConfigError(f"{key}={brief(value)}: expected {kind}")
     if isinstance(value, float) and not math.isfinite(value):
-        raise ConfigError(f"{key}={value!r}: expected a finite number")
+        raise ConfigError(f"{key}={brief(value)}: expected a finite number")
     if integer and isinstance(value, float):
         if not value.is_integer():
-            raise ConfigError(f"{key}={value!r}: expected an integer")
+            raise ConfigError(f"{key}={brief(value)}: expected an integer")
         value = int(value)
+    if isinstance(value, int) and not -INT64_MAX - 1 <= value <= INT64_MAX:
+        raise ConfigError(f"{key}={brief(value)}: out of range; integers must fit in 64 bits "
+                          f"(at most {INT64_MAX})")
     return value
 
 
@@ -108,10 +170,10 @@ _OVERLAP_RULES = {
 
 def _coerce(section: str, rules: Mapping[str, tuple], raw: Mapping[str, Any]) -> dict:
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"{section}: expected a mapping of parameters, got {raw!r}")
+        raise ConfigError(f"{section}: expected a mapping of parameters, got {brief(raw)}")
     out = {}
     for key, value in raw.items():
-        full = f"{section}.{key}"
+        full = f"{section}.{key_text(key)}"
         if key not in rules:
             raise ConfigError(
                 f"{full}: unknown key; allowed keys in {section}: {', '.join(sorted(rules))}"
@@ -119,13 +181,13 @@ def _coerce(section: str, rules: Mapping[str, tuple], raw: Mapping[str, Any]) ->
         kind, check, allowed = rules[key]
         if kind == "bool":
             if not isinstance(value, bool):
-                raise ConfigError(f"{full}={value!r}: expected {allowed}")
+                raise ConfigError(f"{full}={brief(value)}: expected {allowed}")
         elif kind == "fields":
             value = _as_field_list(full, value)
         else:
-            value = _number(full, value, integer=(kind == "int"))
+            value = check_number(full, value, integer=(kind == "int"))
             if not check(value):
-                raise ConfigError(f"{full}={value!r}: out of range; allowed: {allowed}")
+                raise ConfigError(f"{full}={brief(value)}: out of range; allowed: {allowed}")
         out[key] = value
     return out
 
@@ -139,5 +201,12 @@ def make_params(builder: Mapping[str, Any] | None = None,
         raise ConfigError(
             f"builder.min_speakers={b.min_speakers} > builder.max_speakers={b.max_speakers}; "
             "allowed: 0 <= min_speakers <= max_speakers"
+        )
+    if not math.isfinite(b.max_duration):
+        raise ConfigError(
+            f"builder.target_window_duration={brief(b.target_window_duration)} with "
+            f"builder.tolerance={brief(b.tolerance)}: the longest window "
+            "(target_window_duration * (1 + tolerance)) is beyond the largest number; "
+            "allowed: a smaller target_window_duration"
         )
     return CurationParams(builder=b, overlap=o)

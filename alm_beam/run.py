@@ -1,22 +1,32 @@
 """Entry point: ``python -m alm_beam.run [options] [Beam pipeline options]``.
 
-Order of work: parse flags -> load and validate config -> discover input ->
-check the output directory -> build and run the pipeline -> print the
-summary. Every user error is reported before a pipeline object exists.
+Order of work: parse flags -> load and validate config -> check the Beam
+options (unknown flags, stray arguments, the runner) -> check the output
+location -> discover input -> check the output directory -> build and run the
+pipeline -> print the summary. Every user error is reported before a pipeline
+object exists, and the first one is the only line printed. Ctrl-C and SIGTERM:
+see ``interrupts``.
 """
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # first of all: a Ctrl-C during start-up is one line too
+    from alm_beam import interrupts
+    interrupts.install()
+
 import argparse
 import json
 import logging
+import re
 import sys
 import textwrap
 from importlib import resources
 from typing import Optional, Sequence
 
-from alm_beam import __version__
-from alm_beam.config import ConfigError, RunConfig, build_config, load_yaml, parse_set
+from alm_beam import __version__, interrupts
+from alm_beam.config import (ConfigError, RunConfig, build_config, load_yaml, merge_overrides,
+                             parse_set, pipeline_option_flags)
+from alm_beam.params import clip
 from alm_beam.direct_workers import (DIRECT_RUNNER_NAMES, WarmWorkerPool, filter_start_up_noise,
                                      flush_and_exit, planned_worker_processes, worker_command)
 
@@ -45,11 +55,20 @@ EPILOG = textwrap.dedent("""\
     Example: --set builder.min_speakers=3 --set builder.drop_fields=[words,confidence]
 
     Exit status: 0 success, 2 invalid configuration/input/output, 1 pipeline failure
-    (including an exceeded --max_error_fraction).""")
+    (including an exceeded --max_error_fraction), 130 Ctrl-C, 143 SIGTERM.
+    Details: docs/cli.md.""")
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse with alm_beam's one-line error (argparse prints its usage first)."""
+
+    def error(self, message):
+        message = re.sub(r"'([^']{60})[^']+'", r"'\1...'", message)  # a huge value, cut
+        self.exit(2, f"alm_beam: error: {clip(message, 300)} (see --help)\n")
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _ArgumentParser(
         prog="python -m alm_beam.run",
         description="Curate diarized conversation manifests (JSONL) into fixed-duration\n"
                     "training windows for audio language models, with NeMo Curator's ALM\n"
@@ -58,10 +77,11 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", metavar="YAML",
                         help="YAML config (sections builder, overlap, input, output, "
                              "pipeline_options); default: the NeMo Curator tutorial values")
-    parser.add_argument("--input", action="append", metavar="PATH", dest="inputs",
-                        help="manifest file, directory (searched recursively for .jsonl/.json, "
-                             "also .gz/.bz2/...), or glob; any Beam filesystem (gs://, s3://, "
-                             "...). Repeatable. Default: input.paths, else a bundled sample")
+    parser.add_argument("--input", action="append", nargs="+", metavar="PATH", dest="inputs",
+                        help="one or more manifest files, directories (searched recursively "
+                             "for .jsonl/.json, also .gz/.bz2/...), or globs; any Beam "
+                             "filesystem (gs://, s3://, ...). Repeatable. Default: input.paths, "
+                             "else a bundled sample")
     parser.add_argument("--output", metavar="DIR",
                         help="output directory for windows-*.jsonl, errors-*.jsonl and "
                              "summary.json (default: output.path, ./alm_output)")
@@ -87,7 +107,7 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
     raw = load_yaml(args.config) if args.config else {}
     overrides = [parse_set(item) for item in args.overrides]
     if args.inputs:
-        overrides.append(("input.paths", list(args.inputs)))
+        overrides.append(("input.paths", [path for group in args.inputs for path in group]))
     for key, value in (("output.path", args.output), ("output.num_shards", args.num_shards),
                        ("output.compact", args.compact), ("output.overwrite", args.overwrite),
                        ("input.max_error_fraction", args.max_error_fraction)):
@@ -100,10 +120,24 @@ def bundled_sample_path() -> str:
     return str(resources.files("alm_beam") / "data" / SAMPLE_MANIFEST)
 
 
-def _unknown_beam_flags(options) -> list[str]:
-    known = set(options.get_all_options())
-    every = options.get_all_options(retain_unknown_options=True)
-    return sorted(k for k in every if k not in known)
+def check_beam_options(args: argparse.Namespace, cfg: RunConfig, cli_flags: list):
+    """Every Beam option of the run, from the config and the command line: each
+    config key alone (so its error names the file or the --set), then all
+    together with the command line's. Returns Beam's parsed options."""
+    from alm_beam.beam_flags import (beam_option_parser, check_command_line, check_config_options,
+                                     check_runner)
+    parser = beam_option_parser()
+    raw = load_yaml(args.config) if args.config else {}
+    from_set = {key.partition(".")[2] for key, _ in (parse_set(i) for i in args.overrides)
+                if key.partition(".")[0] == "pipeline_options"}
+    merged = merge_overrides(raw, [parse_set(item) for item in args.overrides])
+    for key, value in dict(merged.get("pipeline_options") or {}).items():
+        where = (f"--set pipeline_options.{clip(str(key))}" if key in from_set
+                 else f"--config {args.config}: pipeline_options.{clip(str(key))}")
+        check_config_options(parser, pipeline_option_flags(key, value), where)
+    known = check_command_line(parser, cfg.pipeline_options, cli_flags)
+    check_runner(known.runner)
+    return known
 
 
 def _not_budget_failure(record: logging.LogRecord) -> bool:
@@ -118,9 +152,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     filter_start_up_noise()
     logging.getLogger("apache_beam.runners.common").addFilter(_not_budget_failure)
 
+    # Every flag and value, then the output location, before anything else is
+    # said or started: the first problem is the only line printed.
+    from alm_beam.preflight import PreflightError, preflight_output
     try:
         cfg = resolve_config(args)
-    except ConfigError as exc:
+        from alm_beam.beam_flags import silence_beam_flag_warning
+        silence_beam_flag_warning()
+        check_beam_options(args, cfg, beam_args)
+        preflight_output(cfg.output.path)
+    except (ConfigError, PreflightError) as exc:
         print(f"alm_beam: error: {exc}", file=sys.stderr)
         return 2
     beam_flags = list(cfg.pipeline_options) + list(beam_args)
@@ -128,10 +169,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # graph runs (see direct_workers); they are stopped whatever happens next.
     processes = planned_worker_processes(beam_flags)
     pool = WarmWorkerPool(processes) if processes else None
+    if pool is not None:
+        interrupts.on_stop(pool.close)
     try:
         return _run(cfg, beam_flags, pool)
     finally:
         if pool is not None:
+            interrupts.forget(pool.close)
             pool.close()
 
 
@@ -151,12 +195,7 @@ def _run(cfg: RunConfig, beam_flags: list, pool: Optional[WarmWorkerPool]) -> in
         files = discover(paths)
 
         from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
-        options = PipelineOptions(beam_flags)
-        unknown = _unknown_beam_flags(options)
-        if unknown:
-            raise ConfigError("unrecognized option(s): " + ", ".join("--" + u for u in unknown)
-                              + " (neither an alm_beam option nor a Beam pipeline option; "
-                              "see --help)")
+        options = PipelineOptions(beam_flags)  # checked by check_beam_options
         runner_name = options.view_as(StandardOptions).runner
         on_direct = runner_name in DIRECT_RUNNER_NAMES
         reshuffle = (not on_direct) if cfg.input.reshuffle == "auto" else cfg.input.reshuffle
@@ -213,9 +252,4 @@ def _run(cfg: RunConfig, beam_flags: list, pool: Optional[WarmWorkerPool]) -> in
 
 
 if __name__ == "__main__":
-    try:
-        flush_and_exit(main())  # no interpreter teardown: the run is reported
-    except KeyboardInterrupt:
-        print("alm_beam: interrupted; an output directory without summary.json holds an "
-              "incomplete run (rerun with --overwrite)", file=sys.stderr)
-        sys.exit(130)
+    flush_and_exit(main())  # no interpreter teardown: the run is reported
