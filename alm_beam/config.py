@@ -231,7 +231,7 @@ def _bool(key: str, value: Any) -> bool:
 def _num(key: str, value: Any, ok, allowed: str, integer: bool = False):
     value = check_number(key, value, integer=integer)
     if not ok(value):
-        raise ConfigError(f"{key}={brief(value)}: out of range; allowed: {allowed}")
+        raise ConfigError(f"{key}={brief(value)}: allowed: {allowed}")
     return value
 
 

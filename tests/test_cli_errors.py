@@ -176,11 +176,11 @@ def test_messages_show_only_a_short_prefix_of_a_value(tmp_path, yaml_value, show
      f"builder.min_bandwidth=-9223372036854775809: out of range; {INT64}"),
     ("output.max_raw_chars=9223372036854775808",
      f"output.max_raw_chars=9223372036854775808: out of range; {INT64}"),
-    ("input.split_mb=1e-300", "input.split_mb=1e-300: out of range; allowed: "
+    ("input.split_mb=1e-300", "input.split_mb=1e-300: allowed: auto, or "
      "9.5367431640625e-07 (one byte) <= split_mb <= 8796093022207 (a 64-bit byte count)"),
-    ("input.split_mb=1e300", "input.split_mb=1e+300: out of range; allowed: "
+    ("input.split_mb=1e300", "input.split_mb=1e+300: allowed: auto, or "
      "9.5367431640625e-07 (one byte) <= split_mb <= 8796093022207 (a 64-bit byte count)"),
-    ("output.num_shards=100001", "output.num_shards=100001: out of range; allowed: an "
+    ("output.num_shards=100001", "output.num_shards=100001: allowed: an "
      "integer 0..100000 (0: the runner decides)"),
     ("builder.tolerance=1e3", "builder.tolerance=1000.0: out of range; allowed: "
      "0 <= tolerance < 1"),

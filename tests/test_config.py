@@ -80,8 +80,8 @@ def test_set_wins_over_yaml():
     ("input.reshuffle=sometimes", "input.reshuffle='sometimes': allowed: auto, true, false"),
     ("input.max_line_mb=0", "input.max_line_mb=0: allowed: a number of MB, 0.001 <= max_line_mb"),
     ("input.max_line_mb=0.0001", "0.001 <= max_line_mb <= 1.04858e+06"),
-    ("input.max_line_mb=.inf", "input.max_line_mb=inf"),
-    ("input.max_line_mb=.nan", "input.max_line_mb=nan"),
+    ("input.max_line_mb=.inf", "input.max_line_mb=.inf: not a finite number"),
+    ("input.max_line_mb=.nan", "input.max_line_mb=.nan: not a finite number"),
     ("input.max_line_mb=big", "input.max_line_mb='big'"),
     ("nosection.x=1", "unknown section 'nosection'"),
 ])
