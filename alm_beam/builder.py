@@ -119,11 +119,13 @@ def _serialized(seg: dict):
 class BuildResult(NamedTuple):
     """Builder output plus what the overlap filter needs without re-reading windows.
 
-    ``timestamps[n]`` is ``(end, start)`` of ``entry["windows"][n]``.
+    ``timestamps[n]`` is ``(end, start)`` of ``entry["windows"][n]``, and
+    ``speaker_counts[n]`` its number of distinct speakers (for the run report).
     """
 
     entry: dict
     timestamps: list
+    speaker_counts: list = ()  # type: ignore[assignment]
 
 
 def build_windows(entry: dict, params: BuilderParams, *,
@@ -218,6 +220,7 @@ def _build(entry: dict, params: BuilderParams, keep_lost: bool, *,
 
     windows = []
     timestamps = []
+    speaker_counts = []
     lost_full = stats["lost_win_full_data"]
     truncation_events = 0
     next_hard = 0
@@ -326,9 +329,10 @@ def _build(entry: dict, params: BuilderParams, keep_lost: bool, *,
             window.append(part)
         windows.append({"segments": window, "speaker_durations": top})
         timestamps.append((w_end, w_start))
+        speaker_counts.append(len(spk_map))
 
     out = {k: v for k, v in entry.items() if k not in params.drop_fields_top_level}
     out["windows"] = windows
     out["stats"] = stats
     out["truncation_events"] = truncation_events
-    return BuildResult(out, timestamps)
+    return BuildResult(out, timestamps, speaker_counts)

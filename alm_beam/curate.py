@@ -102,7 +102,20 @@ def curate_entry(entry: dict, params: CurationParams, source: str,
     out = build.entry
     below_rate = entry["audio_sample_rate"] < params.builder.min_sample_rate
     filter_overlaps(out, params.overlap, source, build.timestamps)
-    record = entry_record(out, below_rate)
+    kept = out["filtered_windows"]
+    # (Without windows the filter keeps an input's own filtered_windows: not ours to count.)
+    if kept and build.timestamps:
+        windows, stamps, speakers = out["windows"], build.timestamps, build.speaker_counts
+        if len(kept) == len(windows):
+            at = range(len(windows))
+        else:  # kept windows are the builder's own objects: find them by identity
+            where = dict(zip(map(id, windows), range(len(windows))))
+            at = [where[id(w)] for w in kept]
+        kept_durations = tuple([stamps[n][0] - stamps[n][1] for n in at])
+        kept_speakers = tuple([speakers[n] for n in at])
+    else:
+        kept_durations = kept_speakers = ()
+    record = entry_record(out, below_rate, source, kept_durations, kept_speakers)
     if options.compact:
         out.pop("windows", None)
         out["stats"].pop("lost_win_full_data", None)

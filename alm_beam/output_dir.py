@@ -19,11 +19,11 @@ from apache_beam.io.filesystems import FileSystems
 # temporary directories of Beam's file sinks, which a killed or failed run
 # leaves behind: FileBasedSink names them ``beam-temp-<last component of the
 # file prefix>-<uuid1 hex>``, i.e. beam-temp-windows-..., beam-temp-errors-...,
-# beam-temp-summary.json-... Anything else is not ours and is never deleted.
+# beam-temp-summary.json-..., beam-temp-report.html-... Anything else is not ours and is never deleted.
 OWN_OUTPUT = re.compile(
-    r"^(?:summary\.json"
+    r"^(?:summary\.json|report\.html"
     r"|(?:windows|errors)-\d{5,}-of-\d{5,}\.jsonl"
-    r"|beam-temp-(?:windows|errors|summary\.json)-[0-9a-f]{32})$")
+    r"|beam-temp-(?:windows|errors|summary\.json|report\.html)-[0-9a-f]{32})$")
 
 
 def is_own_output(name: str, is_dir: bool) -> bool:

@@ -16,21 +16,34 @@ from apache_beam.pvalue import AsList
 from alm_beam.config import RunConfig
 from alm_beam.curate import OutputOptions
 from alm_beam.discovery import ReadRange
-from alm_beam.summary import build_summary
+from alm_beam.stats import DurationBins
+from alm_beam.summary import build_summary, finished_run_info
 from alm_beam.transforms import AggregateRunStats, CurateEntries, ReadManifestLines
 
 WINDOWS_PREFIX = "windows"
 ERRORS_PREFIX = "errors"
 SUMMARY_NAME = "summary.json"
+REPORT_NAME = "report.html"
 SHARD_TEMPLATE = "-SSSSS-of-NNNNN"
 
 
 def _summary_line(stats, *, window_files, error_files, params, inputs, max_error_fraction,
                   run_info) -> bytes:
+    import time
     doc = build_summary(stats, params=params, inputs=inputs, window_files=window_files,
                         error_files=error_files, max_error_fraction=max_error_fraction,
-                        run_info=run_info)
+                        run_info=finished_run_info(run_info, time.time()))
     return orjson.dumps(doc, option=orjson.OPT_INDENT_2)
+
+
+def _report_page(summary_line: bytes) -> str:
+    """report.html from the summary.json bytes alone (as ``python -m alm_beam.report``)."""
+    from alm_beam.report import render_html
+    return render_html(orjson.loads(summary_line))
+
+
+def _after(summary_line: bytes, written) -> bytes:
+    return summary_line
 
 
 def build_pipeline(p: beam.Pipeline, cfg: RunConfig, units: Sequence[tuple[ReadRange, ...]],
@@ -50,16 +63,26 @@ def build_pipeline(p: beam.Pipeline, cfg: RunConfig, units: Sequence[tuple[ReadR
         num_shards=cfg.output.num_shards, shard_name_template=SHARD_TEMPLATE)
 
     # summary.json is written last: its step waits on the final names of both
-    # result sinks (side inputs), so it only exists once the shards are final.
-    # The reader's per-range counts travel with the entry records, so the
-    # summary step can check that every line read was written, rejected or blank.
-    _ = ((curated.stats, read.counts)
-         | "CollectStats" >> beam.Flatten()
-         | "AggregateStats" >> AggregateRunStats()
-         | "BuildSummary" >> beam.Map(
-             _summary_line, window_files=AsList(window_files),
-             error_files=AsList(error_files), params=cfg.params.as_dict(),
-             inputs=list(inputs), max_error_fraction=cfg.input.max_error_fraction,
-             run_info=run_info)
+    # result sinks and of report.html (side inputs), so it only exists once
+    # everything else is final. The reader's per-range counts travel with the
+    # entry records, so the summary step can check that every line read was
+    # written, rejected or blank.
+    bins = DurationBins.for_range(cfg.params.builder.min_duration,
+                                  cfg.params.builder.max_duration)
+    summary = ((curated.stats, read.counts)
+               | "CollectStats" >> beam.Flatten()
+               | "AggregateStats" >> AggregateRunStats(bins)
+               | "BuildSummary" >> beam.Map(
+                   _summary_line, window_files=AsList(window_files),
+                   error_files=AsList(error_files), params=cfg.params.as_dict(),
+                   inputs=list(inputs), max_error_fraction=cfg.input.max_error_fraction,
+                   run_info=run_info))
+    report_file = (summary
+                   | "RenderReport" >> beam.Map(_report_page)
+                   | "WriteReport" >> beam.io.WriteToText(
+                       FileSystems.join(out_dir, REPORT_NAME), num_shards=1,
+                       shard_name_template=""))
+    _ = (summary
+         | "AfterReport" >> beam.Map(_after, written=AsList(report_file))
          | "WriteSummary" >> beam.io.WriteToText(
              FileSystems.join(out_dir, SUMMARY_NAME), num_shards=1, shard_name_template=""))

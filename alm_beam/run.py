@@ -12,6 +12,7 @@ import json
 import logging
 import sys
 import textwrap
+import time
 from importlib import resources
 from typing import Optional, Sequence
 
@@ -187,7 +188,8 @@ def _run(cfg: RunConfig, beam_flags: list, pool: Optional[WarmWorkerPool]) -> in
     run_info = {"alm_beam": __version__, "apache_beam": beam.__version__,
                 "runner": "DirectRunner (FnApiRunner)" if on_direct else str(runner_name),
                 "reshuffle": reshuffle, "manifest_files": len(files),
-                "read_ranges": sum(len(unit) for unit in units), "work_units": len(units)}
+                "read_ranges": sum(len(unit) for unit in units), "work_units": len(units),
+                "started_epoch_s": time.time()}  # summary.json: run.started_at, duration_s
 
     try:
         pipeline = beam.Pipeline(runner=runner, options=options)

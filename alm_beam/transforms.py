@@ -21,7 +21,8 @@ from alm_beam.curate import Curated, OutputOptions, curate_line, failed_line
 from alm_beam.discovery import ReadRange
 from alm_beam.params import CurationParams
 from alm_beam.reader import BLOCK_SIZE, JSON_WHITESPACE, LineProblem, iter_lines
-from alm_beam.stats import INT_FIELDS, ReadCount, RunStats
+from alm_beam.stats import (DEFAULT_BINS, INT_FIELDS, DurationBins, ErrorItem, ReadCount,
+                            RunStats)
 from alm_beam.validate import Rejection
 
 METRICS_NAMESPACE = "alm_beam"
@@ -186,7 +187,8 @@ class _CurateFn(beam.DoFn):
             reason = outcome.reason
             self._failures[reason] = self._failures.get(reason, 0) + 1
             yield beam.pvalue.TaggedOutput(ERRORS_TAG, outcome.line)
-            yield beam.pvalue.TaggedOutput(STATS_TAG, reason)
+            yield beam.pvalue.TaggedOutput(
+                STATS_TAG, ErrorItem(reason, item.source, item.offset, item.line, outcome.line))
 
     def finish_bundle(self):
         written, blank, windows, kept = self._counts
@@ -204,7 +206,7 @@ class _CurateFn(beam.DoFn):
 class CuratedOutputs(NamedTuple):
     entries: beam.PCollection   # output JSON lines (bytes)
     errors: beam.PCollection    # error record JSON lines (bytes)
-    stats: beam.PCollection     # stats.entry_record tuples and error reason strings
+    stats: beam.PCollection     # stats.entry_record tuples and stats.ErrorItem
 
 
 class CurateEntries(beam.PTransform):
@@ -224,20 +226,34 @@ class CurateEntries(beam.PTransform):
 class RunStatsCombineFn(beam.CombineFn):
     """Thin wrapper: all arithmetic lives in ``stats.RunStats``."""
 
+    def __init__(self, bins: DurationBins = DEFAULT_BINS):
+        super().__init__()
+        self._bins = bins
+
     def create_accumulator(self):
-        return RunStats()
+        return RunStats(self._bins)
 
     def add_input(self, acc, item):
         acc.add(item)
         return acc
 
     def merge_accumulators(self, accumulators):
-        return RunStats.merged(accumulators)
+        merged = RunStats(self._bins)
+        for acc in accumulators:
+            merged.merge(acc)
+        return merged
 
     def extract_output(self, acc):
         return acc
 
 
 class AggregateRunStats(beam.PTransform):
+    """Entry records and error items -> one ``RunStats``; ``bins`` are the
+    kept-window duration histogram's (``DurationBins.for_range``)."""
+
+    def __init__(self, bins: DurationBins = DEFAULT_BINS):
+        super().__init__()
+        self._bins = bins
+
     def expand(self, stats):
-        return stats | "SumStats" >> beam.CombineGlobally(RunStatsCombineFn())
+        return stats | "SumStats" >> beam.CombineGlobally(RunStatsCombineFn(self._bins))
