@@ -6,7 +6,7 @@ building the graph has no side effects.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import apache_beam as beam
 import orjson
@@ -39,7 +39,7 @@ def _summary_line(stats, *, window_files, error_files, params, inputs, max_error
 def _report_page(summary_line: bytes) -> str:
     """report.html from the summary.json bytes alone (as ``python -m alm_beam.report``)."""
     from alm_beam.report import render_html
-    return render_html(orjson.loads(summary_line))
+    return render_html(orjson.loads(summary_line)).rstrip("\n")  # the sink adds the newline
 
 
 def _after(summary_line: bytes, written) -> bytes:
@@ -47,12 +47,13 @@ def _after(summary_line: bytes, written) -> bytes:
 
 
 def build_pipeline(p: beam.Pipeline, cfg: RunConfig, units: Sequence[tuple[ReadRange, ...]],
-                   inputs: Sequence[str], *, reshuffle: bool, run_info: dict) -> None:
+                   inputs: Sequence[str], *, reshuffle: bool, run_info: dict,
+                   progress_dir: Optional[str] = None) -> None:
     out_dir = cfg.output.path
     options = OutputOptions(compact=cfg.output.compact, max_raw_chars=cfg.output.max_raw_chars)
 
     read = p | "ReadManifests" >> ReadManifestLines(
-        units, reshuffle, max_line_bytes=cfg.input.max_line_bytes)
+        units, reshuffle, max_line_bytes=cfg.input.max_line_bytes, progress_dir=progress_dir)
     curated = read.lines | "CurateEntries" >> CurateEntries(cfg.params, options)
 
     window_files = curated.entries | "WriteWindows" >> beam.io.WriteToText(

@@ -132,7 +132,7 @@ def _funnel(page: _Page, doc: dict) -> str:
     seconds = [s["total_dur"], doc["total_dur_window"], doc["filtered_dur"]]
     texts = [f"{_int(c)}  ·  {_hours(d)}" for c, d in zip(counts, seconds)]
     data = [{"type": "funnel", "y": stages, "x": counts, "text": texts,
-             "textinfo": "text+percent initial", "textposition": "outside",
+             "textinfo": "text+percent initial", "textposition": "auto",
              "marker": {"color": [_GREY, _BLUE, _GREEN]},
              "connector": {"line": {"color": "#c8d0da"}},
              "hovertemplate": "%{y}: %{x:,}<extra></extra>"}]
@@ -148,9 +148,9 @@ def _funnel(page: _Page, doc: dict) -> str:
         '<p class="note">Every segment is tried as a window start; a candidate window is a start '
         'that gave a window of the target length; kept windows survive the overlap filter. '
         'Candidate windows overlap each other, so their hours can exceed the audio hours.</p>'
-        f'<div class="grid2"><div>{page.chart(data, layout, 300)}</div>'
-        '<div><table><tr><th>stage</th><th class="n">count</th><th class="n">hours</th></tr>'
-        f'{rows}</table></div></div></section>')
+        f'{page.chart(data, layout, 280)}'
+        '<table><tr><th>stage</th><th class="n">count</th><th class="n">hours</th></tr>'
+        f'{rows}</table></section>')
 
 
 def _losses(page: _Page, doc: dict) -> str:
@@ -271,7 +271,8 @@ def _manifests(page: _Page, doc: dict) -> str:
     info = doc.get("manifests") or {"count": 0, "lowest_yield": []}
     rows = info["lowest_yield"]
     head = ('<section id="manifests"><h2>Manifests with the lowest yield</h2>'
-            f'<p class="note">Yield = kept window hours / segment hours of a manifest file. '
+            '<p class="note">Yield = kept window hours / segment hours of a manifest file '
+            '(above 100 % where the windows span pauses between segments). '
             f'The {len(rows)} lowest of <span data-key="manifests.count">'
             f'{_int(info["count"])}</span> manifests with at least one line.</p>')
     if not rows:
@@ -401,6 +402,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("directory", metavar="DIR",
                         help="an alm_beam output directory (any Beam filesystem)")
     args = parser.parse_args(argv)
+    from alm_beam.direct_workers import filter_start_up_noise
+    filter_start_up_noise()   # Beam's import-time warning about optional GCP clients
     try:
         doc = read_summary(args.directory)
     except Exception as exc:  # noqa: BLE001 - a missing/unreadable summary is the user's answer

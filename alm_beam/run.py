@@ -80,6 +80,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max_error_fraction", type=float, metavar="F",
                         help="fail the job when more than F (0..1) of the lines are rejected "
                              "(default: no budget; the summary warns)")
+    parser.add_argument("--quiet", action="store_true",
+                        help="print no progress while the job runs (progress is shown on "
+                             "the DirectRunner only)")
     parser.add_argument("--version", action="version", version=f"alm_beam {__version__}")
     return parser
 
@@ -130,13 +133,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     processes = planned_worker_processes(beam_flags)
     pool = WarmWorkerPool(processes) if processes else None
     try:
-        return _run(cfg, beam_flags, pool)
+        return _run(cfg, beam_flags, pool, quiet=args.quiet)
     finally:
         if pool is not None:
             pool.close()
 
 
-def _run(cfg: RunConfig, beam_flags: list, pool: Optional[WarmWorkerPool]) -> int:
+def _run(cfg: RunConfig, beam_flags: list, pool: Optional[WarmWorkerPool], *,
+         quiet: bool = False) -> int:
     # Beam and the engine clients are imported only once the flags parse, so
     # `--help` and config errors answer at once.
     from alm_beam.discovery import DiscoveryError, discover
@@ -191,12 +195,15 @@ def _run(cfg: RunConfig, beam_flags: list, pool: Optional[WarmWorkerPool]) -> in
                 "read_ranges": sum(len(unit) for unit in units), "work_units": len(units),
                 "started_epoch_s": time.time()}  # summary.json: run.started_at, duration_s
 
+    from alm_beam import progress
     try:
-        pipeline = beam.Pipeline(runner=runner, options=options)
-        build_pipeline(pipeline, cfg, units, [f.path for f in files], reshuffle=reshuffle,
-                       run_info=run_info)
-        result = pipeline.run()
-        result.wait_until_finish()
+        # Progress on stderr needs the workers' files: DirectRunner only.
+        with progress.watch(on_direct and not quiet, sum(f.size for f in files)) as progress_dir:
+            pipeline = beam.Pipeline(runner=runner, options=options)
+            build_pipeline(pipeline, cfg, units, [f.path for f in files], reshuffle=reshuffle,
+                           run_info=run_info, progress_dir=progress_dir)
+            result = pipeline.run()
+            result.wait_until_finish()
     except Exception as exc:  # an exceeded error budget is a one-line answer, not a traceback
         text = str(exc)
         for marker in JOB_FAILURE_MARKERS:

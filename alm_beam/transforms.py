@@ -20,6 +20,7 @@ from alm_beam.codecs import DecodedStream, codec_for_name
 from alm_beam.curate import Curated, OutputOptions, curate_line, failed_line
 from alm_beam.discovery import ReadRange
 from alm_beam.params import CurationParams
+from alm_beam.progress import REPORT_EVERY_BYTES, ProgressWriter
 from alm_beam.reader import BLOCK_SIZE, JSON_WHITESPACE, LineProblem, iter_lines
 from alm_beam.stats import (DEFAULT_BINS, INT_FIELDS, DurationBins, ErrorItem, ReadCount,
                             RunStats)
@@ -43,15 +44,17 @@ class ManifestLine(NamedTuple):
 
 
 def _open_manifest(path: str, compressed: bool):
-    """The manifest's (decompressed) bytes as a binary file object.
+    """(the manifest's (decompressed) bytes as a binary file object, the raw file).
 
     Compressed files are decoded by ``codecs.DecodedStream`` over the raw
     bytes: Beam's CompressedFile stops silently at a truncated .zst/.deflate
     and Python's file classes drop a block of lines before the damage.
+    ``raw.tell()`` is the bytes taken from storage (compressed bytes for a
+    compressed file), for progress.
     """
     raw = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
     codec = codec_for_name(path) if compressed else None
-    return DecodedStream(raw, codec) if codec else raw
+    return (DecodedStream(raw, codec) if codec else raw), raw
 
 
 class _ReadRangeFn(beam.DoFn):
@@ -62,13 +65,26 @@ class _ReadRangeFn(beam.DoFn):
     range's counts go to READ_COUNTS_TAG as one ``stats.ReadCount``: the
     summary checks them against what curation wrote and rejected. Real I/O
     errors propagate (the runner retries the bundle; no count is emitted).
+    With a ``progress_dir`` (DirectRunner, see ``progress``) it also keeps its
+    bytes and lines read in a file there, once per ``REPORT_EVERY_BYTES``.
     """
 
-    def __init__(self, max_line_bytes: Optional[int] = None):
+    def __init__(self, max_line_bytes: Optional[int] = None,
+                 progress_dir: Optional[str] = None):
         self._max_line = max_line_bytes
         self.lines_read = Metrics.counter(METRICS_NAMESPACE, "lines_read")
         self.blank = Metrics.counter(METRICS_NAMESPACE, "blank_lines")
         self.bytes_read = Metrics.counter(METRICS_NAMESPACE, "bytes_read")
+        self._progress_dir = progress_dir
+        self._progress: Optional[ProgressWriter] = None
+
+    def setup(self):
+        if self._progress_dir:
+            self._progress = ProgressWriter(self._progress_dir)
+
+    def teardown(self):
+        if self._progress is not None:
+            self._progress.close()
 
     def process(self, unit):
         """``unit``: one ReadRange, or a work unit (a tuple of them; see planning.py)."""
@@ -78,9 +94,17 @@ class _ReadRangeFn(beam.DoFn):
     def _read_range(self, rng: ReadRange):
         lines = blank = size = 0
         path = rng.path
-        with _open_manifest(path, rng.compressed) as stream:
+        progress = self._progress
+        # One comparison per line; never true without progress.
+        next_report = REPORT_EVERY_BYTES if progress is not None else float("inf")
+        stream, raw_file = _open_manifest(path, rng.compressed)
+        with raw_file, stream:
             for raw in iter_lines(stream, rng.start, rng.end, BLOCK_SIZE, self._max_line):
                 lines += 1
+                if size >= next_report:
+                    next_report = size + REPORT_EVERY_BYTES
+                    progress.report(
+                        raw_file.tell() - rng.start if rng.compressed else size, lines)
                 data = raw.data
                 if raw.problem is None:
                     size += len(data) + 1
@@ -91,6 +115,9 @@ class _ReadRangeFn(beam.DoFn):
                 else:
                     size += raw.problem.size
                     yield ManifestLine(path, data, raw.line, raw.offset, raw.problem)
+            if progress is not None:  # the whole range, exactly
+                progress.finish_range(
+                    rng.end - rng.start if rng.end >= 0 else raw_file.tell() - rng.start, lines)
         yield beam.pvalue.TaggedOutput(READ_COUNTS_TAG, ReadCount(lines, blank))
         # Counted once per range: a counter update per line is not free.
         self.lines_read.inc(lines)
@@ -112,16 +139,17 @@ class ReadManifestLines(beam.PTransform):
     """
 
     def __init__(self, ranges: Sequence[ReadRange], reshuffle: bool,
-                 max_line_bytes: Optional[int] = None):
+                 max_line_bytes: Optional[int] = None, progress_dir: Optional[str] = None):
         super().__init__()
         self._ranges = list(ranges)
         self._reshuffle = reshuffle
         self._max_line = max_line_bytes
+        self._progress_dir = progress_dir  # where the read step keeps its progress (progress.py)
 
     def expand(self, pbegin):
         read = (pbegin
                 | "ListRanges" >> beam.Create(self._ranges, reshuffle=len(self._ranges) > 1)
-                | "ReadRanges" >> beam.ParDo(_ReadRangeFn(self._max_line))
+                | "ReadRanges" >> beam.ParDo(_ReadRangeFn(self._max_line, self._progress_dir))
                 .with_outputs(READ_COUNTS_TAG, main="lines"))
         lines = read.lines
         if self._reshuffle:
