@@ -22,7 +22,8 @@ setup(
         "plotly==7.1.0",
     ],
     extras_require={
-        "test": ["pytest==9.2.0", "hypothesis==6.170.17"],
+        # websocket-client: the report's browser test drives chromium over DevTools
+        "test": ["pytest==9.2.0", "hypothesis==6.170.17", "websocket-client==1.9.2"],
     },
     entry_points={"console_scripts": ["alm-beam=alm_beam.run:main"]},
 )
