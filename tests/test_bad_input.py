@@ -74,7 +74,7 @@ def test_run_succeeds(runs):
     assert run.code == 0, run.stderr
     assert "alm_beam run summary" in run.stdout
     assert "Traceback" not in run.stderr
-    assert sorted(runs["out"].names) == ["errors-00000-of-00001.jsonl", "summary.json",
+    assert sorted(runs["out"].names) == ["errors-00000-of-00001.jsonl", "report.html", "summary.json",
                                          "windows-00000-of-00001.jsonl"]
 
 

@@ -26,7 +26,7 @@ from bad_inputs.corpus import REPO, read_output, run_in_process
 from conftest import FIXTURES, processes_mentioning
 
 SAMPLE = str(FIXTURES / "sample_input.jsonl")
-ONE_SHARD = ["errors-00000-of-00001.jsonl", "summary.json", "windows-00000-of-00001.jsonl"]
+ONE_SHARD = ["errors-00000-of-00001.jsonl", "report.html", "summary.json", "windows-00000-of-00001.jsonl"]
 SYNTH_ENTRIES = 2000   # ~70 MB, several seconds of curation: time to kill it half-way
 
 
@@ -201,10 +201,10 @@ def test_output_path_that_is_a_file_is_refused(tmp_path, shared_dir):
 
 HEX = uuid.uuid1().hex  # what Beam's FileBasedSink appends to its temp directories
 
-OWN_FILES = ["summary.json", "windows-00000-of-00001.jsonl", "errors-00012-of-00100.jsonl",
+OWN_FILES = ["summary.json", "report.html", "windows-00000-of-00001.jsonl", "errors-00012-of-00100.jsonl",
              "windows-100000-of-123456.jsonl"]
 OWN_DIRS = [f"beam-temp-windows-{HEX}", f"beam-temp-errors-{HEX}",
-            f"beam-temp-summary.json-{HEX}"]
+            f"beam-temp-summary.json-{HEX}", f"beam-temp-report.html-{HEX}"]
 FOREIGN_FILES = ["notes.txt", "temperature.csv", "temp", ".temp", ".tempfile", "tempwindows",
                  ".temp-beam-x", "summary.json.bak", "summary.jsonl", "old_summary.json",
                  "windows.jsonl", "windows-00000-of-00001.jsonl.bak",
