@@ -156,12 +156,12 @@ def test_overwrite_replaces_previous_run_completely(tmp_path, shared_dir):
     finished_run(out, "--num_shards", "3")
     assert read_output(out).names == sorted(
         [f"{p}-0000{i}-of-00003.jsonl" for p in ("errors", "windows") for i in range(3)]
-        + ["summary.json"])
+        + ["report.html", "summary.json"])
     two = tmp_path / "two.jsonl"
     two.write_bytes(b"\n".join(FIXTURES.joinpath("sample_input.jsonl").read_bytes()
                                .splitlines()[:2]) + b"\n")
     result = finished_run(out, "--overwrite", inputs=str(two))
-    assert "removed 7 entries" in result.stderr
+    assert "removed 8 entries" in result.stderr
     written = read_output(out)
     assert written.names == ONE_SHARD  # no stale shard of the 3-shard run survives
     assert len(written.windows) == 2 and written.summary["entries_read"] == 2
