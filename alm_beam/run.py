@@ -20,6 +20,7 @@ from alm_beam import __version__
 from alm_beam.config import ConfigError, RunConfig, build_config, load_yaml, parse_set
 from alm_beam.direct_workers import (DIRECT_RUNNER_NAMES, WarmWorkerPool, filter_start_up_noise,
                                      flush_and_exit, planned_worker_processes, worker_command)
+from alm_beam.runners import check_runner_supported, prepare_runner, stop_started
 
 SAMPLE_MANIFEST = "sample_manifest.jsonl.gz"
 BUDGET_MARKER = "ALM_BEAM_ERROR_BUDGET: "  # summary.check_error_budget's message prefix
@@ -135,6 +136,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return _run(cfg, beam_flags, pool, quiet=args.quiet)
     finally:
+        stop_started()  # a Prism started for --runner PrismRunner
         if pool is not None:
             pool.close()
 
@@ -163,6 +165,7 @@ def _run(cfg: RunConfig, beam_flags: list, pool: Optional[WarmWorkerPool], *,
                               + " (neither an alm_beam option nor a Beam pipeline option; "
                               "see --help)")
         runner_name = options.view_as(StandardOptions).runner
+        check_runner_supported(options)  # DaskRunner refused; PrismRunner needs a local binary
         on_direct = runner_name in DIRECT_RUNNER_NAMES
         reshuffle = (not on_direct) if cfg.input.reshuffle == "auto" else cfg.input.reshuffle
         # The FnApiRunner shares a stage's elements out among its workers once,
@@ -196,6 +199,7 @@ def _run(cfg: RunConfig, beam_flags: list, pool: Optional[WarmWorkerPool], *,
                 "started_epoch_s": time.time()}  # summary.json: run.started_at, duration_s
 
     from alm_beam import progress
+    prepare_runner(options)  # --runner PrismRunner: our Prism, stopped by main's finally
     try:
         # Progress on stderr needs the workers' files: DirectRunner only.
         with progress.watch(on_direct and not quiet, sum(f.size for f in files)) as progress_dir:
