@@ -123,6 +123,7 @@ def test_pipeline_options_become_leading_flags():
                                   "--experiments=a", "--experiments=b")
 
 
+@pytest.mark.e2e
 def test_entry_point_rejects_bad_config_before_any_pipeline(tmp_path, capsys):
     out = tmp_path / "out"
     code = run.main(["--input", str(tmp_path), "--output", str(out),
@@ -133,6 +134,7 @@ def test_entry_point_rejects_bad_config_before_any_pipeline(tmp_path, capsys):
     assert not out.exists()
 
 
+@pytest.mark.e2e
 def test_entry_point_rejects_unknown_flags(tmp_path, capsys):
     (tmp_path / "m.jsonl").write_text("")
     code = run.main(["--input", str(tmp_path), "--output", str(tmp_path / "o"), "--inptu", "x"])
@@ -140,6 +142,7 @@ def test_entry_point_rejects_unknown_flags(tmp_path, capsys):
     assert "--inptu" in capsys.readouterr().err
 
 
+@pytest.mark.e2e
 def test_help_lists_our_options(capsys):
     with pytest.raises(SystemExit) as done:
         run.main(["--help"])
