@@ -188,3 +188,14 @@ def test_duplicate_keys_resolve_as_before():
           b'"segments": []}' % BIG
     got = orjson.loads(curate_line(raw, "m.jsonl", make_params({}, {})).line)
     assert list(got)[:3] == ["audio_filepath", "x", "audio_sample_rate"] and got["x"] == 2
+
+
+def test_the_cheap_check_finds_every_run_of_19_digits_at_every_offset():
+    """The sampled check (every 6th byte) must never miss a run: a miss would
+    silently turn a big integer into a float again."""
+    from alm_beam.curate import _may_hold_big_int
+    for length in range(1, 41):
+        for start in range(13):
+            for tail in (b"}", b"", b"x" * 7):
+                raw = b'{"a":' + b"x" * start + b"1" * length + tail
+                assert _may_hold_big_int(raw) == (length >= 19), (length, start, tail)
