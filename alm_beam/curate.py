@@ -93,7 +93,7 @@ _ORJSON_INT_MAX = 2 ** 64 - 1
 # are ``x & x >> 8 & x >> 16``. (A substring search for "000" would be slower
 # here: digits are dense in manifests.) Only a line that passes this goes on
 # to the exact check on the whole line, and only a line with 19+ digits in a
-# row is read again by stdlib json. Cost: about 1% of curate_line (see
+# row is read again by stdlib json. Cost: about 2% of curate_line (see
 # docs/discovery.md, "Exact integers").
 _DIGIT_AS_ONE = bytes(1 if 48 <= b <= 57 else 0 for b in range(256))
 _DIGITS_AS_ZERO = bytes(48 if 48 <= b <= 57 else 32 for b in range(256))
