@@ -137,7 +137,9 @@ def test_entry_point_rejects_bad_config_before_any_pipeline(tmp_path, capsys):
 @pytest.mark.e2e
 def test_entry_point_rejects_unknown_flags(tmp_path, capsys):
     (tmp_path / "m.jsonl").write_text("")
-    code = run.main(["--input", str(tmp_path), "--output", str(tmp_path / "o"), "--inptu", "x"])
+    # (the input is the file: an output inside an input directory is refused too)
+    code = run.main(["--input", str(tmp_path / "m.jsonl"), "--output", str(tmp_path / "o"),
+                     "--inptu", "x"])
     assert code == 2
     assert "--inptu" in capsys.readouterr().err
 
