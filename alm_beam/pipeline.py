@@ -28,11 +28,12 @@ SHARD_TEMPLATE = "-SSSSS-of-NNNNN"
 
 
 def _summary_line(stats, *, window_files, error_files, params, inputs, max_error_fraction,
-                  run_info) -> bytes:
+                  run_info, skipped_inputs=()) -> bytes:
     import time
     doc = build_summary(stats, params=params, inputs=inputs, window_files=window_files,
                         error_files=error_files, max_error_fraction=max_error_fraction,
-                        run_info=finished_run_info(run_info, time.time()))
+                        run_info=finished_run_info(run_info, time.time()),
+                        skipped_inputs=skipped_inputs)
     return orjson.dumps(doc, option=orjson.OPT_INDENT_2)
 
 
@@ -48,7 +49,9 @@ def _after(summary_line: bytes, written) -> bytes:
 
 def build_pipeline(p: beam.Pipeline, cfg: RunConfig, units: Sequence[tuple[ReadRange, ...]],
                    inputs: Sequence[str], *, reshuffle: bool, run_info: dict,
-                   progress_dir: Optional[str] = None) -> None:
+                   progress_dir: Optional[str] = None,
+                   skipped_inputs: Sequence[dict] = ()) -> None:
+    """``skipped_inputs``: discovery's paths not read, as {path, reason} dicts."""
     out_dir = cfg.output.path
     options = OutputOptions(compact=cfg.output.compact, max_raw_chars=cfg.output.max_raw_chars)
 
@@ -77,7 +80,7 @@ def build_pipeline(p: beam.Pipeline, cfg: RunConfig, units: Sequence[tuple[ReadR
                    _summary_line, window_files=AsList(window_files),
                    error_files=AsList(error_files), params=cfg.params.as_dict(),
                    inputs=list(inputs), max_error_fraction=cfg.input.max_error_fraction,
-                   run_info=run_info))
+                   run_info=run_info, skipped_inputs=list(skipped_inputs)))
     report_file = (summary
                    | "RenderReport" >> beam.Map(_report_page)
                    | "WriteReport" >> beam.io.WriteToText(

@@ -145,7 +145,7 @@ def _run(cfg: RunConfig, beam_flags: list, pool: Optional[WarmWorkerPool], *,
          quiet: bool = False) -> int:
     # Beam and the engine clients are imported only once the flags parse, so
     # `--help` and config errors answer at once.
-    from alm_beam.discovery import DiscoveryError, discover
+    from alm_beam.discovery import DiscoveryError, find_inputs
     from alm_beam.planning import plan_units
     from alm_beam.output_dir import OutputDirError, prepare_output_dir
 
@@ -155,7 +155,8 @@ def _run(cfg: RunConfig, beam_flags: list, pool: Optional[WarmWorkerPool], *,
             paths = [bundled_sample_path()]
             print(f"alm_beam: no --input given; curating the bundled sample manifest {paths[0]}",
                   file=sys.stderr)
-        files = discover(paths)
+        # refuses an --output inside an --input (discovery.check_output_outside_inputs)
+        files, skipped = find_inputs(paths, cfg.output.path)
 
         from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
         options = PipelineOptions(beam_flags)
@@ -177,6 +178,9 @@ def _run(cfg: RunConfig, beam_flags: list, pool: Optional[WarmWorkerPool], *,
     except (ConfigError, DiscoveryError, OutputDirError) as exc:
         print(f"alm_beam: error: {exc}", file=sys.stderr)
         return 2
+    if skipped:
+        print(f"alm_beam: warning: {len(skipped)} input path(s) not read (listed in summary.json "
+              f"skipped_inputs), e.g. {skipped[0].path}: {skipped[0].reason}", file=sys.stderr)
     if removed:
         print(f"alm_beam: --overwrite: removed {len(removed)} entries of the previous run "
               f"from {cfg.output.path}", file=sys.stderr)
@@ -205,7 +209,8 @@ def _run(cfg: RunConfig, beam_flags: list, pool: Optional[WarmWorkerPool], *,
         with progress.watch(on_direct and not quiet, sum(f.size for f in files)) as progress_dir:
             pipeline = beam.Pipeline(runner=runner, options=options)
             build_pipeline(pipeline, cfg, units, [f.path for f in files], reshuffle=reshuffle,
-                           run_info=run_info, progress_dir=progress_dir)
+                           run_info=run_info, progress_dir=progress_dir,
+                           skipped_inputs=[s._asdict() for s in skipped])
             result = pipeline.run()
             result.wait_until_finish()
     except Exception as exc:  # an exceeded error budget is a one-line answer, not a traceback

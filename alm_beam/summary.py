@@ -89,9 +89,13 @@ def check_error_budget(totals: dict, max_error_fraction: Optional[float]) -> Non
 
 def build_summary(stats: RunStats, *, params: dict, inputs: Sequence[str],
                   window_files: Sequence[str], error_files: Sequence[str],
-                  max_error_fraction: Optional[float], run_info: dict) -> dict:
+                  max_error_fraction: Optional[float], run_info: dict,
+                  skipped_inputs: Sequence[dict] = ()) -> dict:
     """The whole summary.json document; raises LinesUnaccounted when the counts
-    do not balance, ErrorBudgetExceeded when over budget."""
+    do not balance, ErrorBudgetExceeded when over budget.
+
+    ``skipped_inputs``: paths discovery found but did not read ({path, reason}).
+    """
     totals = stats.to_dict()
     check_line_balance(totals)
     check_error_budget(totals, max_error_fraction)
@@ -99,6 +103,7 @@ def build_summary(stats: RunStats, *, params: dict, inputs: Sequence[str],
     doc["filtered_hours"] = totals["filtered_dur"] / 3600.0
     doc["params"] = params
     doc["inputs"] = list(inputs)
+    doc["skipped_inputs"] = [dict(item) for item in skipped_inputs]
     doc["outputs"] = {
         "windows": sorted(posixpath.basename(f) for f in window_files),
         "errors": sorted(posixpath.basename(f) for f in error_files),

@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import orjson
+import pytest
 
 import pytest
 
@@ -19,6 +20,7 @@ from alm_beam.bench import (_digests, callgrind_instructions, compare_outputs, c
                             without_fields)
 
 
+@pytest.mark.e2e
 def test_bench_tiny_run_prints_ratios_and_identical_outputs(tmp_path):
     work = tmp_path / "work"
     proc = subprocess.run(
@@ -69,6 +71,7 @@ def test_compare_outputs_tells_bytes_values_and_differences_apart(tmp_path):
     assert compare_outputs(want, expected, missing).startswith("DIFFERENT: 2 vs 1 lines")
 
 
+@pytest.mark.e2e
 def test_help_describes_the_runs():
     proc = subprocess.run([sys.executable, "-m", "alm_beam.bench", "--help"],
                           capture_output=True, text=True, timeout=60)

@@ -72,6 +72,7 @@ def wait_until_curating(proc, out):
                                  "raise SYNTH_ENTRIES")
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_sigkill_half_way_leaves_only_temporary_files_then_overwrite_cleans(
         big_manifest, tmp_path, shared_dir):
@@ -112,6 +113,7 @@ def test_sigkill_half_way_leaves_only_temporary_files_then_overwrite_cleans(
     assert not any(p.name.startswith("beam-temp-") for p in out.rglob("*"))
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_ctrl_c_half_way_with_two_workers_exits_130_and_leaves_no_workers(
         big_manifest, tmp_path):
@@ -140,6 +142,7 @@ def test_ctrl_c_half_way_with_two_workers_exits_130_and_leaves_no_workers(
 
 # --- refusing and overwriting ----------------------------------------------------
 
+@pytest.mark.e2e
 def test_non_empty_output_dir_is_refused_without_overwrite(tmp_path, shared_dir):
     out = tmp_path / "out"
     finished_run(out)
@@ -151,6 +154,7 @@ def test_non_empty_output_dir_is_refused_without_overwrite(tmp_path, shared_dir)
     assert snapshot(out) == before
 
 
+@pytest.mark.e2e
 def test_overwrite_replaces_previous_run_completely(tmp_path, shared_dir):
     out = tmp_path / "out"
     finished_run(out, "--num_shards", "3")
@@ -168,6 +172,7 @@ def test_overwrite_replaces_previous_run_completely(tmp_path, shared_dir):
     assert all(is_own_output(n, False) for n in written.names)
 
 
+@pytest.mark.e2e
 def test_overwrite_into_missing_or_empty_dir(tmp_path, shared_dir):
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -177,6 +182,7 @@ def test_overwrite_into_missing_or_empty_dir(tmp_path, shared_dir):
     assert read_output(tmp_path / "not" / "yet" / "there").names == ONE_SHARD
 
 
+@pytest.mark.e2e
 def test_overwrite_refuses_a_directory_with_foreign_files(tmp_path, shared_dir):
     out = tmp_path / "out"
     finished_run(out)
@@ -188,6 +194,7 @@ def test_overwrite_refuses_a_directory_with_foreign_files(tmp_path, shared_dir):
     assert snapshot(out) == before  # nothing deleted, the old summary included
 
 
+@pytest.mark.e2e
 def test_output_path_that_is_a_file_is_refused(tmp_path, shared_dir):
     target = tmp_path / "file.txt"
     target.write_text("x")

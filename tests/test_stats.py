@@ -1,11 +1,14 @@
 """The run-statistics accumulator and its CombineFn: merge order never matters."""
 
+import json
 import math
 import pickle
 import random
 
 import orjson
 
+from alm_beam.curate import Curated, curate_line
+from alm_beam.params import make_params
 from alm_beam.stats import (DEFAULT_BINS, FLOAT_FIELDS, INT_FIELDS, DurationBins, ErrorItem,
                             ExactSum, ReadCount, RunStats)
 from alm_beam.transforms import RunStatsCombineFn
@@ -175,6 +178,81 @@ def test_summary_dict_counts_and_names_stats():
             d["entries_read"]) == (110, 10, 75, 25, 100)
     assert d["errors_by_reason"] == {"invalid_json": 25}
     assert list(d["stats"])[:2] == ["total_segments", "total_dur"]
+
+
+def test_summary_dict_names_stats_in_spec_order():
+    acc = RunStats()
+    assert list(acc.to_dict()["stats"]) == [
+        "total_segments", "total_dur", "lost_bw", "dur_lost_bw", "lost_sr", "dur_lost_sr",
+        "lost_spk", "dur_lost_spk", "lost_win", "dur_lost_win", "lost_no_spkr",
+        "dur_lost_no_spkr", "lost_next_seg_bm", "dur_lost_next_seg_bm"]
+
+
+# Hand-counted lines (10 s windows, 9..11 s, 1-3 speakers; overlap 50 %).
+PARAMS = make_params({"target_window_duration": 10, "tolerance": 0.1, "min_speakers": 1,
+                      "max_speakers": 3}, {})
+
+
+def _line(segments, rate=16000, **extra):
+    return json.dumps({"audio_filepath": "/x.wav", "audio_sample_rate": rate,
+                       "segments": [{"start": s, "end": e, "speaker": spk,
+                                     "metrics": {"bandwidth": 9000}}
+                                    for s, e, spk in segments], **extra}).encode()
+
+
+# Two windows with the same timestamps (10, 0): the filter keeps one timestamp
+# and, matching windows back by timestamp, both windows. Start 5 is one
+# segment: lost_win (5 s).
+TWIN = _line([(0, 5, "a"), (0, 5, "b"), (5, 10, "a")])
+# No window (one segment, 2 s): the entry keeps the overlap keys it came with.
+CARRIED = _line([(0, 2, "a")], filtered=[[1, 0], [3, 2]], filtered_windows=[],
+                filtered_dur=2.5, total_dur_window=7)
+# Below min_sample_rate (16000): both segments (6 s) are lost_sr.
+LOW_RATE = _line([(0, 4, "a"), (4, 6, "b")], rate=8000)
+
+
+def test_entry_record_counts_filtered_timestamps_not_windows():
+    twin = curate_line(TWIN, "m", PARAMS).record
+    assert dict(zip(INT_FIELDS, twin[0])) == {
+        "entries_written": 1, "entries_with_windows": 1, "entries_with_filtered_windows": 1,
+        "entries_below_min_sample_rate": 0, "windows": 2, "filtered_windows": 2,
+        "filtered_timestamps": 1, "truncation_events": 0, "lost_win_full_data_records": 1,
+        "total_segments": 3, "lost_bw": 0, "lost_sr": 0, "lost_spk": 0, "lost_win": 1,
+        "lost_no_spkr": 0, "lost_next_seg_bm": 0}
+    assert dict(zip(FLOAT_FIELDS, twin[1])) == {
+        "filtered_dur": 10, "total_dur_window": 20, "total_dur": 15, "dur_lost_bw": 0,
+        "dur_lost_sr": 0, "dur_lost_spk": 0, "dur_lost_win": 5, "dur_lost_no_spkr": 0,
+        "dur_lost_next_seg_bm": 0}
+    carried = curate_line(CARRIED, "m", PARAMS).record
+    assert dict(zip(INT_FIELDS, carried[0]))["filtered_timestamps"] == 2
+    assert dict(zip(INT_FIELDS, carried[0]))["filtered_windows"] == 0
+    assert dict(zip(FLOAT_FIELDS, carried[1]))["filtered_dur"] == 2.5
+    assert dict(zip(FLOAT_FIELDS, carried[1]))["total_dur_window"] == 7
+
+
+def test_summary_numbers_are_the_hand_counted_ones():
+    acc = RunStats()
+    lines = [TWIN, b"not json", CARRIED, b"  ", LOW_RATE, b"[1]"]
+    acc.add(ReadCount(6, 1))  # what the reader counts: 6 lines, 1 of them blank
+    for raw in lines:
+        outcome = curate_line(raw, "m", PARAMS)
+        if outcome is not None:
+            acc.add(outcome.record if isinstance(outcome, Curated) else
+                    ErrorItem(outcome.reason, "m", None, None, outcome.line))
+    expected = {
+        "lines_read": 6, "blank_lines": 1,
+        "entries_read": 5, "entries_written": 3, "entries_failed": 2,
+        "entries_with_windows": 1, "entries_with_filtered_windows": 1,
+        "entries_below_min_sample_rate": 1, "windows": 2, "filtered_windows": 2,
+        "filtered_timestamps": 1 + 2, "filtered_dur": 10 + 2.5, "total_dur_window": 20 + 7,
+        "truncation_events": 0, "lost_win_full_data_records": 2,
+        "stats": {"total_segments": 6, "total_dur": 15 + 2 + 6, "lost_bw": 0, "dur_lost_bw": 0,
+                  "lost_sr": 2, "dur_lost_sr": 6, "lost_spk": 0, "dur_lost_spk": 0,
+                  "lost_win": 2, "dur_lost_win": 5 + 2, "lost_no_spkr": 0,
+                  "dur_lost_no_spkr": 0, "lost_next_seg_bm": 0, "dur_lost_next_seg_bm": 0},
+        "errors_by_reason": {"invalid_json": 1, "not_an_object": 1}}
+    got = acc.to_dict()
+    assert {key: got[key] for key in expected} == expected
 
 
 def test_read_counts_merge_across_accumulators_and_pickle():

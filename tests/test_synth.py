@@ -123,6 +123,7 @@ def test_prefix_property(tmp_path):
     assert orjson.loads(line_150) == synth.generate_entry(150, 42)
 
 
+@pytest.mark.e2e
 def test_independent_of_hash_seed(tmp_path):
     """Output must not depend on PYTHONHASHSEED (dict/set/str hashing)."""
     outputs = []
@@ -328,6 +329,7 @@ def _run_cli(*args: str, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess:
                           cwd=cwd, env=env, capture_output=True, text=True)
 
 
+@pytest.mark.e2e
 def test_cli_writes_manifest(tmp_path):
     out = tmp_path / "cli.jsonl.gz"
     proc = _run_cli("--entries", "6", "--seed", "4", "--min-minutes", "1",
@@ -348,6 +350,7 @@ def test_cli_writes_manifest(tmp_path):
     assert data == _manifest_bytes(6, 4, min_minutes=1.0, max_minutes=2.0)
 
 
+@pytest.mark.e2e
 def test_cli_hours(tmp_path):
     out = tmp_path / "long.jsonl"
     proc = _run_cli("--entries", "1", "--hours", "0.25", "--out", str(out))
@@ -357,6 +360,7 @@ def test_cli_hours(tmp_path):
     assert entry == synth.generate_entry(0, 0, hours=0.25)
 
 
+@pytest.mark.e2e
 def test_cli_help():
     proc = _run_cli("--help")
     assert proc.returncode == 0
@@ -364,6 +368,7 @@ def test_cli_help():
         assert option in proc.stdout
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("args", [
     ["--entries", "1", "--out", "x.jsonl", "--min-minutes", "5", "--max-minutes", "4"],
     ["--entries", "-1", "--out", "x.jsonl"],
