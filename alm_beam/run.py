@@ -8,8 +8,10 @@ summary. Every user error is reported before a pipeline object exists.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
+import os
 import sys
 import tempfile
 import textwrap
@@ -28,6 +30,7 @@ SAMPLE_MANIFEST = "sample_manifest.jsonl.gz"
 BUDGET_MARKER = "ALM_BEAM_ERROR_BUDGET: "  # summary.check_error_budget's message prefix
 BALANCE_MARKER = "ALM_BEAM_LINE_BALANCE: "  # summary.check_line_balance's message prefix
 JOB_FAILURE_MARKERS = (BUDGET_MARKER, BALANCE_MARKER)  # reported in one line by main
+DISK_FULL_TEXT = os.strerror(errno.ENOSPC)  # "No space left on device"
 
 EPILOG = textwrap.dedent("""\
     Any other flag is passed to Apache Beam as a pipeline option, for example:
@@ -120,10 +123,16 @@ def _not_budget_failure(record: logging.LogRecord) -> bool:
     return not any(marker in message for marker in JOB_FAILURE_MARKERS)
 
 
+def _not_disk_full(record: logging.LogRecord) -> bool:
+    """A full disk is reported by ``_run_into`` in one line, without Beam's traceback."""
+    return DISK_FULL_TEXT not in record.getMessage()
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args, beam_args = build_arg_parser().parse_known_args(argv)
     filter_start_up_noise()
     logging.getLogger("apache_beam.runners.common").addFilter(_not_budget_failure)
+    logging.getLogger("apache_beam.runners.common").addFilter(_not_disk_full)
 
     try:
         cfg = resolve_config(args)
