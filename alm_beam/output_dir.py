@@ -139,6 +139,13 @@ def _parse_holder(text: Optional[str]) -> Optional[ProcessOwner]:
         return None
 
 
+def _holder_run_id(text: Optional[str]) -> Optional[str]:
+    try:
+        return json.loads(text or "").get("run_id")
+    except (ValueError, AttributeError):
+        return None
+
+
 def _in_use(out_dir: str, holder: Optional[ProcessOwner], hint: str = "") -> OutputInUse:
     who = holder.describe() if holder else "holder not recorded yet"
     return OutputInUse(f"--output {out_dir}: in use by another alm_beam run ({who}); "
@@ -207,8 +214,9 @@ class OutputLock:
                 raise _in_use(out_dir, holder, f"; if that run is gone, delete {path}")
             taken_over = holder
         _write_text(path, _holder_text(this_process(), run_id))
-        if json.loads(_read_text(path) or "{}").get("run_id") != run_id:
-            raise _in_use(out_dir, _parse_holder(_read_text(path)))
+        written = _read_text(path)
+        if _holder_run_id(written) != run_id:  # another run wrote in between: it wins
+            raise _in_use(out_dir, _parse_holder(written))
         return cls(out_dir, run_id, None, taken_over)
 
     def release(self) -> None:
@@ -220,11 +228,11 @@ class OutputLock:
             os.close(self._fd)
             self._fd = None
             return
-        if self.out_dir and _is_remote(self.out_dir):
-            text = _read_text(self.path)
-            if text is not None and json.loads(text or "{}").get("run_id") == self.run_id:
+        if self.run_id:  # the FileSystems lock: delete it if it is still ours
+            holder = _read_text(self.path)
+            if holder is not None and _holder_run_id(holder) == self.run_id:
                 FileSystems.delete([self.path])
-            self.out_dir = ""
+            self.run_id = ""
 
 
 # --------------------------------------------------------------------------
