@@ -373,6 +373,11 @@ def disk_full_where(paths: list) -> str:
     return "while writing to " + " or ".join(checked or paths)
 
 
+def _cannot_write(out_dir: str, exc: OSError) -> OutputDirError:
+    return OutputDirError(f"--output {out_dir}: cannot write there "
+                          f"({exc.strerror or exc}); choose another --output")
+
+
 class OutputRun:
     """A run's hold on its output directory: lock, record, staging area, commit.
 
@@ -396,9 +401,8 @@ class OutputRun:
         run_id = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + secrets.token_hex(4)
         try:
             lock = OutputLock.acquire(out_dir, run_id)
-        except PermissionError as exc:
-            raise OutputDirError(f"--output {out_dir}: cannot write there ({exc.strerror}); "
-                                 "choose another --output") from None
+        except OSError as exc:
+            raise _cannot_write(out_dir, exc) from None
         try:
             test_pause("locked")
             removed = prepare_output_dir(out_dir, overwrite)
@@ -408,6 +412,9 @@ class OutputRun:
                 os.mkdir(run.staging)
             test_pause("started")
             return run
+        except OSError as exc:
+            lock.release()
+            raise _cannot_write(out_dir, exc) from None
         except BaseException:
             lock.release()
             raise
