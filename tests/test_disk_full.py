@@ -14,7 +14,6 @@ import subprocess
 import pytest
 
 from bad_inputs.corpus import run_subprocess
-from conftest import require_or_skip
 
 SAMPLE = os.path.join(os.path.dirname(__file__), os.pardir, "alm_beam", "data",
                       "sample_manifest.jsonl.gz")
@@ -26,9 +25,11 @@ def small_disk(tmp_path):
     mount_point.mkdir()
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)],
                              capture_output=True, text=True)
-    require_or_skip(mounted.returncode == 0,
-                    "cannot mount a 2 MiB tmpfs here (needs root and a kernel that allows it): "
-                    + (mounted.stderr.strip() or f"exit {mounted.returncode}"))
+    if mounted.returncode != 0:
+        # A machine capability, not a part CI can install: skipped (with the reason)
+        # even under ALM_BEAM_REQUIRE_ALL=1.
+        pytest.skip("cannot mount a 2 MiB tmpfs here (needs root and a kernel that allows "
+                    "it): " + (mounted.stderr.strip() or f"exit {mounted.returncode}"))
     try:
         yield mount_point
     finally:
