@@ -85,7 +85,8 @@ def visible_names(out_dir) -> list:
 
 
 def result_of(out_dir) -> tuple:
-    """(file names, multiset of lines per output kind, summary.json) of a finished run."""
+    """(file names, multiset of lines per output kind, summary.json without its
+    wall-clock times) of a finished run."""
     out_dir = pathlib.Path(out_dir)
     names = visible_names(out_dir)
     lines = {}
@@ -94,6 +95,8 @@ def result_of(out_dir) -> tuple:
             line for name in names if name.startswith(kind + "-")
             for line in (out_dir / name).read_bytes().splitlines())
     summary = json.loads((out_dir / "summary.json").read_text())
+    for clock in ("started_at", "finished_at", "duration_s"):  # differ from run to run
+        summary["run"].pop(clock, None)
     return names, lines, summary
 
 

@@ -42,7 +42,7 @@ def test_full_disk_is_one_line_exit_1_and_frees_the_space(small_disk, workers):
     out = small_disk / "out"
     extra = [] if workers == 1 else ["--direct_num_workers", "2",
                                      "--direct_running_mode", "multi_processing"]
-    result = run_subprocess(["--input", SAMPLE, "--output", str(out), *extra])
+    result = run_subprocess(["--input", SAMPLE, "--output", str(out), "--quiet", *extra])
     assert result.code == 1, result.stderr[-3000:]
     ours = [line for line in result.stderr.splitlines() if line.startswith("alm_beam:")]
     assert ours == [f"alm_beam: error: job failed: no space left on device ({out}: 0 bytes "

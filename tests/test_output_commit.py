@@ -23,8 +23,9 @@ from conftest import FIXTURES
 from run_control import result_of, run_record, start_run, visible_names
 
 SHARDS = 3
-# The commit renames errors-0..2, windows-0..2, then summary.json (see OutputRun.commit).
-FINAL = ([f"errors-0000{i}-of-00003.jsonl" for i in range(SHARDS)]
+# The commit renames in name order (errors-0..2, report.html, windows-0..2), then
+# summary.json (see OutputRun.commit).
+FINAL = ([f"errors-0000{i}-of-00003.jsonl" for i in range(SHARDS)] + ["report.html"]
          + [f"windows-0000{i}-of-00003.jsonl" for i in range(SHARDS)] + ["summary.json"])
 
 
