@@ -16,13 +16,13 @@ from apache_beam.pvalue import AsList
 from alm_beam.config import RunConfig
 from alm_beam.curate import OutputOptions
 from alm_beam.discovery import ReadRange
+from alm_beam.output_dir import SUMMARY_NAME, test_pause
 from alm_beam.stats import DurationBins
 from alm_beam.summary import build_summary, finished_run_info
 from alm_beam.transforms import AggregateRunStats, CurateEntries, ReadManifestLines
 
 WINDOWS_PREFIX = "windows"
 ERRORS_PREFIX = "errors"
-SUMMARY_NAME = "summary.json"
 REPORT_NAME = "report.html"
 SHARD_TEMPLATE = "-SSSSS-of-NNNNN"
 
@@ -30,6 +30,7 @@ SHARD_TEMPLATE = "-SSSSS-of-NNNNN"
 def _summary_line(stats, *, window_files, error_files, params, inputs, max_error_fraction,
                   run_info, skipped_inputs=()) -> bytes:
     import time
+    test_pause("summary")  # both result sinks have finalized (tests kill the run here)
     doc = build_summary(stats, params=params, inputs=inputs, window_files=window_files,
                         error_files=error_files, max_error_fraction=max_error_fraction,
                         run_info=finished_run_info(run_info, time.time()),
@@ -49,10 +50,11 @@ def _after(summary_line: bytes, written) -> bytes:
 
 def build_pipeline(p: beam.Pipeline, cfg: RunConfig, units: Sequence[tuple[ReadRange, ...]],
                    inputs: Sequence[str], *, reshuffle: bool, run_info: dict,
-                   progress_dir: Optional[str] = None,
+                   write_dir: str, progress_dir: Optional[str] = None,
                    skipped_inputs: Sequence[dict] = ()) -> None:
-    """``skipped_inputs``: discovery's paths not read, as {path, reason} dicts."""
-    out_dir = cfg.output.path
+    """``write_dir`` is the run's staging area (``output_dir.OutputRun.staging``):
+    final names appear in the output directory only at the commit after the run.
+    ``skipped_inputs``: discovery's paths not read, as {path, reason} dicts."""
     options = OutputOptions(compact=cfg.output.compact, max_raw_chars=cfg.output.max_raw_chars)
 
     read = p | "ReadManifests" >> ReadManifestLines(
@@ -60,15 +62,15 @@ def build_pipeline(p: beam.Pipeline, cfg: RunConfig, units: Sequence[tuple[ReadR
     curated = read.lines | "CurateEntries" >> CurateEntries(cfg.params, options)
 
     window_files = curated.entries | "WriteWindows" >> beam.io.WriteToText(
-        FileSystems.join(out_dir, WINDOWS_PREFIX), file_name_suffix=".jsonl",
+        FileSystems.join(write_dir, WINDOWS_PREFIX), file_name_suffix=".jsonl",
         num_shards=cfg.output.num_shards, shard_name_template=SHARD_TEMPLATE)
     error_files = curated.errors | "WriteErrors" >> beam.io.WriteToText(
-        FileSystems.join(out_dir, ERRORS_PREFIX), file_name_suffix=".jsonl",
+        FileSystems.join(write_dir, ERRORS_PREFIX), file_name_suffix=".jsonl",
         num_shards=cfg.output.num_shards, shard_name_template=SHARD_TEMPLATE)
 
-    # summary.json is written last: its step waits on the final names of both
+    # summary.json is written last: its step waits on the finalized names of both
     # result sinks and of report.html (side inputs), so it only exists once
-    # everything else is final. The reader's per-range counts travel with the
+    # everything else is complete. The reader's per-range counts travel with the
     # entry records, so the summary step can check that every line read was
     # written, rejected or blank.
     bins = DurationBins.for_range(cfg.params.builder.min_duration,
@@ -84,9 +86,9 @@ def build_pipeline(p: beam.Pipeline, cfg: RunConfig, units: Sequence[tuple[ReadR
     report_file = (summary
                    | "RenderReport" >> beam.Map(_report_page)
                    | "WriteReport" >> beam.io.WriteToText(
-                       FileSystems.join(out_dir, REPORT_NAME), num_shards=1,
+                       FileSystems.join(write_dir, REPORT_NAME), num_shards=1,
                        shard_name_template=""))
     _ = (summary
          | "AfterReport" >> beam.Map(_after, written=AsList(report_file))
          | "WriteSummary" >> beam.io.WriteToText(
-             FileSystems.join(out_dir, SUMMARY_NAME), num_shards=1, shard_name_template=""))
+             FileSystems.join(write_dir, SUMMARY_NAME), num_shards=1, shard_name_template=""))

@@ -8,9 +8,12 @@ summary. Every user error is reported before a pipeline object exists.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
+import os
 import sys
+import tempfile
 import textwrap
 import time
 from importlib import resources
@@ -21,11 +24,13 @@ from alm_beam.config import ConfigError, RunConfig, build_config, load_yaml, par
 from alm_beam.direct_workers import (DIRECT_RUNNER_NAMES, WarmWorkerPool, filter_start_up_noise,
                                      flush_and_exit, planned_worker_processes, worker_command)
 from alm_beam.runners import check_runner_supported, prepare_runner, stop_started
+from alm_beam.run_temp import enter_run_temp, leave_run_temp
 
 SAMPLE_MANIFEST = "sample_manifest.jsonl.gz"
 BUDGET_MARKER = "ALM_BEAM_ERROR_BUDGET: "  # summary.check_error_budget's message prefix
 BALANCE_MARKER = "ALM_BEAM_LINE_BALANCE: "  # summary.check_line_balance's message prefix
 JOB_FAILURE_MARKERS = (BUDGET_MARKER, BALANCE_MARKER)  # reported in one line by main
+DISK_FULL_TEXT = os.strerror(errno.ENOSPC)  # "No space left on device"
 
 EPILOG = textwrap.dedent("""\
     Any other flag is passed to Apache Beam as a pipeline option, for example:
@@ -118,10 +123,16 @@ def _not_budget_failure(record: logging.LogRecord) -> bool:
     return not any(marker in message for marker in JOB_FAILURE_MARKERS)
 
 
+def _not_disk_full(record: logging.LogRecord) -> bool:
+    """A full disk is reported by ``_run_into`` in one line, without Beam's traceback."""
+    return DISK_FULL_TEXT not in record.getMessage()
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args, beam_args = build_arg_parser().parse_known_args(argv)
     filter_start_up_noise()
     logging.getLogger("apache_beam.runners.common").addFilter(_not_budget_failure)
+    logging.getLogger("apache_beam.runners.common").addFilter(_not_disk_full)
 
     try:
         cfg = resolve_config(args)
@@ -129,16 +140,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"alm_beam: error: {exc}", file=sys.stderr)
         return 2
     beam_flags = list(cfg.pipeline_options) + list(beam_args)
-    # DirectRunner multi_processing: the SDK workers start now, not once the
-    # graph runs (see direct_workers); they are stopped whatever happens next.
-    processes = planned_worker_processes(beam_flags)
-    pool = WarmWorkerPool(processes) if processes else None
+    # Every temporary file of this run (Beam's, the SDK workers') goes under one
+    # root, removed at the end; roots of killed runs are removed first (run_temp).
+    temp = enter_run_temp()
     try:
-        return _run(cfg, beam_flags, pool, quiet=args.quiet)
+        # DirectRunner multi_processing: the SDK workers start now, not once the
+        # graph runs (see direct_workers); they are stopped whatever happens next.
+        processes = planned_worker_processes(beam_flags)
+        pool = WarmWorkerPool(processes) if processes else None
+        try:
+            return _run(cfg, beam_flags, pool, quiet=args.quiet)
+        finally:
+            stop_started()  # a Prism started for --runner PrismRunner
+            if pool is not None:
+                pool.close()
     finally:
-        stop_started()  # a Prism started for --runner PrismRunner
-        if pool is not None:
-            pool.close()
+        leave_run_temp(temp)
 
 
 def _run(cfg: RunConfig, beam_flags: list, pool: Optional[WarmWorkerPool], *,
@@ -147,7 +164,7 @@ def _run(cfg: RunConfig, beam_flags: list, pool: Optional[WarmWorkerPool], *,
     # `--help` and config errors answer at once.
     from alm_beam.discovery import DiscoveryError, find_inputs
     from alm_beam.planning import plan_units
-    from alm_beam.output_dir import OutputDirError, prepare_output_dir
+    from alm_beam.output_dir import OutputDirError, OutputRun
 
     try:
         paths = list(cfg.input.paths)
@@ -174,19 +191,35 @@ def _run(cfg: RunConfig, beam_flags: list, pool: Optional[WarmWorkerPool], *,
         # elements dynamically: many ranges.
         units = plan_units(files, (planned_worker_processes(beam_flags) or 1) if on_direct
                            else None, cfg.input.split_bytes)
-        removed = prepare_output_dir(cfg.output.path, cfg.output.overwrite)
+        # Last of the checks: from here on the output directory is this run's.
+        output = OutputRun.start(cfg.output.path, cfg.output.overwrite)
     except (ConfigError, DiscoveryError, OutputDirError) as exc:
         print(f"alm_beam: error: {exc}", file=sys.stderr)
         return 2
     if skipped:
         print(f"alm_beam: warning: {len(skipped)} input path(s) not read (listed in summary.json "
               f"skipped_inputs), e.g. {skipped[0].path}: {skipped[0].reason}", file=sys.stderr)
-    if removed:
-        print(f"alm_beam: --overwrite: removed {len(removed)} entries of the previous run "
+    try:
+        return _run_into(output, cfg, options, files, units, runner_name, on_direct, reshuffle,
+                         pool, quiet=quiet, skipped=skipped)
+    finally:
+        output.release()
+
+
+def _run_into(output, cfg: RunConfig, options, files, units, runner_name, on_direct: bool,
+              reshuffle: bool, pool: Optional[WarmWorkerPool], *, quiet: bool = False,
+              skipped=()) -> int:
+    """Run the pipeline into ``output``'s staging area, then commit the result."""
+    if output.lock.taken_over is not None:
+        print(f"alm_beam: note: took over the lock of a run that is gone "
+              f"({output.lock.taken_over.describe()})", file=sys.stderr)
+    if output.removed:
+        print(f"alm_beam: --overwrite: removed {len(output.removed)} entries of the previous run "
               f"from {cfg.output.path}", file=sys.stderr)
 
     import apache_beam as beam
     from alm_beam.direct_workers import make_direct_runner
+    from alm_beam.output_dir import disk_full_where, is_disk_full
     from alm_beam.pipeline import SUMMARY_NAME, build_pipeline
     from alm_beam.summary import render_report
 
@@ -209,18 +242,31 @@ def _run(cfg: RunConfig, beam_flags: list, pool: Optional[WarmWorkerPool], *,
         with progress.watch(on_direct and not quiet, sum(f.size for f in files)) as progress_dir:
             pipeline = beam.Pipeline(runner=runner, options=options)
             build_pipeline(pipeline, cfg, units, [f.path for f in files], reshuffle=reshuffle,
-                           run_info=run_info, progress_dir=progress_dir,
+                           run_info=run_info, write_dir=output.staging,
+                           progress_dir=progress_dir,
                            skipped_inputs=[s._asdict() for s in skipped])
             result = pipeline.run()
             result.wait_until_finish()
+        output.commit()
     except Exception as exc:  # an exceeded error budget is a one-line answer, not a traceback
         text = str(exc)
         for marker in JOB_FAILURE_MARKERS:
             if marker in text:
+                if marker == BUDGET_MARKER:
+                    output.commit()  # the shards without summary.json: see OutputRun.commit
+                else:
+                    output.abandon()  # lines unaccounted for: the shards are not a result
                 reason = text[text.index(marker) + len(marker):].splitlines()[0]
                 reason = reason.split(" [while running ")[0]  # Beam's step annotation
                 print(f"alm_beam: error: job failed: {reason}", file=sys.stderr)
                 return 1
+        if is_disk_full(exc):
+            where = disk_full_where([cfg.output.path, tempfile.gettempdir()])
+            output.abandon()  # frees the space the partial result took
+            print(f"alm_beam: error: job failed: no space left on device ({where}); the partial "
+                  f"result was removed from {cfg.output.path}", file=sys.stderr)
+            return 1
+        output.abandon()
         raise
 
     from apache_beam.io.filesystems import FileSystems

@@ -8,9 +8,11 @@ and its printed summary carries a WARNING line.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from alm_beam.output_dir import OWN_OUTPUT
+from alm_beam.output_dir import RECORD_NAME
 from alm_beam.summary import ErrorBudgetExceeded, check_error_budget
 from bad_inputs.corpus import bad_lines, read_output, run_in_process, run_subprocess
 from conftest import FIXTURES
@@ -47,8 +49,13 @@ def test_over_budget_fails_with_one_line_and_no_summary(manifests, tmp_path):
     assert "alm_beam run summary" not in result.stdout
     written = read_output(out)
     assert written.summary is None and "summary.json" not in written.names
-    # what the failed job left behind is all alm_beam's own (so --overwrite can clean it)
-    assert written.names and all(OWN_OUTPUT.match(name) for name in written.names)
+    # The shards are there to read the rejected lines, and the run record marks the run
+    # as failed (and makes them alm_beam's own, so --overwrite can clean them).
+    assert written.names == ["errors-00000-of-00001.jsonl", "windows-00000-of-00001.jsonl"]
+    assert len(written.errors) == 2 and len(written.windows) == 6
+    record = json.loads((out / RECORD_NAME).read_text())
+    assert record["state"] == "failed" and sorted(record["files"]) == written.names
+    assert sorted(p.name for p in out.iterdir()) == [RECORD_NAME] + written.names
 
 
 @pytest.mark.e2e
