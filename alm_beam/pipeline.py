@@ -16,6 +16,7 @@ from apache_beam.pvalue import AsList
 from alm_beam.config import RunConfig
 from alm_beam.curate import OutputOptions
 from alm_beam.discovery import ReadRange
+from alm_beam.storage import LineCoder
 from alm_beam.stats import DurationBins
 from alm_beam.summary import build_summary, finished_run_info
 from alm_beam.transforms import AggregateRunStats, CurateEntries, ReadManifestLines
@@ -61,10 +62,10 @@ def build_pipeline(p: beam.Pipeline, cfg: RunConfig, units: Sequence[tuple[ReadR
 
     window_files = curated.entries | "WriteWindows" >> beam.io.WriteToText(
         FileSystems.join(out_dir, WINDOWS_PREFIX), file_name_suffix=".jsonl",
-        num_shards=cfg.output.num_shards, shard_name_template=SHARD_TEMPLATE)
+        num_shards=cfg.output.num_shards, shard_name_template=SHARD_TEMPLATE, coder=LineCoder())
     error_files = curated.errors | "WriteErrors" >> beam.io.WriteToText(
         FileSystems.join(out_dir, ERRORS_PREFIX), file_name_suffix=".jsonl",
-        num_shards=cfg.output.num_shards, shard_name_template=SHARD_TEMPLATE)
+        num_shards=cfg.output.num_shards, shard_name_template=SHARD_TEMPLATE, coder=LineCoder())
 
     # summary.json is written last: its step waits on the final names of both
     # result sinks and of report.html (side inputs), so it only exists once
@@ -89,4 +90,5 @@ def build_pipeline(p: beam.Pipeline, cfg: RunConfig, units: Sequence[tuple[ReadR
     _ = (summary
          | "AfterReport" >> beam.Map(_after, written=AsList(report_file))
          | "WriteSummary" >> beam.io.WriteToText(
-             FileSystems.join(out_dir, SUMMARY_NAME), num_shards=1, shard_name_template=""))
+             FileSystems.join(out_dir, SUMMARY_NAME), num_shards=1, shard_name_template="",
+             coder=LineCoder()))
