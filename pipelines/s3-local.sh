@@ -47,7 +47,7 @@ build() {
     echo "s3-local: building versitygw $VERSION into $CACHE (once; about a minute)" >&2
     local tmp="$CACHE/bin.tmp.$$"
     rm -rf "$tmp"; mkdir -p "$tmp"
-    (cd "$tmp" && GOBIN="$tmp" GOFLAGS=-mod=mod go install "github.com/versity/versitygw/cmd/versitygw@$VERSION")
+    (cd "$tmp" && GOBIN="$tmp" go install "github.com/versity/versitygw/cmd/versitygw@$VERSION")
     mkdir -p "$CACHE/bin"
     mv "$tmp/versitygw" "$BIN"   # atomic: a half-built binary is never at $BIN
     rm -rf "$tmp"
