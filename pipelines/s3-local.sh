@@ -12,6 +12,8 @@
 #                       default ${TMPDIR:-/tmp}/alm_beam-s3-local
 #   ALM_BEAM_S3_PORT    port for `up` (default: a free port, remembered in the state dir)
 #   ALM_BEAM_S3_BUCKETS buckets `up` creates (space-separated; default "alm-beam")
+#   ALM_BEAM_S3_WATCH_PID  stop the server when this process ends (tests pass their
+#                       own pid, so even a killed test run leaves no server behind)
 #   VERSITYGW_VERSION   default v1.8.0; the binary lives in
 #                       ~/.cache/alm_beam/versitygw/<version>/bin/versitygw
 #
@@ -31,6 +33,10 @@ SECRET_KEY="alm-beam-local-secret"
 REGION="us-east-1"
 
 die() { echo "s3-local: $*" >&2; exit 1; }
+
+alive() {  # a zombie (exited, not yet reaped) counts as gone: its cmdline is empty
+    kill -0 "$1" 2>/dev/null && [[ -s "/proc/$1/cmdline" ]]
+}
 
 running_pid() {  # prints the server's pid if it is alive
     [[ -f "$STATE/pid" ]] || return 1
@@ -74,7 +80,14 @@ up() {
     # calling shell does not kill it half-way; `down` stops it by pid.
     setsid "$BIN" --access "$ACCESS_KEY" --secret "$SECRET_KEY" --region "$REGION" \
         --port "127.0.0.1:$port" posix "$STATE/data" >"$STATE/log" 2>&1 < /dev/null &
-    echo $! > "$STATE/pid"
+    local server=$!
+    echo "$server" > "$STATE/pid"
+    if [[ -n "${ALM_BEAM_S3_WATCH_PID:-}" ]]; then
+        local watched="$ALM_BEAM_S3_WATCH_PID"
+        ( while kill -0 "$watched" 2>/dev/null && kill -0 "$server" 2>/dev/null; do sleep 1; done
+          kill "$server" 2>/dev/null || true ) >/dev/null 2>&1 < /dev/null &
+        disown
+    fi
     for _ in $(seq 100); do
         if ! kill -0 "$(cat "$STATE/pid")" 2>/dev/null; then
             rm -f "$STATE/pid"
@@ -107,10 +120,10 @@ down() {
     fi
     kill "$pid"
     for _ in $(seq 50); do
-        kill -0 "$pid" 2>/dev/null || break
+        alive "$pid" || break
         sleep 0.1
     done
-    if kill -0 "$pid" 2>/dev/null; then
+    if alive "$pid"; then
         kill -KILL "$pid"
     fi
     rm -f "$STATE/pid"

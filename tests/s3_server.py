@@ -43,7 +43,7 @@ def s3_server(tmp_path_factory):
                     f"versitygw {VERSION} not built; run: pipelines/s3-local.sh build")
     state = tmp_path_factory.mktemp("s3-local")
     env = dict(os.environ, ALM_BEAM_S3_STATE=str(state), ALM_BEAM_S3_PORT=str(_free_port()),
-               ALM_BEAM_S3_BUCKETS=BUCKET)
+               ALM_BEAM_S3_BUCKETS=BUCKET, ALM_BEAM_S3_WATCH_PID=str(os.getpid()))
     subprocess.run([str(SCRIPT), "up"], env=env, check=True, capture_output=True, timeout=60)
     try:
         flags = subprocess.run([str(SCRIPT), "flags"], env=env, check=True, capture_output=True,

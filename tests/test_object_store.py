@@ -122,9 +122,9 @@ def test_error_output_and_padded_empty_shards(s3_server, capsys):  # noqa: F811
     code, _, err = _run(s3_server, ["--input", f"{ROOT}/bad/m.jsonl", "--output", out,
                                     "--num_shards", "3"], capsys)
     assert code == 0, err
-    assert names_under(s3_server, out) == [
-        f"{p}-0000{i}-of-00003.jsonl" for p in ("errors", "windows") for i in range(3)
-    ] + ["summary.json"]
+    assert names_under(s3_server, out) == sorted(
+        [f"{p}-0000{i}-of-00003.jsonl" for p in ("errors", "windows") for i in range(3)]
+        + ["summary.json"])
     errors = _shards(s3_server, out, "errors")
     assert len(errors) == 1
     assert errors[0]["manifest_filepath"] == f"{ROOT}/bad/m.jsonl"
@@ -211,6 +211,15 @@ def test_preflight_missing_extra_names_the_install(s3_server):  # noqa: F811
                      "not installed; install it with: pip install 'alm_beam[aws]'"]
 
 
+def _alive(pid: int) -> bool:
+    """Running (a zombie, exited and not yet reaped by init, is not)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def test_s3_local_script_up_flags_down(tmp_path):
     """The script on its own: up twice (second is a no-op), flags, down by pid, down again."""
     from s3_server import BINARY, SCRIPT, VERSION, _free_port
@@ -231,7 +240,33 @@ def test_s3_local_script_up_flags_down(tmp_path):
         assert (tmp_path / "data" / "alm-beam").is_dir()
     finally:
         assert sh("down").returncode == 0
-    assert not os.path.exists(f"/proc/{pid}")
+    assert not _alive(pid)
     assert not (tmp_path / "pid").exists()
     assert sh("down").stderr == "s3-local: not running\n"
     assert sh("flags").returncode == 1
+
+
+def test_s3_local_server_stops_when_the_watched_process_dies(tmp_path):
+    """A test run killed before its fixture's `down` still leaves no server behind."""
+    import os
+    import time
+    from s3_server import BINARY, SCRIPT, VERSION, _free_port
+    from conftest import require_or_skip
+    require_or_skip(BINARY.exists(), f"versitygw {VERSION} not built; run: pipelines/s3-local.sh build")
+    stand_in = subprocess.Popen(["sleep", "600"])
+    env = dict(os.environ, ALM_BEAM_S3_STATE=str(tmp_path), ALM_BEAM_S3_PORT=str(_free_port()),
+               ALM_BEAM_S3_WATCH_PID=str(stand_in.pid))
+    try:
+        subprocess.run([str(SCRIPT), "up"], env=env, check=True, capture_output=True, timeout=60)
+        pid = int((tmp_path / "pid").read_text())
+        assert _alive(pid)
+        stand_in.kill()
+        stand_in.wait()
+        for _ in range(100):
+            if not _alive(pid):
+                break
+            time.sleep(0.1)
+        assert not _alive(pid)
+    finally:
+        stand_in.kill()
+        subprocess.run([str(SCRIPT), "down"], env=env, capture_output=True, timeout=60)
