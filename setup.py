@@ -5,7 +5,7 @@ from setuptools import find_packages, setup
 # Ranges, so alm_beam installs next to an existing Beam or NeMo Curator
 # environment; constraints.txt pins what CI installs. The floor is the oldest
 # apache-beam the tests have passed on (docs/storage.md, "Versions tested").
-BEAM_FLOOR = "2.77.0"
+BEAM_FLOOR = "2.71.0"
 BEAM = f">={BEAM_FLOOR},<3"
 
 setup(
