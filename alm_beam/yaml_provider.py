@@ -5,9 +5,9 @@ Beam YAML's inline python provider builds each transform from its YAML
 string annotations (Beam derives the config schema from the signature).
 
 - ``ReadAlmManifests``: a path (file, directory or glob, any Beam filesystem)
-  -> manifest lines; the files are found when the pipeline runs, by the same
+  -> outputs ``lines`` and ``counts`` (per-range line counts); the files are found when the pipeline runs, by the same
   discovery as the CLI's.
-- ``CurateAlmManifests``: lines -> outputs ``entries``, ``errors``, ``stats``
+- ``CurateAlmManifests``: inputs ``lines`` and ``counts`` -> outputs ``entries``, ``errors``, ``stats``
   (``transforms.CurateManifests``; ``builder``/``overlap`` as in
   configs/default.yaml).
 - ``WriteAlmOutput``: the three outputs -> ``windows-*.jsonl``,
@@ -25,7 +25,10 @@ from apache_beam.pvalue import AsList
 from alm_beam.discovery import discover, plan_ranges
 from alm_beam.storage import LineCoder
 from alm_beam.summary import build_summary
-from alm_beam.transforms import CurateManifests, _ReadRangeFn
+from alm_beam.curate import OutputOptions
+from alm_beam.stats import RunStats
+from alm_beam.transforms import (READ_COUNTS_TAG, AggregateRunStats, CurateEntries,
+                                 CurateManifests, _ReadRangeFn)
 
 WINDOWS_PREFIX = "windows"   # the CLI's names (pipeline.py)
 ERRORS_PREFIX = "errors"
@@ -46,11 +49,15 @@ class ReadAlmManifests(beam.PTransform):
         self._split_mb = split_mb
 
     def expand(self, pbegin):
-        return (pbegin
+        read = (pbegin
                 | "Path" >> beam.Create([self._path])
                 | "PlanRanges" >> beam.FlatMap(_plan, self._split_mb)
                 | "SpreadRanges" >> beam.Reshuffle()
-                | "ReadRanges" >> beam.ParDo(_ReadRangeFn()))
+                | "ReadRanges" >> beam.ParDo(_ReadRangeFn()).with_outputs(READ_COUNTS_TAG,
+                                                                          main="lines"))
+        # counts: the reader's per-range line counts, which the summary checks
+        # against what curation wrote and rejected (as in the CLI).
+        return {"lines": read.lines, "counts": read[READ_COUNTS_TAG]}
 
 
 class CurateAlmManifests(beam.PTransform):
@@ -61,10 +68,20 @@ class CurateAlmManifests(beam.PTransform):
         super().__init__()
         self._curate = CurateManifests(builder, overlap, compact=compact)
         self._params = self._curate._params
+        self._compact = compact
 
-    def expand(self, lines):
-        out = lines | "Curate" >> self._curate
-        return {"entries": out.entries, "errors": out.errors, "stats": out.stats}
+    def expand(self, inputs):
+        """``inputs``: ReadAlmManifests' {lines, counts}, or a PCollection of lines."""
+        if not isinstance(inputs, dict):
+            out = inputs | "Curate" >> self._curate
+            return {"entries": out.entries, "errors": out.errors, "stats": out.stats}
+        curated = inputs["lines"] | "CurateEntries" >> CurateEntries(
+            self._params, OutputOptions(compact=self._compact))
+        stats = ((curated.stats, inputs["counts"])
+                 | "CollectStats" >> beam.Flatten()
+                 | "AggregateStats" >> AggregateRunStats()
+                 | "StatsAsDict" >> beam.Map(RunStats.to_dict))
+        return {"entries": curated.entries, "errors": curated.errors, "stats": stats}
 
 
 def _summary_json(totals, *, window_files, error_files, inputs, params) -> bytes:
