@@ -14,7 +14,6 @@ string annotations (Beam derives the config schema from the signature).
   ``errors-*.jsonl`` and, once both are final, ``summary.json``.
 """
 
-import types
 from typing import Any, Optional
 
 import apache_beam as beam
@@ -26,7 +25,7 @@ from alm_beam.discovery import discover, plan_ranges
 from alm_beam.storage import LineCoder
 from alm_beam.summary import build_summary
 from alm_beam.curate import OutputOptions
-from alm_beam.stats import RunStats
+from alm_beam.stats import DurationBins
 from alm_beam.transforms import (READ_COUNTS_TAG, AggregateRunStats, CurateEntries,
                                  CurateManifests, _ReadRangeFn)
 
@@ -79,13 +78,13 @@ class CurateAlmManifests(beam.PTransform):
             self._params, OutputOptions(compact=self._compact))
         stats = ((curated.stats, inputs["counts"])
                  | "CollectStats" >> beam.Flatten()
-                 | "AggregateStats" >> AggregateRunStats()
-                 | "StatsAsDict" >> beam.Map(RunStats.to_dict))
+                 | "AggregateStats" >> AggregateRunStats(DurationBins.for_range(
+                     self._params.builder.min_duration, self._params.builder.max_duration)))
+        # stats: one stats.RunStats (WriteAlmOutput builds summary.json from it)
         return {"entries": curated.entries, "errors": curated.errors, "stats": stats}
 
 
-def _summary_json(totals, *, window_files, error_files, inputs, params) -> bytes:
-    stats = types.SimpleNamespace(to_dict=lambda: totals)  # build_summary reads to_dict()
+def _summary_json(stats, *, window_files, error_files, inputs, params) -> bytes:
     doc = build_summary(stats, params=params, inputs=inputs, window_files=window_files,
                         error_files=error_files, max_error_fraction=None,
                         run_info={"alm_beam": __import__("alm_beam").__version__,
