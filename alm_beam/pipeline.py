@@ -17,6 +17,7 @@ from alm_beam.config import RunConfig
 from alm_beam.curate import OutputOptions
 from alm_beam.discovery import ReadRange
 from alm_beam.output_dir import SUMMARY_NAME, test_pause
+from alm_beam.storage import LineCoder
 from alm_beam.stats import DurationBins
 from alm_beam.summary import build_summary, finished_run_info
 from alm_beam.transforms import AggregateRunStats, CurateEntries, ReadManifestLines
@@ -63,10 +64,10 @@ def build_pipeline(p: beam.Pipeline, cfg: RunConfig, units: Sequence[tuple[ReadR
 
     window_files = curated.entries | "WriteWindows" >> beam.io.WriteToText(
         FileSystems.join(write_dir, WINDOWS_PREFIX), file_name_suffix=".jsonl",
-        num_shards=cfg.output.num_shards, shard_name_template=SHARD_TEMPLATE)
+        num_shards=cfg.output.num_shards, shard_name_template=SHARD_TEMPLATE, coder=LineCoder())
     error_files = curated.errors | "WriteErrors" >> beam.io.WriteToText(
         FileSystems.join(write_dir, ERRORS_PREFIX), file_name_suffix=".jsonl",
-        num_shards=cfg.output.num_shards, shard_name_template=SHARD_TEMPLATE)
+        num_shards=cfg.output.num_shards, shard_name_template=SHARD_TEMPLATE, coder=LineCoder())
 
     # summary.json is written last: its step waits on the finalized names of both
     # result sinks and of report.html (side inputs), so it only exists once
@@ -91,4 +92,5 @@ def build_pipeline(p: beam.Pipeline, cfg: RunConfig, units: Sequence[tuple[ReadR
     _ = (summary
          | "AfterReport" >> beam.Map(_after, written=AsList(report_file))
          | "WriteSummary" >> beam.io.WriteToText(
-             FileSystems.join(write_dir, SUMMARY_NAME), num_shards=1, shard_name_template=""))
+             FileSystems.join(write_dir, SUMMARY_NAME), num_shards=1, shard_name_template="",
+             coder=LineCoder()))

@@ -165,6 +165,7 @@ def _run(cfg: RunConfig, beam_flags: list, pool: Optional[WarmWorkerPool], *,
     from alm_beam.discovery import DiscoveryError, find_inputs
     from alm_beam.planning import plan_units
     from alm_beam.output_dir import OutputDirError, OutputRun
+    from alm_beam.storage import StorageError, check_locations, check_readable, probe_output
 
     try:
         paths = list(cfg.input.paths)
@@ -172,8 +173,11 @@ def _run(cfg: RunConfig, beam_flags: list, pool: Optional[WarmWorkerPool], *,
             paths = [bundled_sample_path()]
             print(f"alm_beam: no --input given; curating the bundled sample manifest {paths[0]}",
                   file=sys.stderr)
+        from apache_beam.options.pipeline_options import PipelineOptions
+        check_locations(paths, cfg.output.path, PipelineOptions(beam_flags))  # object stores
         # refuses an --output inside an --input (discovery.check_output_outside_inputs)
         files, skipped = find_inputs(paths, cfg.output.path)
+        check_readable(files)
 
         from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
         options = PipelineOptions(beam_flags)
@@ -191,9 +195,10 @@ def _run(cfg: RunConfig, beam_flags: list, pool: Optional[WarmWorkerPool], *,
         # elements dynamically: many ranges.
         units = plan_units(files, (planned_worker_processes(beam_flags) or 1) if on_direct
                            else None, cfg.input.split_bytes)
+        probe_output(cfg.output.path)
         # Last of the checks: from here on the output directory is this run's.
         output = OutputRun.start(cfg.output.path, cfg.output.overwrite)
-    except (ConfigError, DiscoveryError, OutputDirError) as exc:
+    except (ConfigError, DiscoveryError, OutputDirError, StorageError) as exc:
         print(f"alm_beam: error: {exc}", file=sys.stderr)
         return 2
     if skipped:

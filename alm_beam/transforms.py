@@ -285,3 +285,47 @@ class AggregateRunStats(beam.PTransform):
 
     def expand(self, stats):
         return stats | "SumStats" >> beam.CombineGlobally(RunStatsCombineFn(self._bins))
+
+
+def _as_manifest_line(element) -> ManifestLine:
+    """``(source, line)`` with ``line`` as bytes or str (no newline), or a ManifestLine."""
+    if type(element) is ManifestLine:
+        return element
+    source, data = element
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    return ManifestLine(str(source), data.rstrip(b"\r\n"), None, None)
+
+
+class CuratedManifests(NamedTuple):
+    entries: beam.PCollection   # output JSON lines (bytes), as the CLI writes them
+    errors: beam.PCollection    # error record JSON lines (bytes): source, reason, raw line
+    stats: beam.PCollection     # one dict: summary.json's totals (stats.RunStats.to_dict)
+
+
+class CurateManifests(beam.PTransform):
+    """The library API: manifest lines with their source -> entries, errors, statistics.
+
+    Input elements: ``(source, line)`` pairs, ``line`` as bytes or str without
+    its newline (what ``beam.io.ReadFromTextWithFilename`` yields), or
+    ``ManifestLine`` values (which also carry line numbers and byte offsets
+    for error records). ``builder`` and ``overlap`` take NeMo Curator's stage
+    parameter names (``configs/default.yaml``); missing keys keep the
+    defaults. Blank lines are counted nowhere but skipped, as in the CLI.
+    """
+
+    def __init__(self, builder: Optional[dict] = None, overlap: Optional[dict] = None, *,
+                 compact: bool = False, params: Optional[CurationParams] = None):
+        super().__init__()
+        from alm_beam.params import make_params  # validates now: a bad key fails at once
+        self._params = params if params is not None else make_params(builder, overlap)
+        self._options = OutputOptions(compact=compact)
+
+    def expand(self, lines):
+        curated = (lines
+                   | "AsManifestLines" >> beam.Map(_as_manifest_line)
+                   | "CurateEntries" >> CurateEntries(self._params, self._options))
+        stats = (curated.stats
+                 | "AggregateStats" >> AggregateRunStats()
+                 | "StatsAsDict" >> beam.Map(RunStats.to_dict))
+        return CuratedManifests(curated.entries, curated.errors, stats)
