@@ -75,8 +75,12 @@ def test_golden_case_from_s3_to_s3(case, s3_server, fixtures_on_s3, capsys):  # 
           for d, n in (("subdir_a", "manifest_a"), ("subdir_a", "manifest_a2"),
                        ("subdir_b", "manifest_b"), ("subdir_b", "manifest_b2")))}
     # The empty errors output is an empty object (Beam alone cannot write one to S3).
-    assert names_under(s3_server, out) == ["errors-00000-of-00001.jsonl", "report.html",
-                                           "summary.json", "windows-00000-of-00001.jsonl"]
+    # The run record (docs/output-directory.md) stays; the lock and staging are gone.
+    assert names_under(s3_server, out) == [".alm_beam-run.json", "errors-00000-of-00001.jsonl",
+                                           "report.html", "summary.json",
+                                           "windows-00000-of-00001.jsonl"]
+    record = json.loads(get(s3_server, f"{out}/.alm_beam-run.json"))
+    assert record["state"] == "committed"
     assert get(s3_server, f"{out}/errors-00000-of-00001.jsonl") == b""
 
     summary = json.loads(get(s3_server, f"{out}/summary.json"))
@@ -124,7 +128,7 @@ def test_error_output_and_padded_empty_shards(s3_server, capsys):  # noqa: F811
     assert code == 0, err
     assert names_under(s3_server, out) == sorted(
         [f"{p}-0000{i}-of-00003.jsonl" for p in ("errors", "windows") for i in range(3)]
-        + ["report.html", "summary.json"])
+        + [".alm_beam-run.json", "report.html", "summary.json"])
     errors = _shards(s3_server, out, "errors")
     assert len(errors) == 1
     assert errors[0]["manifest_filepath"] == f"{ROOT}/bad/m.jsonl"
