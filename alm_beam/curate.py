@@ -1,7 +1,8 @@
 """One manifest line in, one output line (or one error record) out.
 
 This is the whole per-entry path the pipeline runs on every line it reads:
-parse (orjson) -> validate -> build windows -> filter overlaps -> serialize.
+parse (orjson) -> validate -> build windows -> filter overlaps -> serialize
+(the output entry and, unless turned off, one training line per kept window).
 It is fused into one function so an entry is decoded once and encoded once
 (each stripped segment is serialized once, and the windows, the filtered
 windows and the lost-window records only reference those bytes), and it never
@@ -21,6 +22,7 @@ from alm_beam.overlap import filter_overlaps
 from alm_beam.params import CurationParams
 from alm_beam.reader import JSON_WHITESPACE
 from alm_beam.stats import entry_record
+from alm_beam.training import training_lines
 from alm_beam.validate import Rejection, serialization_rejection, validate_entry
 
 DEFAULT_MAX_RAW_CHARS = 2000
@@ -32,11 +34,13 @@ class OutputOptions:
 
     compact: bool = False  # omit pre-filter `windows` and `stats.lost_win_full_data`
     max_raw_chars: int = DEFAULT_MAX_RAW_CHARS  # raw line kept in an error record
+    training_manifest: bool = True  # also make the training lines (training.py)
 
 
 class Curated(NamedTuple):
     line: bytes          # the output JSON line, without newline
     record: tuple        # stats.entry_record(...)
+    train: bytes = b""   # the entry's training lines joined by newlines (b"": none)
 
 
 class Failed(NamedTuple):
@@ -95,18 +99,25 @@ def parse_line(raw: bytes):
 
 
 def curate_entry(entry: dict, params: CurationParams, source: str,
-                 options: OutputOptions = OutputOptions()) -> Curated:
-    """Build, filter and serialize one validated entry."""
+                 options: OutputOptions = OutputOptions(), *,
+                 line: Optional[int] = None, offset: Optional[int] = None) -> Curated:
+    """Build, filter and serialize one validated entry (and its training lines)."""
+    training = options.training_manifest
     build = build_windows_serialized(entry, params.builder,
-                                     keep_lost_windows=not options.compact)
+                                     keep_lost_windows=not options.compact,
+                                     keep_spans=training)
     out = build.entry
     below_rate = entry["audio_sample_rate"] < params.builder.min_sample_rate
     filter_overlaps(out, params.overlap, source, build.timestamps)
     record = entry_record(out, below_rate)
+    train = b""
+    if training and out["windows"]:
+        train = training_lines(entry, out, build.spans, build.timestamps,
+                               frozenset(params.builder.drop_fields), source, line, offset)
     if options.compact:
         out.pop("windows", None)
         out["stats"].pop("lost_win_full_data", None)
-    return Curated(orjson.dumps(out), record)
+    return Curated(orjson.dumps(out), record, train)
 
 
 def curate_line(raw: bytes, source: str, params: CurationParams, *,
@@ -124,7 +135,7 @@ def curate_line(raw: bytes, source: str, params: CurationParams, *,
         rejection = validate_entry(entry)
     if rejection is None:
         try:
-            return curate_entry(entry, params, source, options)
+            return curate_entry(entry, params, source, options, line=line, offset=offset)
         except orjson.JSONEncodeError as exc:  # nesting orjson reads but cannot write
             rejection = serialization_rejection(entry, exc)
         except Exception as exc:  # a bug must cost one line, not the run

@@ -14,7 +14,7 @@ import re
 from apache_beam.io.filesystems import FileSystems
 
 # Exactly the names a run creates in its output directory (see pipeline.py):
-# the final shards ``windows-SSSSS-of-NNNNN.jsonl`` / ``errors-...`` (Beam
+# the final shards ``windows-SSSSS-of-NNNNN.jsonl`` / ``errors-...`` / ``train-...`` (Beam
 # formats shard numbers with at least 5 digits), ``summary.json``, and the
 # temporary directories of Beam's file sinks, which a killed or failed run
 # leaves behind: FileBasedSink names them ``beam-temp-<last component of the
@@ -22,8 +22,8 @@ from apache_beam.io.filesystems import FileSystems
 # beam-temp-summary.json-... Anything else is not ours and is never deleted.
 OWN_OUTPUT = re.compile(
     r"^(?:summary\.json"
-    r"|(?:windows|errors)-\d{5,}-of-\d{5,}\.jsonl"
-    r"|beam-temp-(?:windows|errors|summary\.json)-[0-9a-f]{32})$")
+    r"|(?:windows|errors|train)-\d{5,}-of-\d{5,}\.jsonl"
+    r"|beam-temp-(?:windows|errors|train|summary\.json)-[0-9a-f]{32})$")
 
 
 def is_own_output(name: str, is_dir: bool) -> bool:

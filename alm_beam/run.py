@@ -41,7 +41,7 @@ EPILOG = textwrap.dedent("""\
       input.paths  input.split_mb  input.reshuffle  input.max_error_fraction
       input.max_line_mb
       output.path  output.num_shards  output.compact  output.overwrite
-      output.max_raw_chars  pipeline_options.<beam option>
+      output.max_raw_chars  output.training_manifest  pipeline_options.<beam option>
     Example: --set builder.min_speakers=3 --set builder.drop_fields=[words,confidence]
 
     Exit status: 0 success, 2 invalid configuration/input/output, 1 pipeline failure

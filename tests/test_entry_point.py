@@ -73,7 +73,8 @@ def test_num_shards_config_file_and_compact(tmp_path):
     _run(["--input", sample, "--output", str(tmp_path / "full"), "--num_shards", "1"],
          tmp_path)
     assert sorted(os.listdir(tmp_path / "full")) == [
-        "errors-00000-of-00001.jsonl", "summary.json", "windows-00000-of-00001.jsonl"]
+        "errors-00000-of-00001.jsonl", "summary.json", "train-00000-of-00001.jsonl",
+        "windows-00000-of-00001.jsonl"]
     _run(["--input", sample, "--output", str(tmp_path / "compact"), "--num_shards", "1",
           "--compact"], tmp_path)
     full = _entries(tmp_path / "full")

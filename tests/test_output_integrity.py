@@ -26,7 +26,8 @@ from bad_inputs.corpus import REPO, read_output, run_in_process
 from conftest import FIXTURES, processes_mentioning
 
 SAMPLE = str(FIXTURES / "sample_input.jsonl")
-ONE_SHARD = ["errors-00000-of-00001.jsonl", "summary.json", "windows-00000-of-00001.jsonl"]
+ONE_SHARD = ["errors-00000-of-00001.jsonl", "summary.json", "train-00000-of-00001.jsonl",
+             "windows-00000-of-00001.jsonl"]
 SYNTH_ENTRIES = 2000   # ~70 MB, several seconds of curation: time to kill it half-way
 
 
@@ -155,13 +156,14 @@ def test_overwrite_replaces_previous_run_completely(tmp_path, shared_dir):
     out = tmp_path / "out"
     finished_run(out, "--num_shards", "3")
     assert read_output(out).names == sorted(
-        [f"{p}-0000{i}-of-00003.jsonl" for p in ("errors", "windows") for i in range(3)]
+        [f"{p}-0000{i}-of-00003.jsonl" for p in ("errors", "train", "windows")
+         for i in range(3)]
         + ["summary.json"])
     two = tmp_path / "two.jsonl"
     two.write_bytes(b"\n".join(FIXTURES.joinpath("sample_input.jsonl").read_bytes()
                                .splitlines()[:2]) + b"\n")
     result = finished_run(out, "--overwrite", inputs=str(two))
-    assert "removed 7 entries" in result.stderr
+    assert "removed 10 entries" in result.stderr
     written = read_output(out)
     assert written.names == ONE_SHARD  # no stale shard of the 3-shard run survives
     assert len(written.windows) == 2 and written.summary["entries_read"] == 2
@@ -202,8 +204,8 @@ def test_output_path_that_is_a_file_is_refused(tmp_path, shared_dir):
 HEX = uuid.uuid1().hex  # what Beam's FileBasedSink appends to its temp directories
 
 OWN_FILES = ["summary.json", "windows-00000-of-00001.jsonl", "errors-00012-of-00100.jsonl",
-             "windows-100000-of-123456.jsonl"]
-OWN_DIRS = [f"beam-temp-windows-{HEX}", f"beam-temp-errors-{HEX}",
+             "windows-100000-of-123456.jsonl", "train-00003-of-00004.jsonl"]
+OWN_DIRS = [f"beam-temp-windows-{HEX}", f"beam-temp-errors-{HEX}", f"beam-temp-train-{HEX}",
             f"beam-temp-summary.json-{HEX}"]
 FOREIGN_FILES = ["notes.txt", "temperature.csv", "temp", ".temp", ".tempfile", "tempwindows",
                  ".temp-beam-x", "summary.json.bak", "summary.jsonl", "old_summary.json",
