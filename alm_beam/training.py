@@ -58,10 +58,12 @@ def kept_positions(windows: Sequence, kept: Sequence) -> list:
     return positions
 
 
-def _segment(seg: dict, has_speaker: bool, has_text: bool) -> dict:
-    return {"start": seg["start"], "end": seg["end"],
-            "speaker": seg.get("speaker") if has_speaker else None,
-            "text": seg.get("text") if has_text else None}
+def _texts_joined(texts: list) -> str:
+    """Non-empty string texts joined by single spaces (others skipped)."""
+    try:
+        return " ".join(filter(None, texts))  # the usual case: all strings or null
+    except TypeError:  # a text that is not a string (the input may hold anything)
+        return " ".join([t for t in texts if t.__class__ is str and t])
 
 
 def training_lines(entry: dict, out: dict, spans: Sequence, timestamps: Sequence,
@@ -88,19 +90,27 @@ def training_lines(entry: dict, out: dict, spans: Sequence, timestamps: Sequence
     lines = []
     for index, n in enumerate(kept_positions(windows, kept)):
         first, stop, part = spans[n]
-        segs = [_segment(s, has_speaker, has_text) for s in segments[first:stop]]
+        if has_speaker and has_text:  # inline: this runs for every segment of every kept window
+            segs = [{"start": s["start"], "end": s["end"], "speaker": s.get("speaker"),
+                     "text": s.get("text")} for s in segments[first:stop]]
+        else:
+            segs = [{"start": s["start"], "end": s["end"],
+                     "speaker": s.get("speaker") if has_speaker else None,
+                     "text": s.get("text") if has_text else None}
+                    for s in segments[first:stop]]
         if part is not None:  # already stripped of drop_fields
             segs.append({"start": part["start"], "end": part["end"],
                          "speaker": part.get("speaker"), "text": part.get("text")})
         end, start = timestamps[n]
-        texts = [s["text"] for s in segs]
+        # speakers are strings or null (validated): filter(None) keeps the named ones
+        speakers = list(dict.fromkeys(filter(None, [s["speaker"] for s in segs])))
         lines.append(dumps({
             "audio_filepath": audio_filepath,
             "offset": start,
             "duration": end - start,
-            "text": " ".join([t for t in texts if t.__class__ is str and t]),
+            "text": _texts_joined([s["text"] for s in segs]),
             "segments": segs,
-            "speakers": list(dict.fromkeys([s["speaker"] for s in segs if s["speaker"]])),
+            "speakers": speakers,
             "speaker_durations": windows[n]["speaker_durations"],
             "num_segments": len(segs),
             "window_id": window_id(manifest_filepath, byte_offset, index),

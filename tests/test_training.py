@@ -143,6 +143,14 @@ def test_dropped_fields_and_missing_speakers_read_as_null():
     assert (rec["text"], rec["speakers"]) == ("", ["a"])
 
 
+def test_texts_that_are_not_strings_are_kept_in_segments_but_not_joined():
+    segs = [_seg(0.0, 40.0, "a", 7), _seg(40.0, 80.0, "b", "two"),
+            _seg(80.0, 115.0, "a", {"x": 1})]
+    (rec,) = _train(_entry(segs))
+    assert rec["text"] == "two"
+    assert [s["text"] for s in rec["segments"]] == [7, "two", {"x": 1}]
+
+
 def test_windows_with_equal_timestamps_get_distinct_ids():
     # a duplicated first segment: the windows started at it and at its copy have
     # the same timestamps; the filter keeps both (spec section 4).
