@@ -63,8 +63,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
                              "also .gz/.bz2/...), or glob; any Beam filesystem (gs://, s3://, "
                              "...). Repeatable. Default: input.paths, else a bundled sample")
     parser.add_argument("--output", metavar="DIR",
-                        help="output directory for windows-*.jsonl, errors-*.jsonl and "
-                             "summary.json (default: output.path, ./alm_output)")
+                        help="output directory for windows-*.jsonl, errors-*.jsonl, "
+                             "train-*.jsonl and summary.json (default: output.path, "
+                             "./alm_output)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         dest="overrides",
                         help="override one config value; VALUE is YAML. Repeatable")
