@@ -1,7 +1,8 @@
 """One manifest line in, one output line (or one error record) out.
 
 This is the whole per-entry path the pipeline runs on every line it reads:
-parse (orjson) -> validate -> build windows -> filter overlaps -> serialize.
+parse (orjson) -> validate -> build windows -> filter overlaps -> serialize
+(the output entry and, unless turned off, one training line per kept window).
 It is fused into one function so an entry is decoded once and encoded once
 (each stripped segment is serialized once, and the windows, the filtered
 windows and the lost-window records only reference those bytes), and it never
@@ -22,6 +23,7 @@ from alm_beam.overlap import filter_overlaps
 from alm_beam.params import CurationParams
 from alm_beam.reader import JSON_WHITESPACE
 from alm_beam.stats import entry_record
+from alm_beam.training import training_lines
 from alm_beam.validate import Rejection, serialization_rejection, validate_entry
 
 DEFAULT_MAX_RAW_CHARS = 2000
@@ -33,11 +35,13 @@ class OutputOptions:
 
     compact: bool = False  # omit pre-filter `windows` and `stats.lost_win_full_data`
     max_raw_chars: int = DEFAULT_MAX_RAW_CHARS  # raw line kept in an error record
+    training_manifest: bool = True  # also make the training lines (training.py)
 
 
 class Curated(NamedTuple):
     line: bytes          # the output JSON line, without newline
     record: tuple        # stats.entry_record(...)
+    train: bytes = b""   # the entry's training lines joined by newlines (b"": none)
 
 
 class Failed(NamedTuple):
@@ -197,16 +201,18 @@ def parse_line_exact(raw: bytes):
 
 
 def curate_entry(entry: dict, params: CurationParams, source: str,
-                 options: OutputOptions = OutputOptions(), *, exact: bool = False) -> Curated:
-    """Build, filter and serialize one validated entry.
+                 options: OutputOptions = OutputOptions(), *, exact: bool = False,
+                 line: Optional[int] = None, offset: Optional[int] = None) -> Curated:
+    """Build, filter and serialize one validated entry (and its training lines).
 
     ``exact``: the entry holds ``ExactInt`` values (``parse_line_exact``); it
     is built as plain dicts and written with ``dumps_exact``, which gives the
     bytes ``build_windows_serialized`` + ``orjson.dumps`` give for any other
     entry.
     """
+    training = options.training_manifest
     build = (build_windows if exact else build_windows_serialized)(
-        entry, params.builder, keep_lost_windows=not options.compact)
+        entry, params.builder, keep_lost_windows=not options.compact, keep_spans=training)
     out = build.entry
     below_rate = entry["audio_sample_rate"] < params.builder.min_sample_rate
     filter_overlaps(out, params.overlap, source, build.timestamps)
@@ -224,10 +230,14 @@ def curate_entry(entry: dict, params: CurationParams, source: str,
     else:
         kept_durations = kept_speakers = ()
     record = entry_record(out, below_rate, source, kept_durations, kept_speakers)
+    train = b""
+    if training and out["windows"]:
+        train = training_lines(entry, out, build.spans, build.timestamps,
+                               frozenset(params.builder.drop_fields), source, line, offset)
     if options.compact:
         out.pop("windows", None)
         out["stats"].pop("lost_win_full_data", None)
-    return Curated(dumps_exact(out) if exact else orjson.dumps(out), record)
+    return Curated(dumps_exact(out) if exact else orjson.dumps(out), record, train)
 
 
 def curate_line(raw: bytes, source: str, params: CurationParams, *,
@@ -245,7 +255,8 @@ def curate_line(raw: bytes, source: str, params: CurationParams, *,
         rejection = validate_entry(entry)
     if rejection is None:
         try:
-            return curate_entry(entry, params, source, options, exact=exact)
+            return curate_entry(entry, params, source, options, exact=exact, line=line,
+                                offset=offset)
         except orjson.JSONEncodeError as exc:  # nesting orjson reads but cannot write
             rejection = serialization_rejection(entry, exc)
         except Exception as exc:  # a bug must cost one line, not the run

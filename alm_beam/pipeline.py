@@ -25,17 +25,18 @@ from alm_beam.transforms import AggregateRunStats, CurateEntries, ReadManifestLi
 WINDOWS_PREFIX = "windows"
 ERRORS_PREFIX = "errors"
 REPORT_NAME = "report.html"
+TRAIN_PREFIX = "train"
 SHARD_TEMPLATE = "-SSSSS-of-NNNNN"
 
 
 def _summary_line(stats, *, window_files, error_files, params, inputs, max_error_fraction,
-                  run_info, skipped_inputs=()) -> bytes:
+                  run_info, skipped_inputs=(), train_files=()) -> bytes:
     import time
     test_pause("summary")  # both result sinks have finalized (tests kill the run here)
     doc = build_summary(stats, params=params, inputs=inputs, window_files=window_files,
                         error_files=error_files, max_error_fraction=max_error_fraction,
                         run_info=finished_run_info(run_info, time.time()),
-                        skipped_inputs=skipped_inputs)
+                        skipped_inputs=skipped_inputs, train_files=train_files)
     return orjson.dumps(doc, option=orjson.OPT_INDENT_2)
 
 
@@ -56,7 +57,8 @@ def build_pipeline(p: beam.Pipeline, cfg: RunConfig, units: Sequence[tuple[ReadR
     """``write_dir`` is the run's staging area (``output_dir.OutputRun.staging``):
     final names appear in the output directory only at the commit after the run.
     ``skipped_inputs``: discovery's paths not read, as {path, reason} dicts."""
-    options = OutputOptions(compact=cfg.output.compact, max_raw_chars=cfg.output.max_raw_chars)
+    options = OutputOptions(compact=cfg.output.compact, max_raw_chars=cfg.output.max_raw_chars,
+                            training_manifest=cfg.output.training_manifest)
 
     read = p | "ReadManifests" >> ReadManifestLines(
         units, reshuffle, max_line_bytes=cfg.input.max_line_bytes, progress_dir=progress_dir)
@@ -68,6 +70,12 @@ def build_pipeline(p: beam.Pipeline, cfg: RunConfig, units: Sequence[tuple[ReadR
     error_files = curated.errors | "WriteErrors" >> beam.io.WriteToText(
         FileSystems.join(write_dir, ERRORS_PREFIX), file_name_suffix=".jsonl",
         num_shards=cfg.output.num_shards, shard_name_template=SHARD_TEMPLATE, coder=LineCoder())
+    train_files = []  # output.training_manifest: false writes no train shards
+    if cfg.output.training_manifest:
+        train_files = AsList(curated.train | "WriteTraining" >> beam.io.WriteToText(
+            FileSystems.join(write_dir, TRAIN_PREFIX), file_name_suffix=".jsonl",
+            num_shards=cfg.output.num_shards, shard_name_template=SHARD_TEMPLATE,
+            coder=LineCoder()))
 
     # summary.json is written last: its step waits on the finalized names of both
     # result sinks and of report.html (side inputs), so it only exists once
@@ -81,7 +89,8 @@ def build_pipeline(p: beam.Pipeline, cfg: RunConfig, units: Sequence[tuple[ReadR
                | "AggregateStats" >> AggregateRunStats(bins)
                | "BuildSummary" >> beam.Map(
                    _summary_line, window_files=AsList(window_files),
-                   error_files=AsList(error_files), params=cfg.params.as_dict(),
+                   error_files=AsList(error_files), train_files=train_files,
+                   params=cfg.params.as_dict(),
                    inputs=list(inputs), max_error_fraction=cfg.input.max_error_fraction,
                    run_info=run_info, skipped_inputs=list(skipped_inputs)))
     report_file = (summary

@@ -48,7 +48,7 @@ EPILOG = textwrap.dedent("""\
       input.paths  input.split_mb  input.reshuffle  input.max_error_fraction
       input.max_line_mb
       output.path  output.num_shards  output.compact  output.overwrite
-      output.max_raw_chars  pipeline_options.<beam option>
+      output.max_raw_chars  output.training_manifest  pipeline_options.<beam option>
     Example: --set builder.min_speakers=3 --set builder.drop_fields=[words,confidence]
 
     Exit status: 0 success, 2 invalid configuration/input/output, 1 pipeline failure
@@ -70,8 +70,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
                              "also .gz/.bz2/...), or glob; any Beam filesystem (gs://, s3://, "
                              "...). Repeatable. Default: input.paths, else a bundled sample")
     parser.add_argument("--output", metavar="DIR",
-                        help="output directory for windows-*.jsonl, errors-*.jsonl and "
-                             "summary.json (default: output.path, ./alm_output)")
+                        help="output directory for windows-*.jsonl, errors-*.jsonl, "
+                             "train-*.jsonl and summary.json (default: output.path, "
+                             "./alm_output)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         dest="overrides",
                         help="override one config value; VALUE is YAML. Repeatable")

@@ -90,7 +90,7 @@ def check_error_budget(totals: dict, max_error_fraction: Optional[float]) -> Non
 def build_summary(stats: RunStats, *, params: dict, inputs: Sequence[str],
                   window_files: Sequence[str], error_files: Sequence[str],
                   max_error_fraction: Optional[float], run_info: dict,
-                  skipped_inputs: Sequence[dict] = ()) -> dict:
+                  skipped_inputs: Sequence[dict] = (), train_files: Sequence[str] = ()) -> dict:
     """The whole summary.json document; raises LinesUnaccounted when the counts
     do not balance, ErrorBudgetExceeded when over budget.
 
@@ -107,6 +107,7 @@ def build_summary(stats: RunStats, *, params: dict, inputs: Sequence[str],
     doc["outputs"] = {
         "windows": sorted(posixpath.basename(f) for f in window_files),
         "errors": sorted(posixpath.basename(f) for f in error_files),
+        "train": sorted(posixpath.basename(f) for f in train_files),
     }
     doc["max_error_fraction"] = max_error_fraction
     doc["run"] = run_info
@@ -151,6 +152,7 @@ def render_report(doc: dict, output_dir: str) -> str:
             lines.append(f"  WARNING: {failed:,} input lines were rejected; "
                          "see errors-*.jsonl (set --max_error_fraction to fail such runs)")
     lines.append("")
-    lines.append(f"  output: {output_dir}  (windows-*.jsonl, errors-*.jsonl, summary.json, "
+    train = "train-*.jsonl, " if doc.get("outputs", {}).get("train") else ""
+    lines.append(f"  output: {output_dir}  (windows-*.jsonl, errors-*.jsonl, {train}summary.json, "
                  "report.html)")
     return "\n".join(lines)

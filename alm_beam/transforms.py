@@ -33,6 +33,7 @@ _KEPT = INT_FIELDS.index("filtered_windows")
 ERRORS_TAG = "errors"
 STATS_TAG = "stats"
 READ_COUNTS_TAG = "read_counts"
+TRAIN_TAG = "train"
 
 
 class ManifestLine(NamedTuple):
@@ -158,7 +159,8 @@ class ReadManifestLines(beam.PTransform):
 
 
 class _CurateFn(beam.DoFn):
-    """parse -> validate -> build -> filter -> serialize; bad lines go to ERRORS_TAG.
+    """parse -> validate -> build -> filter -> serialize; bad lines go to ERRORS_TAG,
+    an entry's training lines (one element per entry that has any) to TRAIN_TAG.
 
     Counters are summed per bundle and reported in ``finish_bundle`` (a
     counter update per element costs more than the bookkeeping here).
@@ -211,6 +213,8 @@ class _CurateFn(beam.DoFn):
             counts[3] += ints[_KEPT]
             yield outcome.line
             yield beam.pvalue.TaggedOutput(STATS_TAG, outcome.record)
+            if outcome.train:
+                yield beam.pvalue.TaggedOutput(TRAIN_TAG, outcome.train)
         else:
             reason = outcome.reason
             self._failures[reason] = self._failures.get(reason, 0) + 1
@@ -235,6 +239,7 @@ class CuratedOutputs(NamedTuple):
     entries: beam.PCollection   # output JSON lines (bytes)
     errors: beam.PCollection    # error record JSON lines (bytes)
     stats: beam.PCollection     # stats.entry_record tuples and stats.ErrorItem
+    train: beam.PCollection     # training lines, newline-joined per entry (bytes)
 
 
 class CurateEntries(beam.PTransform):
@@ -247,8 +252,8 @@ class CurateEntries(beam.PTransform):
 
     def expand(self, lines):
         out = lines | "Curate" >> beam.ParDo(_CurateFn(self._params, self._options)) \
-            .with_outputs(ERRORS_TAG, STATS_TAG, main="entries")
-        return CuratedOutputs(out.entries, out[ERRORS_TAG], out[STATS_TAG])
+            .with_outputs(ERRORS_TAG, STATS_TAG, TRAIN_TAG, main="entries")
+        return CuratedOutputs(out.entries, out[ERRORS_TAG], out[STATS_TAG], out[TRAIN_TAG])
 
 
 class RunStatsCombineFn(beam.CombineFn):

@@ -76,6 +76,7 @@ def test_run_succeeds(runs):
     assert "alm_beam run summary" in run.stdout
     assert "Traceback" not in run.stderr
     assert sorted(runs["out"].names) == ["errors-00000-of-00001.jsonl", "report.html", "summary.json",
+                                         "train-00000-of-00001.jsonl",
                                          "windows-00000-of-00001.jsonl"]
 
 
@@ -152,7 +153,8 @@ def test_summary_balances_and_counts_match(runs):
     assert sum(summary["errors_by_reason"].values()) == summary["entries_failed"]
     assert sorted(summary["inputs"]) == sorted(corpus.manifests)
     assert summary["outputs"] == {"windows": ["windows-00000-of-00001.jsonl"],
-                                  "errors": ["errors-00000-of-00001.jsonl"]}
+                                  "errors": ["errors-00000-of-00001.jsonl"],
+                                  "train": ["train-00000-of-00001.jsonl"]}
     # the valid lines' aggregates are exactly the baseline's
     for key in AGGREGATES:
         assert summary[key] == clean_out.summary[key], key

@@ -91,6 +91,7 @@ def test_num_shards_config_file_and_compact(tmp_path):
          tmp_path)
     assert sorted(os.listdir(tmp_path / "full")) == [
         ".alm_beam-run.json", "errors-00000-of-00001.jsonl", "report.html", "summary.json",
+        "train-00000-of-00001.jsonl",
         "windows-00000-of-00001.jsonl"]
     _run(["--input", sample, "--output", str(tmp_path / "compact"), "--num_shards", "1",
           "--compact"], tmp_path)

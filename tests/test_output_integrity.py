@@ -30,7 +30,7 @@ from conftest import FIXTURES, processes_mentioning
 
 SAMPLE = str(FIXTURES / "sample_input.jsonl")
 ONE_SHARD = ["errors-00000-of-00001.jsonl", "report.html", "summary.json",
-             "windows-00000-of-00001.jsonl"]
+             "train-00000-of-00001.jsonl", "windows-00000-of-00001.jsonl"]
 WITH_RECORD = sorted(ONE_SHARD + [RECORD_NAME])
 SYNTH_ENTRIES = 2000   # ~70 MB, several seconds of curation: time to kill it half-way
 
@@ -180,20 +180,22 @@ def test_overwrite_replaces_previous_run_completely(tmp_path, shared_dir):
     out = tmp_path / "out"
     finished_run(out, "--num_shards", "3")
     assert read_output(out).names == sorted(
-        [f"{p}-0000{i}-of-00003.jsonl" for p in ("errors", "windows") for i in range(3)]
+        [f"{p}-0000{i}-of-00003.jsonl" for p in ("errors", "train", "windows")
+         for i in range(3)]
         + ["report.html", "summary.json"])
     two = tmp_path / "two.jsonl"
     two.write_bytes(b"\n".join(FIXTURES.joinpath("sample_input.jsonl").read_bytes()
                                .splitlines()[:2]) + b"\n")
     result = finished_run(out, "--overwrite", inputs=str(two))
-    assert "removed 9 entries" in result.stderr  # 8 result files and the record
+    assert "removed 12 entries" in result.stderr  # 11 result files and the record
     written = read_output(out)
     assert sorted(os.listdir(out)) == WITH_RECORD  # no stale shard of the 3-shard run survives
     assert len(written.windows) == 2 and written.summary["entries_read"] == 2
     record = json.loads((out / RECORD_NAME).read_text())
     assert record["state"] == "committed"
     assert record["files"] == ["errors-00000-of-00001.jsonl", "report.html",
-                               "windows-00000-of-00001.jsonl", "summary.json"]
+                               "train-00000-of-00001.jsonl", "windows-00000-of-00001.jsonl",
+                               "summary.json"]
 
 
 @pytest.mark.e2e
