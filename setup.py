@@ -2,7 +2,11 @@
 
 from setuptools import find_packages, setup
 
-BEAM_VERSION = "2.77.0"  # newest apache-beam on PyPI; see README "Engines and versions"
+# Ranges, so alm_beam installs next to an existing Beam or NeMo Curator
+# environment; constraints.txt pins what CI installs. The floor is the oldest
+# apache-beam the tests have passed on (docs/storage.md, "Versions tested").
+BEAM_FLOOR = "2.71.0"
+BEAM = f">={BEAM_FLOOR},<3"
 
 setup(
     name="alm_beam",
@@ -14,12 +18,21 @@ setup(
     packages=find_packages(include=["alm_beam", "alm_beam.*"]),
     package_data={"alm_beam": ["data/*.jsonl.gz"]},
     install_requires=[
-        f"apache-beam=={BEAM_VERSION}",
-        "orjson==3.13.0",
-        "PyYAML==6.0.4",
+        f"apache-beam{BEAM}",
+        "orjson>=3.10,<4",
+        "PyYAML>=6.0.1,<7",
+        # report.html: plotly ships plotly.js, inlined into every run's report
+        # (~70 MB installed with narwhals, next to Beam's ~500 MB).
+        "plotly>=7.1,<8",
     ],
     extras_require={
-        "test": ["pytest==9.2.0", "hypothesis==6.170.17"],
+        # websocket-client: the report's browser test drives chromium over DevTools
+        "test": ["pytest>=8,<10", "hypothesis>=6.100,<7", "websocket-client>=1.9,<2"],
+        # Object stores and Beam YAML: Beam's own extras of the same name.
+        "aws": [f"apache-beam[aws]{BEAM}"],          # s3://
+        "gcp": [f"apache-beam[gcp]{BEAM}"],          # gs://
+        "azure": [f"apache-beam[azure]{BEAM}"],      # azfs://
+        "yaml": [f"apache-beam[yaml]{BEAM}"],        # pipelines/alm.yaml
     },
     entry_points={"console_scripts": ["alm-beam=alm_beam.run:main"]},
 )

@@ -34,7 +34,9 @@ far apart two workers finished, and how long the serial tail after the last
 one took. Before every run the dirty pages of the previous one are
 flushed (``os.sync``, not timed): the output is ~6x the input, and a run that
 starts with another's half-gigabyte still unwritten gets its writes throttled
-to disk speed. Outputs are compared with b's as multisets of lines (sorted
+to disk speed. Outputs (and, apart from c, which has none, the training
+lines: b's beside its output, the pipeline's train shards) are compared with
+b's as multisets of lines (sorted
 digests; parsed and compared by value only if the bytes differ). With
 ``--repeat K`` every run is made K times and the fastest kept; d1 and d2
 alternate (d1, d2, d1, d2, ...) so that a drift in the machine's speed
@@ -84,6 +86,11 @@ PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 DEFAULT_ENTRIES = 2000
 
 
+def train_path(out: str) -> str:
+    """Where the logic phase (b) writes its training lines, beside its output."""
+    return out + ".train"
+
+
 # --------------------------------------------------------------------------
 # Child phases (a, b, c): run as ``python -m alm_beam.bench --phase ...``.
 # Each prints one JSON object with its own timing on stdout.
@@ -97,7 +104,8 @@ def _phase_logic(src: str, out: str, source: str, sizes_path: str) -> dict:
     sizes = array.array("I")
     entries = errors = out_bytes = 0
     wall0, cpu0 = time.perf_counter(), time.process_time()
-    with open(src, "rb") as fin, open(out, "wb", buffering=1 << 20) as fout:
+    with open(src, "rb") as fin, open(out, "wb", buffering=1 << 20) as fout, \
+            open(train_path(out), "wb", buffering=1 << 20) as ftrain:
         for raw in iter_lines(fin):
             outcome = curate_line(raw.data, source, params, line=raw.line, offset=raw.offset)
             if outcome is None:
@@ -105,9 +113,14 @@ def _phase_logic(src: str, out: str, source: str, sizes_path: str) -> dict:
             if type(outcome) is Curated:
                 fout.write(outcome.line)
                 fout.write(b"\n")
-                sizes.append(len(outcome.line) + 1)
+                size = len(outcome.line) + 1
+                if outcome.train:  # the training lines, as the pipeline's train shards
+                    ftrain.write(outcome.train)
+                    ftrain.write(b"\n")
+                    size += len(outcome.train) + 1
+                sizes.append(size)
                 entries += 1
-                out_bytes += len(outcome.line) + 1
+                out_bytes += size
             else:
                 errors += 1
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
@@ -514,7 +527,8 @@ def _count_lines(paths: Sequence[str]) -> int:
 
 
 def _pipeline_result(key, label, child: ChildRun, out_dir: str, in_bytes: int) -> Result:
-    files = _output_files(out_dir, "windows") + _output_files(out_dir, "errors")
+    files = (_output_files(out_dir, "windows") + _output_files(out_dir, "errors")
+             + _output_files(out_dir, "train"))
     with open(os.path.join(out_dir, "summary.json"), "rb") as fh:
         summary = json.loads(fh.read())
     return Result(key, label, child.wall, child.cpu, summary["entries_read"], in_bytes,
@@ -525,9 +539,10 @@ def _pipeline_result(key, label, child: ChildRun, out_dir: str, in_bytes: int) -
 # --------------------------------------------------------------------------
 # Output comparison: the same multiset of lines.
 
-def _digests(paths: Sequence[str], canonical: bool) -> list:
+def _digests(paths: Sequence[str], canonical: bool, ignore: Sequence[str] = ()) -> list:
     """Sorted 16-byte digests of every non-blank line (parsed and re-serialized
-    with sorted keys when ``canonical``: compares values and types, not layout)."""
+    with sorted keys when ``canonical``: compares values and types, not layout;
+    top-level keys in ``ignore`` left out)."""
     out = []
     for path in paths:
         with open(path, "rb") as fh:
@@ -536,7 +551,10 @@ def _digests(paths: Sequence[str], canonical: bool) -> list:
                 if not line:
                     continue
                 if canonical:
-                    line = orjson.dumps(orjson.loads(line), option=orjson.OPT_SORT_KEYS)
+                    value = orjson.loads(line)
+                    for key in ignore:
+                        value.pop(key, None)
+                    line = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
                 out.append(hashlib.blake2b(line, digest_size=16).digest())
     out.sort()
     return out
@@ -578,14 +596,18 @@ def compare_values(expected: Sequence[str], got: Sequence[str], transform) -> st
             f"expected lines missing, {len(set(have) - set(want))} unexpected")
 
 
-def compare_outputs(expected_digests: list, expected: Sequence[str], got: Sequence[str]) -> str:
+def compare_outputs(expected_digests: list, expected: Sequence[str], got: Sequence[str],
+                    ignore: Sequence[str] = ()) -> str:
     """'identical' (the same bytes, line for line), 'same values' (the same parsed
-    values and types, laid out differently) or what differs. Line order is not
-    compared: both sides are multisets."""
+    values and types, laid out differently, or differing only in the top-level
+    keys ``ignore``) or what differs. Line order is not compared: both sides are
+    multisets."""
     if expected_digests == _digests(got, False):
         return "identical"
-    want, have = _digests(expected, True), _digests(got, True)
+    want, have = _digests(expected, True, ignore), _digests(got, True, ignore)
     if want == have:
+        if ignore:
+            return f"same values apart from {', '.join(ignore)}"
         return "same values (key order or number layout differs)"
     missing = len(set(want) - set(have))
     extra = len(set(have) - set(want))
@@ -700,15 +722,24 @@ def run_default(args, work: str, argv: Sequence[str]) -> int:
         # first, or the kernel throttles the next run's writes to disk speed.
         os.sync()
 
-    def collect(key, paths, compare=True):
-        """Compare a run's output with b's (not timed), then drop it unless --keep."""
+    def collect(key, paths, compare=True, train=None):
+        """Compare a run's output (and its training lines, ``train``) with b's (not
+        timed), then drop them unless --keep."""
         if key == "b":
             digests["b"] = _digests(paths, False)
+            digests["b train"] = _digests(train, False)
             return  # kept until the end: the reference for the others
         if compare:
             checks[key] = compare_outputs(digests["b"], [out_b], paths)
+            if train is not None:
+                # A pipeline reading byte ranges does not know the line number in
+                # the middle of one (null); b2's second half is a file of its own,
+                # so its byte offsets, and the ids made from them, differ too.
+                ignore = ("line",) if key != "b2" else ("line", "byte_offset", "window_id")
+                checks[f"{key} train"] = compare_outputs(digests["b train"],
+                                                         [train_path(out_b)], train, ignore)
         if not args.keep:
-            for path in paths:
+            for path in paths + (train or []):
                 os.remove(path)
 
     def phase(key, label, phase_name, out, **kw):
@@ -726,7 +757,7 @@ def run_default(args, work: str, argv: Sequence[str]) -> int:
     out_b = os.path.join(work, "b.jsonl")
     out_c = os.path.join(work, "c.jsonl")
     phase("b", "b. logic: curate_line, 1 process", "logic", out_b, source=src, sizes=sizes)
-    collect("b", [out_b])
+    collect("b", [out_b], train=[train_path(out_b)])
     phase("a", "a. floor: read + orjson.loads + write", "floor",
           os.path.join(work, "a.out"), sizes=sizes)
     collect("a", [os.path.join(work, "a.out")], compare=False)
@@ -753,7 +784,7 @@ def run_default(args, work: str, argv: Sequence[str]) -> int:
         return result, result.wall
 
     results["b2"] = best_of(args.repeat, once_b2)
-    collect("b2", outs_b2)
+    collect("b2", outs_b2, train=[train_path(o) for o in outs_b2])
     for path in halves:
         os.remove(path)
     if not args.skip_reference:
@@ -815,14 +846,18 @@ def run_default(args, work: str, argv: Sequence[str]) -> int:
         errors[key] = _count_lines(_output_files(out_dir, "errors"))
         ranges[key] = _read_ranges(out_dir)
         units[key] = _run_info(out_dir).get("work_units")
+        train_files = _output_files(out_dir, "train")
         if key == "d1c":
             checks[key] = compare_values(
                 [out_b], _output_files(out_dir, "windows"),
                 without_fields("windows", "stats.lost_win_full_data"))
+            # --compact does not change the training lines
+            checks[f"{key} train"] = compare_outputs(digests["b train"], [train_path(out_b)],
+                                                     train_files, ("line",))
             if not args.keep:
                 shutil.rmtree(out_dir, ignore_errors=True)
             continue
-        collect(key, _output_files(out_dir, "windows"))
+        collect(key, _output_files(out_dir, "windows"), train=train_files)
 
     # The same pipeline runs on the first quarter of the input: the difference
     # is the per-entry cost, the rest is the fixed start-up/shutdown cost.
@@ -935,9 +970,10 @@ def run_default(args, work: str, argv: Sequence[str]) -> int:
         _say(f"NeMo Curator {nemo_info.get('nemo_curator')} stage files (sha256): "
              + ", ".join(f"{k} {v[:16]}" for k, v in nemo_info.get("stage_sha256", {}).items()))
     _say("Outputs (as multisets of lines, compared with b; n ignoring manifest_filepath, which "
-         "NeMo Curator leaves null; d1c ignoring the fields --compact omits):")
+         "NeMo Curator leaves null; d1c ignoring the fields --compact omits; `train`: the "
+         "training lines):")
     for key, verdict in checks.items():
-        _say(f"  {key} vs b: {verdict}")
+        _say(f"  {key} vs b{' train' if key.endswith(' train') else ''}: {verdict}")
     all_same = all(v == "identical" or v.startswith("same values") for v in checks.values())
     _say(f"  => outputs of b and d are {'IDENTICAL' if all_same else 'NOT identical'}")
     _say()

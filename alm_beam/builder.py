@@ -34,7 +34,7 @@ from bisect import bisect_left, bisect_right, insort
 from functools import reduce
 from itertools import islice
 from operator import add, le, sub
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Optional
 
 import orjson
 
@@ -119,25 +119,33 @@ def _serialized(seg: dict):
 class BuildResult(NamedTuple):
     """Builder output plus what the overlap filter needs without re-reading windows.
 
-    ``timestamps[n]`` is ``(end, start)`` of ``entry["windows"][n]``.
+    ``timestamps[n]`` is ``(end, start)`` of ``entry["windows"][n]``, and
+    ``speaker_counts[n]`` its number of distinct speakers (for the run report).
     """
 
     entry: dict
     timestamps: list
+    speaker_counts: list = ()  # type: ignore[assignment]
+    # With ``keep_spans``: ``spans[n]`` is ``(first, stop, part)``: window n holds
+    # the input segments ``[first, stop)`` (stripped) and then ``part``, the
+    # stripped plain dict of the truncated segment ``stop``, or None. It lets
+    # the training manifest read a window's segments without parsing them back.
+    spans: Optional[list] = None
 
 
 def build_windows(entry: dict, params: BuilderParams, *,
-                  keep_lost_windows: bool = True) -> BuildResult:
+                  keep_lost_windows: bool = True, keep_spans: bool = False) -> BuildResult:
     """Build candidate windows for one validated entry, as plain dicts.
 
     ``keep_lost_windows=False`` skips collecting ``stats.lost_win_full_data``
     (left as an empty list), for the compact output that omits it anyway.
     """
-    return _build(entry, params, keep_lost_windows, serialize=False)
+    return _build(entry, params, keep_lost_windows, serialize=False, keep_spans=keep_spans)
 
 
 def build_windows_serialized(entry: dict, params: BuilderParams, *,
-                             keep_lost_windows: bool = True) -> BuildResult:
+                             keep_lost_windows: bool = True,
+                             keep_spans: bool = False) -> BuildResult:
     """``build_windows`` with every stripped segment serialized once
     (``orjson.Fragment``) and shared by every window and every
     ``lost_win_full_data`` record that holds it.
@@ -146,11 +154,11 @@ def build_windows_serialized(entry: dict, params: BuilderParams, *,
     ``build_windows``'s plain dicts; the overlap filter reads only the
     returned ``timestamps``.
     """
-    return _build(entry, params, keep_lost_windows, serialize=True)
+    return _build(entry, params, keep_lost_windows, serialize=True, keep_spans=keep_spans)
 
 
 def _build(entry: dict, params: BuilderParams, keep_lost: bool, *,
-           serialize: bool) -> BuildResult:
+           serialize: bool, keep_spans: bool = False) -> BuildResult:
     segments = entry["segments"]
     n = len(segments)
     starts = [s["start"] for s in segments]
@@ -163,7 +171,7 @@ def _build(entry: dict, params: BuilderParams, keep_lost: bool, *,
         stats["dur_lost_sr"] = stats["total_dur"]
         out = {"audio_filepath": entry["audio_filepath"], "windows": [], "stats": stats,
                "truncation_events": 0}
-        return BuildResult(out, [])
+        return BuildResult(out, [], [], [] if keep_spans else None)
 
     drop = frozenset(params.drop_fields)
     min_bw = params.min_bandwidth
@@ -218,6 +226,8 @@ def _build(entry: dict, params: BuilderParams, keep_lost: bool, *,
 
     windows = []
     timestamps = []
+    speaker_counts = []
+    spans = [] if keep_spans else None
     lost_full = stats["lost_win_full_data"]
     truncation_events = 0
     next_hard = 0
@@ -261,7 +271,7 @@ def _build(entry: dict, params: BuilderParams, keep_lost: bool, *,
 
         # Segments [i, stop) are in the window; segment ``stop`` (if any)
         # stopped it, possibly after giving up a truncated part.
-        part = None
+        part = plain_part = None
         if stop < n:
             nxt = stop
             if not low[stop] and ends[stop] - w_start > max_duration and truncation:
@@ -269,9 +279,8 @@ def _build(entry: dict, params: BuilderParams, keep_lost: bool, *,
                 if starts[stop] < cut:
                     truncation_events += 1
                     if stop != overflow and speakers[stop] != NO_SPEAKER:
-                        part, part_end = _stripped_part(segments[stop], cut, drop)
-                        if serialize:
-                            part = _serialized(part)
+                        plain_part, part_end = _stripped_part(segments[stop], cut, drop)
+                        part = _serialized(plain_part) if serialize else plain_part
         else:
             nxt = n - 1
         if part is not None:
@@ -326,9 +335,12 @@ def _build(entry: dict, params: BuilderParams, keep_lost: bool, *,
             window.append(part)
         windows.append({"segments": window, "speaker_durations": top})
         timestamps.append((w_end, w_start))
+        speaker_counts.append(len(spk_map))
+        if keep_spans:
+            spans.append((i, stop, plain_part))
 
     out = {k: v for k, v in entry.items() if k not in params.drop_fields_top_level}
     out["windows"] = windows
     out["stats"] = stats
     out["truncation_events"] = truncation_events
-    return BuildResult(out, timestamps)
+    return BuildResult(out, timestamps, speaker_counts, spans)

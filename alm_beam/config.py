@@ -52,6 +52,7 @@ class OutputConfig:
     compact: bool = False           # omit pre-filter `windows` and `stats.lost_win_full_data`
     overwrite: bool = False         # allow a non-empty output directory (cleans our files)
     max_raw_chars: int = 2000       # raw line text kept in an error record
+    training_manifest: bool = True  # also write train-*.jsonl, one line per kept window
 
 
 @dataclasses.dataclass(frozen=True)
@@ -280,7 +281,7 @@ def _output_config(values: dict) -> OutputConfig:
                                  lambda v: 0 <= v <= MAX_NUM_SHARDS,
                                  f"an integer 0..{MAX_NUM_SHARDS} (0: the runner decides)",
                                  integer=True)
-    for key in ("compact", "overwrite"):
+    for key in ("compact", "overwrite", "training_manifest"):
         if key in values:
             out[key] = _bool(f"output.{key}", values[key])
     if "max_raw_chars" in values:

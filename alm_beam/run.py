@@ -15,11 +15,15 @@ if __name__ == "__main__":  # first of all: a Ctrl-C during start-up is one line
     interrupts.install()
 
 import argparse
+import errno
 import json
 import logging
+import os
 import re
 import sys
+import tempfile
 import textwrap
+import time
 from importlib import resources
 from typing import Optional, Sequence
 
@@ -29,11 +33,14 @@ from alm_beam.config import (ConfigError, RunConfig, build_config, load_yaml, me
 from alm_beam.params import clip
 from alm_beam.direct_workers import (DIRECT_RUNNER_NAMES, WarmWorkerPool, filter_start_up_noise,
                                      flush_and_exit, planned_worker_processes, worker_command)
+from alm_beam.runners import check_runner_supported, prepare_runner, stop_started
+from alm_beam.run_temp import enter_run_temp, leave_run_temp
 
 SAMPLE_MANIFEST = "sample_manifest.jsonl.gz"
 BUDGET_MARKER = "ALM_BEAM_ERROR_BUDGET: "  # summary.check_error_budget's message prefix
 BALANCE_MARKER = "ALM_BEAM_LINE_BALANCE: "  # summary.check_line_balance's message prefix
 JOB_FAILURE_MARKERS = (BUDGET_MARKER, BALANCE_MARKER)  # reported in one line by main
+DISK_FULL_TEXT = os.strerror(errno.ENOSPC)  # "No space left on device"
 
 EPILOG = textwrap.dedent("""\
     Any other flag is passed to Apache Beam as a pipeline option, for example:
@@ -51,7 +58,7 @@ EPILOG = textwrap.dedent("""\
       input.paths  input.split_mb  input.reshuffle  input.max_error_fraction
       input.max_line_mb
       output.path  output.num_shards  output.compact  output.overwrite
-      output.max_raw_chars  pipeline_options.<beam option>
+      output.max_raw_chars  output.training_manifest  pipeline_options.<beam option>
     Example: --set builder.min_speakers=3 --set builder.drop_fields=[words,confidence]
 
     Exit status: 0 success, 2 invalid configuration/input/output, 1 pipeline failure
@@ -83,8 +90,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
                              "filesystem (gs://, s3://, ...). Repeatable. Default: input.paths, "
                              "else a bundled sample")
     parser.add_argument("--output", metavar="DIR",
-                        help="output directory for windows-*.jsonl, errors-*.jsonl and "
-                             "summary.json (default: output.path, ./alm_output)")
+                        help="output directory for windows-*.jsonl, errors-*.jsonl, "
+                             "train-*.jsonl and summary.json (default: output.path, "
+                             "./alm_output)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         dest="overrides",
                         help="override one config value; VALUE is YAML. Repeatable")
@@ -99,6 +107,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max_error_fraction", type=float, metavar="F",
                         help="fail the job when more than F (0..1) of the lines are rejected "
                              "(default: no budget; the summary warns)")
+    parser.add_argument("--quiet", action="store_true",
+                        help="print no progress while the job runs (progress is shown on "
+                             "the DirectRunner only)")
     parser.add_argument("--version", action="version", version=f"alm_beam {__version__}")
     return parser
 
@@ -147,10 +158,16 @@ def _not_budget_failure(record: logging.LogRecord) -> bool:
     return not any(marker in message for marker in JOB_FAILURE_MARKERS)
 
 
+def _not_disk_full(record: logging.LogRecord) -> bool:
+    """A full disk is reported by ``_run_into`` in one line, without Beam's traceback."""
+    return DISK_FULL_TEXT not in record.getMessage()
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args, beam_args = build_arg_parser().parse_known_args(argv)
     filter_start_up_noise()
     logging.getLogger("apache_beam.runners.common").addFilter(_not_budget_failure)
+    logging.getLogger("apache_beam.runners.common").addFilter(_not_disk_full)
 
     # Every flag and value, then the output location, before anything else is
     # said or started: the first problem is the only line printed.
@@ -165,26 +182,35 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"alm_beam: error: {exc}", file=sys.stderr)
         return 2
     beam_flags = list(cfg.pipeline_options) + list(beam_args)
-    # DirectRunner multi_processing: the SDK workers start now, not once the
-    # graph runs (see direct_workers); they are stopped whatever happens next.
-    processes = planned_worker_processes(beam_flags)
-    pool = WarmWorkerPool(processes) if processes else None
-    if pool is not None:
-        interrupts.on_stop(pool.close)
+    # Every temporary file of this run (Beam's, the SDK workers') goes under one
+    # root, removed at the end; roots of killed runs are removed first (run_temp).
+    temp = enter_run_temp()
     try:
-        return _run(cfg, beam_flags, pool)
-    finally:
+        # DirectRunner multi_processing: the SDK workers start now, not once the
+        # graph runs (see direct_workers); they are stopped whatever happens next.
+        processes = planned_worker_processes(beam_flags)
+        pool = WarmWorkerPool(processes) if processes else None
         if pool is not None:
-            interrupts.forget(pool.close)
-            pool.close()
+            interrupts.on_stop(pool.close)
+        try:
+            return _run(cfg, beam_flags, pool, quiet=args.quiet)
+        finally:
+            stop_started()  # a Prism started for --runner PrismRunner
+            if pool is not None:
+                interrupts.forget(pool.close)
+                pool.close()
+    finally:
+        leave_run_temp(temp)
 
 
-def _run(cfg: RunConfig, beam_flags: list, pool: Optional[WarmWorkerPool]) -> int:
+def _run(cfg: RunConfig, beam_flags: list, pool: Optional[WarmWorkerPool], *,
+         quiet: bool = False) -> int:
     # Beam and the engine clients are imported only once the flags parse, so
     # `--help` and config errors answer at once.
-    from alm_beam.discovery import DiscoveryError, discover
+    from alm_beam.discovery import DiscoveryError, find_inputs
     from alm_beam.planning import plan_units
-    from alm_beam.output_dir import OutputDirError, prepare_output_dir
+    from alm_beam.output_dir import OutputDirError, OutputRun
+    from alm_beam.storage import StorageError, check_locations, check_readable, probe_output
 
     try:
         paths = list(cfg.input.paths)
@@ -192,11 +218,16 @@ def _run(cfg: RunConfig, beam_flags: list, pool: Optional[WarmWorkerPool]) -> in
             paths = [bundled_sample_path()]
             print(f"alm_beam: no --input given; curating the bundled sample manifest {paths[0]}",
                   file=sys.stderr)
-        files = discover(paths)
+        from apache_beam.options.pipeline_options import PipelineOptions
+        check_locations(paths, cfg.output.path, PipelineOptions(beam_flags))  # object stores
+        # refuses an --output inside an --input (discovery.check_output_outside_inputs)
+        files, skipped = find_inputs(paths, cfg.output.path)
+        check_readable(files)
 
         from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
         options = PipelineOptions(beam_flags)  # checked by check_beam_options
         runner_name = options.view_as(StandardOptions).runner
+        check_runner_supported(options)  # DaskRunner refused; PrismRunner needs a local binary
         on_direct = runner_name in DIRECT_RUNNER_NAMES
         reshuffle = (not on_direct) if cfg.input.reshuffle == "auto" else cfg.input.reshuffle
         # The FnApiRunner shares a stage's elements out among its workers once,
@@ -204,16 +235,36 @@ def _run(cfg: RunConfig, beam_flags: list, pool: Optional[WarmWorkerPool]) -> in
         # elements dynamically: many ranges.
         units = plan_units(files, (planned_worker_processes(beam_flags) or 1) if on_direct
                            else None, cfg.input.split_bytes)
-        removed = prepare_output_dir(cfg.output.path, cfg.output.overwrite)
-    except (ConfigError, DiscoveryError, OutputDirError) as exc:
+        probe_output(cfg.output.path)
+        # Last of the checks: from here on the output directory is this run's.
+        output = OutputRun.start(cfg.output.path, cfg.output.overwrite)
+    except (ConfigError, DiscoveryError, OutputDirError, StorageError) as exc:
         print(f"alm_beam: error: {exc}", file=sys.stderr)
         return 2
-    if removed:
-        print(f"alm_beam: --overwrite: removed {len(removed)} entries of the previous run "
+    if skipped:
+        print(f"alm_beam: warning: {len(skipped)} input path(s) not read (listed in summary.json "
+              f"skipped_inputs), e.g. {skipped[0].path}: {skipped[0].reason}", file=sys.stderr)
+    try:
+        return _run_into(output, cfg, options, files, units, runner_name, on_direct, reshuffle,
+                         pool, quiet=quiet, skipped=skipped)
+    finally:
+        output.release()
+
+
+def _run_into(output, cfg: RunConfig, options, files, units, runner_name, on_direct: bool,
+              reshuffle: bool, pool: Optional[WarmWorkerPool], *, quiet: bool = False,
+              skipped=()) -> int:
+    """Run the pipeline into ``output``'s staging area, then commit the result."""
+    if output.lock.taken_over is not None:
+        print(f"alm_beam: note: took over the lock of a run that is gone "
+              f"({output.lock.taken_over.describe()})", file=sys.stderr)
+    if output.removed:
+        print(f"alm_beam: --overwrite: removed {len(output.removed)} entries of the previous run "
               f"from {cfg.output.path}", file=sys.stderr)
 
     import apache_beam as beam
     from alm_beam.direct_workers import make_direct_runner
+    from alm_beam.output_dir import disk_full_where, is_disk_full
     from alm_beam.pipeline import SUMMARY_NAME, build_pipeline
     from alm_beam.summary import render_report
 
@@ -226,22 +277,41 @@ def _run(cfg: RunConfig, beam_flags: list, pool: Optional[WarmWorkerPool]) -> in
     run_info = {"alm_beam": __version__, "apache_beam": beam.__version__,
                 "runner": "DirectRunner (FnApiRunner)" if on_direct else str(runner_name),
                 "reshuffle": reshuffle, "manifest_files": len(files),
-                "read_ranges": sum(len(unit) for unit in units), "work_units": len(units)}
+                "read_ranges": sum(len(unit) for unit in units), "work_units": len(units),
+                "started_epoch_s": time.time()}  # summary.json: run.started_at, duration_s
 
+    from alm_beam import progress
+    prepare_runner(options)  # --runner PrismRunner: our Prism, stopped by main's finally
     try:
-        pipeline = beam.Pipeline(runner=runner, options=options)
-        build_pipeline(pipeline, cfg, units, [f.path for f in files], reshuffle=reshuffle,
-                       run_info=run_info)
-        result = pipeline.run()
-        result.wait_until_finish()
+        # Progress on stderr needs the workers' files: DirectRunner only.
+        with progress.watch(on_direct and not quiet, sum(f.size for f in files)) as progress_dir:
+            pipeline = beam.Pipeline(runner=runner, options=options)
+            build_pipeline(pipeline, cfg, units, [f.path for f in files], reshuffle=reshuffle,
+                           run_info=run_info, write_dir=output.staging,
+                           progress_dir=progress_dir,
+                           skipped_inputs=[s._asdict() for s in skipped])
+            result = pipeline.run()
+            result.wait_until_finish()
+        output.commit()
     except Exception as exc:  # an exceeded error budget is a one-line answer, not a traceback
         text = str(exc)
         for marker in JOB_FAILURE_MARKERS:
             if marker in text:
+                if marker == BUDGET_MARKER:
+                    output.commit()  # the shards without summary.json: see OutputRun.commit
+                else:
+                    output.abandon()  # lines unaccounted for: the shards are not a result
                 reason = text[text.index(marker) + len(marker):].splitlines()[0]
                 reason = reason.split(" [while running ")[0]  # Beam's step annotation
                 print(f"alm_beam: error: job failed: {reason}", file=sys.stderr)
                 return 1
+        if is_disk_full(exc):
+            where = disk_full_where([cfg.output.path, tempfile.gettempdir()])
+            output.abandon()  # frees the space the partial result took
+            print(f"alm_beam: error: job failed: no space left on device ({where}); the partial "
+                  f"result was removed from {cfg.output.path}", file=sys.stderr)
+            return 1
+        output.abandon()
         raise
 
     from apache_beam.io.filesystems import FileSystems

@@ -5,12 +5,23 @@ workers in any grouping, so float totals are kept as exact sums (Shewchuk
 partials, the algorithm behind ``math.fsum``): the summary is the correctly
 rounded total whatever the runner, the parallelism or the sharding. The Beam
 ``CombineFn`` in ``transforms.py`` is a thin wrapper around this class.
+
+Besides the totals it keeps what the visual report (``report.py``) draws, all
+mergeable exactly: fixed-bin histograms of the kept windows' durations and
+speaker counts (the bins depend only on the parameters, so every worker bins
+alike), one example error record per reason (the one with the smallest
+``(manifest, byte offset, line)``, whatever the order of arrival), and counts
+per manifest file. The per-manifest table grows with the number of manifest
+files (one small row each, like the ``inputs`` list of summary.json); only
+the ``LOWEST_YIELD_SHOWN`` lowest-yield rows go into summary.json.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Iterable, Mapping, NamedTuple
+from typing import Iterable, Mapping, NamedTuple, Optional
+
+import orjson
 
 
 class ReadCount(NamedTuple):
@@ -18,6 +29,7 @@ class ReadCount(NamedTuple):
 
     lines: int   # lines read, the unreadable rest of a damaged file counted as one
     blank: int   # of those, blank (JSON whitespace only): neither written nor an error
+
 
 # Counted per written entry, summed as Python ints (exact).
 INT_FIELDS = (
@@ -40,12 +52,81 @@ STATS_KEYS = (
 )
 
 
-def entry_record(entry: Mapping, below_rate: bool) -> tuple:
-    """The compact (ints, floats) record of one curated entry, for the combiner.
+LOWEST_YIELD_SHOWN = 10      # manifests listed in summary.json's manifests.lowest_yield
+EXAMPLE_RAW_CHARS = 300      # raw line text kept in an error example
+DURATION_BINS_MAX = 30       # at most this many duration bins over [min, max] duration
+
+
+class DurationBins(NamedTuple):
+    """Fixed histogram bins ``[lo + k*width, lo + (k+1)*width)``, k < count, the
+    last one closed at ``hi`` (the longest accepted window).
+
+    Chosen from the window-length bounds alone (a 1/2/5 x 10^n width), so all
+    workers bin alike and merged counts are exact.
+    """
+
+    lo: float
+    width: float
+    count: int
+    hi: float
+
+    @classmethod
+    def for_range(cls, min_duration: float, max_duration: float) -> "DurationBins":
+        lo_d, hi_d = float(min_duration), float(max_duration)
+        span = max(hi_d - lo_d, 0.0)
+        width = 1.0
+        if span > 0:
+            width = 10.0 ** math.floor(math.log10(span / DURATION_BINS_MAX))
+            for step in (1, 2, 5, 10):
+                if span / (width * step) <= DURATION_BINS_MAX:
+                    width *= step
+                    break
+        lo = math.floor(lo_d / width) * width
+        count = max(1, math.ceil((hi_d - lo) / width))
+        return cls(lo, width, count, hi_d)
+
+    def index(self, value: float) -> int:
+        """0: below the range, 1..count: the bins, count+1: above."""
+        k = math.floor((value - self.lo) / self.width)
+        if k < 0:
+            return 0
+        if k < self.count:
+            return k + 1
+        return self.count if value <= self.hi else self.count + 1
+
+    def edges(self) -> list:
+        return [round(self.lo + k * self.width, 9) for k in range(self.count + 1)]
+
+
+DEFAULT_BINS = DurationBins.for_range(108.0, 132.0)  # the default target 120 s +/- 10 %
+
+
+class ErrorItem(NamedTuple):
+    """Combiner input for a rejected line: its reason and where it was."""
+
+    reason: str
+    source: str
+    offset: Optional[int]
+    line: Optional[int]
+    record: bytes        # the error record's JSON (curate.error_record)
+
+
+def _example_key(item: ErrorItem) -> tuple:
+    # Unknown offsets/lines (an unreadable compressed file) sort after known ones.
+    return (item.source, item.offset is None, item.offset or 0,
+            item.line is None, item.line or 0, item.record)
+
+
+def entry_record(entry: Mapping, below_rate: bool, source: str = "",
+                 kept_durations: tuple = (), kept_speakers: tuple = ()) -> tuple:
+    """The compact record of one curated entry, for the combiner:
+    ``(ints, floats, source, kept_durations, kept_speakers)``.
 
     Taken from the full output entry (before ``--compact`` drops lists);
     every window loss has one ``lost_win_full_data`` record, so their count is
-    ``lost_win`` even when the records are not collected.
+    ``lost_win`` even when the records are not collected. ``kept_durations``
+    and ``kept_speakers`` hold each kept window's length (s) and distinct
+    speaker count, in ``filtered_windows`` order.
     """
     stats = entry["stats"]
     windows = len(entry["windows"])
@@ -68,7 +149,7 @@ def entry_record(entry: Mapping, below_rate: bool) -> tuple:
         stats["dur_lost_bw"], stats["dur_lost_sr"], stats["dur_lost_spk"],
         stats["dur_lost_win"], stats["dur_lost_no_spkr"], stats["dur_lost_next_seg_bm"],
     )
-    return ints, floats
+    return ints, floats, source, kept_durations, kept_speakers
 
 
 class ExactSum:
@@ -108,36 +189,83 @@ class ExactSum:
         return math.fsum(self.partials) + self.special
 
 
+_I_WRITTEN = INT_FIELDS.index("entries_written")
+_I_SEGMENTS = INT_FIELDS.index("total_segments")
+_I_WINDOWS = INT_FIELDS.index("windows")
+_I_KEPT = INT_FIELDS.index("filtered_windows")
+_F_KEPT_DUR = FLOAT_FIELDS.index("filtered_dur")
+_F_TOTAL_DUR = FLOAT_FIELDS.index("total_dur")
+# One row per manifest file: entries written, lines rejected, segments,
+# windows, kept windows (ints), then total and kept duration (ExactSum).
+_M_INTS = 5
+
+
+def _new_manifest_row() -> list:
+    return [0] * _M_INTS + [ExactSum(), ExactSum()]
+
+
 class RunStats:
     """Everything summary.json reports, accumulated entry by entry."""
 
-    __slots__ = ("ints", "floats", "errors", "lines_read", "blank_lines")
+    __slots__ = ("ints", "floats", "errors", "lines_read", "blank_lines", "bins",
+                 "duration_hist", "speaker_hist", "error_examples", "manifests")
 
-    def __init__(self):
+    def __init__(self, bins: DurationBins = DEFAULT_BINS):
         self.ints = [0] * len(INT_FIELDS)
         self.floats = [ExactSum() for _ in FLOAT_FIELDS]
         self.errors: dict[str, int] = {}
         self.lines_read = 0    # counted by the reader, not derived from the outcomes
         self.blank_lines = 0
+        self.bins = bins
+        self.duration_hist = [0] * (bins.count + 2)   # [below, bins..., above]
+        self.speaker_hist: dict[int, int] = {}
+        self.error_examples: dict[str, tuple] = {}    # reason -> (key, record bytes)
+        self.manifests: dict[str, list] = {}
+
+    def _manifest(self, source: str) -> list:
+        row = self.manifests.get(source)
+        if row is None:
+            row = self.manifests[source] = _new_manifest_row()
+        return row
 
     def add_entry(self, record: tuple) -> None:
-        ints, floats = record
+        ints, floats, source, kept_durations, kept_speakers = record
         acc = self.ints
         for i, v in enumerate(ints):
             acc[i] += v
         for acc_f, v in zip(self.floats, floats):
             acc_f.add(v)
+        if kept_durations:
+            hist, index = self.duration_hist, self.bins.index
+            for d in kept_durations:
+                hist[index(d)] += 1
+            spk = self.speaker_hist
+            for n in kept_speakers:
+                spk[n] = spk.get(n, 0) + 1
+        row = self._manifest(source)
+        row[0] += ints[_I_WRITTEN]
+        row[2] += ints[_I_SEGMENTS]
+        row[3] += ints[_I_WINDOWS]
+        row[4] += ints[_I_KEPT]
+        row[5].add(floats[_F_TOTAL_DUR])
+        row[6].add(floats[_F_KEPT_DUR])
 
-    def add_error(self, reason: str) -> None:
+    def add_error(self, item: ErrorItem) -> None:
+        reason = item.reason
         self.errors[reason] = self.errors.get(reason, 0) + 1
+        self._manifest(item.source)[1] += 1
+        key = _example_key(item)
+        held = self.error_examples.get(reason)
+        if held is None or key < held:
+            self.error_examples[reason] = key
 
     def add_read_count(self, count: ReadCount) -> None:
         self.lines_read += count.lines
         self.blank_lines += count.blank
 
     def add(self, item) -> None:
-        """Combiner input: an entry record, an error reason string, or a ReadCount."""
-        if isinstance(item, str):
+        """Combiner input: an entry record, an ``ErrorItem``, or a ``ReadCount``."""
+        if type(item) is ErrorItem:
             self.add_error(item)
         elif isinstance(item, ReadCount):
             self.add_read_count(item)
@@ -145,6 +273,8 @@ class RunStats:
             self.add_entry(item)
 
     def merge(self, other: "RunStats") -> None:
+        if other.bins != self.bins:
+            raise ValueError(f"cannot merge histograms with bins {other.bins} into {self.bins}")
         for i, v in enumerate(other.ints):
             self.ints[i] += v
         for mine, theirs in zip(self.floats, other.floats):
@@ -153,13 +283,44 @@ class RunStats:
             self.errors[reason] = self.errors.get(reason, 0) + count
         self.lines_read += other.lines_read
         self.blank_lines += other.blank_lines
+        for i, v in enumerate(other.duration_hist):
+            self.duration_hist[i] += v
+        for n, count in other.speaker_hist.items():
+            self.speaker_hist[n] = self.speaker_hist.get(n, 0) + count
+        for reason, key in other.error_examples.items():
+            held = self.error_examples.get(reason)
+            if held is None or key < held:
+                self.error_examples[reason] = key
+        for source, theirs in other.manifests.items():
+            row = self._manifest(source)
+            for i in range(_M_INTS):
+                row[i] += theirs[i]
+            row[5].merge(theirs[5])
+            row[6].merge(theirs[6])
 
     @classmethod
     def merged(cls, parts: Iterable["RunStats"]) -> "RunStats":
-        out = cls()
+        out = None
         for part in parts:
+            if out is None:
+                out = cls(part.bins)
             out.merge(part)
-        return out
+        return out if out is not None else cls()
+
+    def manifest_rows(self) -> list:
+        """Every manifest's counts, lowest yield (kept / total duration) first."""
+        rows = []
+        for source, row in self.manifests.items():
+            total, kept = row[5].value, row[6].value
+            rows.append({
+                "manifest_filepath": source,
+                "entries_read": row[0] + row[1], "entries_written": row[0],
+                "entries_failed": row[1], "total_segments": row[2], "windows": row[3],
+                "filtered_windows": row[4], "total_dur": total, "filtered_dur": kept,
+                "yield": kept / total if total > 0 else 0.0,
+            })
+        rows.sort(key=lambda r: (r["yield"], r["manifest_filepath"]))
+        return rows
 
     def to_dict(self) -> dict:
         """The aggregate part of summary.json (plain JSON types, stable key order)."""
@@ -183,3 +344,36 @@ class RunStats:
         out["stats"] = {key: totals[key] for key in STATS_KEYS}
         out["errors_by_reason"] = dict(sorted(self.errors.items()))
         return out
+
+    def report_dict(self) -> dict:
+        """The report's extra keys of summary.json: distributions, error examples,
+        lowest-yield manifests."""
+        hist = self.duration_hist
+        examples = {}
+        for reason in sorted(self.error_examples):
+            record = orjson.loads(self.error_examples[reason][-1])
+            raw = record.get("raw")
+            if isinstance(raw, str) and len(raw) > EXAMPLE_RAW_CHARS:
+                record["raw"] = raw[:EXAMPLE_RAW_CHARS]
+                record["raw_truncated"] = True
+            examples[reason] = record
+        rows = self.manifest_rows()
+        return {
+            "distributions": {
+                "kept_window_duration_s": {
+                    "bin_edges": self.bins.edges(),
+                    "counts": hist[1:-1],
+                    "below_range": hist[0],
+                    "above_range": hist[-1],
+                },
+                "kept_window_speakers": {
+                    "values": sorted(self.speaker_hist),
+                    "counts": [self.speaker_hist[n] for n in sorted(self.speaker_hist)],
+                },
+            },
+            "error_examples": examples,
+            "manifests": {
+                "count": len(rows),
+                "lowest_yield": rows[:LOWEST_YIELD_SHOWN],
+            },
+        }

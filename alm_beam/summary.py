@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import posixpath
 from typing import Optional, Sequence
 
@@ -16,6 +17,36 @@ LOSS_BUCKETS = (
     ("lost_next_seg_bm", "dur_lost_next_seg_bm",
      "  of lost_win: stopped at a low-bandwidth segment"),
 )
+
+# The knob to turn for each loss (the README's "Loss statistics" table).
+LOSS_KNOBS = {
+    "lost_bw": "builder.min_bandwidth, or fix the bandwidth estimation upstream",
+    "lost_sr": "builder.min_sample_rate (e.g. 8000 for telephone audio; "
+               "configs/permissive.yaml)",
+    "lost_spk": "builder.min_speakers (1 admits monologues), builder.max_speakers",
+    "lost_win": "builder.tolerance, builder.target_window_duration, builder.truncation, "
+                "builder.max_speakers",
+    "lost_no_spkr": "improve diarization coverage; these segments always end windows",
+    "lost_next_seg_bm": "builder.min_bandwidth",
+}
+
+
+def iso_utc(epoch_s: float) -> str:
+    """ISO-8601 UTC with milliseconds, e.g. 2026-01-31T12:00:00.123Z."""
+    moment = datetime.datetime.fromtimestamp(epoch_s, tz=datetime.timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def finished_run_info(run_info: dict, finished_epoch_s: float) -> dict:
+    """``run_info`` plus ``finished_at`` and ``duration_s`` (from its ``started_epoch_s``,
+    which is replaced by ``started_at``)."""
+    info = dict(run_info)
+    started = info.pop("started_epoch_s", None)
+    if started is not None:
+        info["started_at"] = iso_utc(started)
+        info["finished_at"] = iso_utc(finished_epoch_s)
+        info["duration_s"] = round(finished_epoch_s - started, 3)
+    return info
 
 
 class ErrorBudgetExceeded(RuntimeError):
@@ -58,9 +89,13 @@ def check_error_budget(totals: dict, max_error_fraction: Optional[float]) -> Non
 
 def build_summary(stats: RunStats, *, params: dict, inputs: Sequence[str],
                   window_files: Sequence[str], error_files: Sequence[str],
-                  max_error_fraction: Optional[float], run_info: dict) -> dict:
+                  max_error_fraction: Optional[float], run_info: dict,
+                  skipped_inputs: Sequence[dict] = (), train_files: Sequence[str] = ()) -> dict:
     """The whole summary.json document; raises LinesUnaccounted when the counts
-    do not balance, ErrorBudgetExceeded when over budget."""
+    do not balance, ErrorBudgetExceeded when over budget.
+
+    ``skipped_inputs``: paths discovery found but did not read ({path, reason}).
+    """
     totals = stats.to_dict()
     check_line_balance(totals)
     check_error_budget(totals, max_error_fraction)
@@ -68,12 +103,15 @@ def build_summary(stats: RunStats, *, params: dict, inputs: Sequence[str],
     doc["filtered_hours"] = totals["filtered_dur"] / 3600.0
     doc["params"] = params
     doc["inputs"] = list(inputs)
+    doc["skipped_inputs"] = [dict(item) for item in skipped_inputs]
     doc["outputs"] = {
         "windows": sorted(posixpath.basename(f) for f in window_files),
         "errors": sorted(posixpath.basename(f) for f in error_files),
+        "train": sorted(posixpath.basename(f) for f in train_files),
     }
     doc["max_error_fraction"] = max_error_fraction
     doc["run"] = run_info
+    doc.update(stats.report_dict())  # distributions, error_examples, manifests
     return doc
 
 
@@ -114,5 +152,7 @@ def render_report(doc: dict, output_dir: str) -> str:
             lines.append(f"  WARNING: {failed:,} input lines were rejected; "
                          "see errors-*.jsonl (set --max_error_fraction to fail such runs)")
     lines.append("")
-    lines.append(f"  output: {output_dir}  (windows-*.jsonl, errors-*.jsonl, summary.json)")
+    train = "train-*.jsonl, " if doc.get("outputs", {}).get("train") else ""
+    lines.append(f"  output: {output_dir}  (windows-*.jsonl, errors-*.jsonl, {train}summary.json, "
+                 "report.html)")
     return "\n".join(lines)

@@ -29,6 +29,7 @@ import gzip
 import hashlib
 import os
 import random
+import re
 import sys
 from typing import Any, Iterator
 
@@ -64,6 +65,8 @@ MAX_SEGMENT_CS = 1500
 
 AUDIO_ROOT = "/data/synth"
 SWIFT_ROOT = "s3://bucket/synth"
+# An id prefix goes into file names: keep it to characters safe in any path.
+ID_PREFIX_PATTERN = re.compile(r"[A-Za-z0-9._-]*")
 
 # A few hundred common conversational English words, most frequent first:
 # word choice is skewed towards the front, giving a Zipf-like distribution.
@@ -244,13 +247,24 @@ def _check_lengths(min_minutes: float, max_minutes: float, hours: float | None) 
         raise ValueError(f"max_minutes={max_minutes!r} is below min_minutes={min_minutes!r}")
 
 
+def check_id_prefix(id_prefix: str) -> None:
+    if not ID_PREFIX_PATTERN.fullmatch(id_prefix):
+        raise ValueError(f"id_prefix={id_prefix!r}: allowed characters: letters, digits, "
+                         "'.', '_', '-'")
+
+
 def generate_entry(index: int, seed: int, *, min_minutes: float = 3.0,
-                   max_minutes: float = 6.0, hours: float | None = None) -> dict:
+                   max_minutes: float = 6.0, hours: float | None = None,
+                   id_prefix: str = "") -> dict:
     """Build manifest entry ``index`` of the manifest for ``seed``.
 
     Depends only on its arguments, so any entry can be regenerated alone.
+    ``id_prefix`` starts the file names (``<prefix>conv_000000.wav``), so that
+    corpora made with different seeds do not share an ``audio_filepath``; it
+    changes nothing else.
     """
     _check_lengths(min_minutes, max_minutes, hours)
+    check_id_prefix(id_prefix)
     rng = _entry_rng(index, seed)
     rand = rng.random
 
@@ -303,7 +317,7 @@ def generate_entry(index: int, seed: int, *, min_minutes: float = 3.0,
         prev_start = start
         t = end + _gap_cs(rng, end - start)
 
-    name = f"conv_{index:06d}.wav"
+    name = f"{id_prefix}conv_{index:06d}.wav"
     entry: dict[str, Any] = {
         "audio_filepath": f"{AUDIO_ROOT}/{name}",
         "audio_sample_rate": sample_rate,
@@ -334,7 +348,10 @@ def _open_output(path: str):
 
 
 def _write(path: str | os.PathLike, n: int, seed: int, **kw: Any) -> tuple[int, int, int]:
-    """Stream entries to ``path``; return (entries, segments, uncompressed bytes)."""
+    """Stream entries to ``path``; return (entries, segments, uncompressed bytes).
+
+    (The size on disk, compressed or not, is ``os.path.getsize(path)`` afterwards.)
+    """
     path = os.fspath(path)
     parent = os.path.dirname(path)
     if parent:
@@ -388,6 +405,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--hours", type=float, default=None, metavar="H",
                         help="make every conversation exactly H hours long "
                              "(overrides --min-minutes/--max-minutes)")
+    parser.add_argument("--id-prefix", default="", metavar="P",
+                        help="start every file name with P (/data/synth/Pconv_000000.wav), so "
+                             "corpora made with different seeds do not share audio_filepaths "
+                             "(letters, digits, '.', '_', '-'; default: none)")
     return parser
 
 
@@ -398,13 +419,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--entries must be >= 0")
     try:
         _check_lengths(args.min_minutes, args.max_minutes, args.hours)
+        check_id_prefix(args.id_prefix)
     except ValueError as exc:
         parser.error(str(exc))
     entries, segments, written = _write(
         args.out, args.entries, args.seed,
         min_minutes=args.min_minutes, max_minutes=args.max_minutes, hours=args.hours,
+        id_prefix=args.id_prefix,
     )
-    print(f"entries={entries} segments={segments} bytes={written} path={args.out}")
+    # bytes: the file as written (compressed for .gz/.bz2); uncompressed_bytes: the JSONL
+    print(f"entries={entries} segments={segments} bytes={os.path.getsize(args.out)} "
+          f"uncompressed_bytes={written} path={args.out}")
     return 0
 
 

@@ -20,8 +20,10 @@ from alm_beam.codecs import DecodedStream, codec_for_name
 from alm_beam.curate import Curated, OutputOptions, curate_line, failed_line
 from alm_beam.discovery import ReadRange
 from alm_beam.params import CurationParams
+from alm_beam.progress import REPORT_EVERY_BYTES, ProgressWriter
 from alm_beam.reader import BLOCK_SIZE, JSON_WHITESPACE, LineProblem, iter_lines
-from alm_beam.stats import INT_FIELDS, ReadCount, RunStats
+from alm_beam.stats import (DEFAULT_BINS, INT_FIELDS, DurationBins, ErrorItem, ReadCount,
+                            RunStats)
 from alm_beam.validate import Rejection
 
 METRICS_NAMESPACE = "alm_beam"
@@ -31,6 +33,7 @@ _KEPT = INT_FIELDS.index("filtered_windows")
 ERRORS_TAG = "errors"
 STATS_TAG = "stats"
 READ_COUNTS_TAG = "read_counts"
+TRAIN_TAG = "train"
 
 
 class ManifestLine(NamedTuple):
@@ -42,15 +45,17 @@ class ManifestLine(NamedTuple):
 
 
 def _open_manifest(path: str, compressed: bool):
-    """The manifest's (decompressed) bytes as a binary file object.
+    """(the manifest's (decompressed) bytes as a binary file object, the raw file).
 
     Compressed files are decoded by ``codecs.DecodedStream`` over the raw
     bytes: Beam's CompressedFile stops silently at a truncated .zst/.deflate
     and Python's file classes drop a block of lines before the damage.
+    ``raw.tell()`` is the bytes taken from storage (compressed bytes for a
+    compressed file), for progress.
     """
     raw = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
     codec = codec_for_name(path) if compressed else None
-    return DecodedStream(raw, codec) if codec else raw
+    return (DecodedStream(raw, codec) if codec else raw), raw
 
 
 class _ReadRangeFn(beam.DoFn):
@@ -61,13 +66,26 @@ class _ReadRangeFn(beam.DoFn):
     range's counts go to READ_COUNTS_TAG as one ``stats.ReadCount``: the
     summary checks them against what curation wrote and rejected. Real I/O
     errors propagate (the runner retries the bundle; no count is emitted).
+    With a ``progress_dir`` (DirectRunner, see ``progress``) it also keeps its
+    bytes and lines read in a file there, once per ``REPORT_EVERY_BYTES``.
     """
 
-    def __init__(self, max_line_bytes: Optional[int] = None):
+    def __init__(self, max_line_bytes: Optional[int] = None,
+                 progress_dir: Optional[str] = None):
         self._max_line = max_line_bytes
         self.lines_read = Metrics.counter(METRICS_NAMESPACE, "lines_read")
         self.blank = Metrics.counter(METRICS_NAMESPACE, "blank_lines")
         self.bytes_read = Metrics.counter(METRICS_NAMESPACE, "bytes_read")
+        self._progress_dir = progress_dir
+        self._progress: Optional[ProgressWriter] = None
+
+    def setup(self):
+        if self._progress_dir:
+            self._progress = ProgressWriter(self._progress_dir)
+
+    def teardown(self):
+        if self._progress is not None:
+            self._progress.close()
 
     def process(self, unit):
         """``unit``: one ReadRange, or a work unit (a tuple of them; see planning.py)."""
@@ -77,9 +95,17 @@ class _ReadRangeFn(beam.DoFn):
     def _read_range(self, rng: ReadRange):
         lines = blank = size = 0
         path = rng.path
-        with _open_manifest(path, rng.compressed) as stream:
+        progress = self._progress
+        # One comparison per line; never true without progress.
+        next_report = REPORT_EVERY_BYTES if progress is not None else float("inf")
+        stream, raw_file = _open_manifest(path, rng.compressed)
+        with raw_file, stream:
             for raw in iter_lines(stream, rng.start, rng.end, BLOCK_SIZE, self._max_line):
                 lines += 1
+                if size >= next_report:
+                    next_report = size + REPORT_EVERY_BYTES
+                    progress.report(
+                        raw_file.tell() - rng.start if rng.compressed else size, lines)
                 data = raw.data
                 if raw.problem is None:
                     size += len(data) + 1
@@ -90,6 +116,9 @@ class _ReadRangeFn(beam.DoFn):
                 else:
                     size += raw.problem.size
                     yield ManifestLine(path, data, raw.line, raw.offset, raw.problem)
+            if progress is not None:  # the whole range, exactly
+                progress.finish_range(
+                    rng.end - rng.start if rng.end >= 0 else raw_file.tell() - rng.start, lines)
         yield beam.pvalue.TaggedOutput(READ_COUNTS_TAG, ReadCount(lines, blank))
         # Counted once per range: a counter update per line is not free.
         self.lines_read.inc(lines)
@@ -111,16 +140,17 @@ class ReadManifestLines(beam.PTransform):
     """
 
     def __init__(self, ranges: Sequence[ReadRange], reshuffle: bool,
-                 max_line_bytes: Optional[int] = None):
+                 max_line_bytes: Optional[int] = None, progress_dir: Optional[str] = None):
         super().__init__()
         self._ranges = list(ranges)
         self._reshuffle = reshuffle
         self._max_line = max_line_bytes
+        self._progress_dir = progress_dir  # where the read step keeps its progress (progress.py)
 
     def expand(self, pbegin):
         read = (pbegin
                 | "ListRanges" >> beam.Create(self._ranges, reshuffle=len(self._ranges) > 1)
-                | "ReadRanges" >> beam.ParDo(_ReadRangeFn(self._max_line))
+                | "ReadRanges" >> beam.ParDo(_ReadRangeFn(self._max_line, self._progress_dir))
                 .with_outputs(READ_COUNTS_TAG, main="lines"))
         lines = read.lines
         if self._reshuffle:
@@ -129,7 +159,8 @@ class ReadManifestLines(beam.PTransform):
 
 
 class _CurateFn(beam.DoFn):
-    """parse -> validate -> build -> filter -> serialize; bad lines go to ERRORS_TAG.
+    """parse -> validate -> build -> filter -> serialize; bad lines go to ERRORS_TAG,
+    an entry's training lines (one element per entry that has any) to TRAIN_TAG.
 
     Counters are summed per bundle and reported in ``finish_bundle`` (a
     counter update per element costs more than the bookkeeping here).
@@ -182,11 +213,14 @@ class _CurateFn(beam.DoFn):
             counts[3] += ints[_KEPT]
             yield outcome.line
             yield beam.pvalue.TaggedOutput(STATS_TAG, outcome.record)
+            if outcome.train:
+                yield beam.pvalue.TaggedOutput(TRAIN_TAG, outcome.train)
         else:
             reason = outcome.reason
             self._failures[reason] = self._failures.get(reason, 0) + 1
             yield beam.pvalue.TaggedOutput(ERRORS_TAG, outcome.line)
-            yield beam.pvalue.TaggedOutput(STATS_TAG, reason)
+            yield beam.pvalue.TaggedOutput(
+                STATS_TAG, ErrorItem(reason, item.source, item.offset, item.line, outcome.line))
 
     def finish_bundle(self):
         written, blank, windows, kept = self._counts
@@ -204,7 +238,8 @@ class _CurateFn(beam.DoFn):
 class CuratedOutputs(NamedTuple):
     entries: beam.PCollection   # output JSON lines (bytes)
     errors: beam.PCollection    # error record JSON lines (bytes)
-    stats: beam.PCollection     # stats.entry_record tuples and error reason strings
+    stats: beam.PCollection     # stats.entry_record tuples and stats.ErrorItem
+    train: beam.PCollection     # training lines, newline-joined per entry (bytes)
 
 
 class CurateEntries(beam.PTransform):
@@ -217,27 +252,85 @@ class CurateEntries(beam.PTransform):
 
     def expand(self, lines):
         out = lines | "Curate" >> beam.ParDo(_CurateFn(self._params, self._options)) \
-            .with_outputs(ERRORS_TAG, STATS_TAG, main="entries")
-        return CuratedOutputs(out.entries, out[ERRORS_TAG], out[STATS_TAG])
+            .with_outputs(ERRORS_TAG, STATS_TAG, TRAIN_TAG, main="entries")
+        return CuratedOutputs(out.entries, out[ERRORS_TAG], out[STATS_TAG], out[TRAIN_TAG])
 
 
 class RunStatsCombineFn(beam.CombineFn):
     """Thin wrapper: all arithmetic lives in ``stats.RunStats``."""
 
+    def __init__(self, bins: DurationBins = DEFAULT_BINS):
+        super().__init__()
+        self._bins = bins
+
     def create_accumulator(self):
-        return RunStats()
+        return RunStats(self._bins)
 
     def add_input(self, acc, item):
         acc.add(item)
         return acc
 
     def merge_accumulators(self, accumulators):
-        return RunStats.merged(accumulators)
+        merged = RunStats(self._bins)
+        for acc in accumulators:
+            merged.merge(acc)
+        return merged
 
     def extract_output(self, acc):
         return acc
 
 
 class AggregateRunStats(beam.PTransform):
+    """Entry records and error items -> one ``RunStats``; ``bins`` are the
+    kept-window duration histogram's (``DurationBins.for_range``)."""
+
+    def __init__(self, bins: DurationBins = DEFAULT_BINS):
+        super().__init__()
+        self._bins = bins
+
     def expand(self, stats):
-        return stats | "SumStats" >> beam.CombineGlobally(RunStatsCombineFn())
+        return stats | "SumStats" >> beam.CombineGlobally(RunStatsCombineFn(self._bins))
+
+
+def _as_manifest_line(element) -> ManifestLine:
+    """``(source, line)`` with ``line`` as bytes or str (no newline), or a ManifestLine."""
+    if type(element) is ManifestLine:
+        return element
+    source, data = element
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    return ManifestLine(str(source), data.rstrip(b"\r\n"), None, None)
+
+
+class CuratedManifests(NamedTuple):
+    entries: beam.PCollection   # output JSON lines (bytes), as the CLI writes them
+    errors: beam.PCollection    # error record JSON lines (bytes): source, reason, raw line
+    stats: beam.PCollection     # one dict: summary.json's totals (stats.RunStats.to_dict)
+
+
+class CurateManifests(beam.PTransform):
+    """The library API: manifest lines with their source -> entries, errors, statistics.
+
+    Input elements: ``(source, line)`` pairs, ``line`` as bytes or str without
+    its newline (what ``beam.io.ReadFromTextWithFilename`` yields), or
+    ``ManifestLine`` values (which also carry line numbers and byte offsets
+    for error records). ``builder`` and ``overlap`` take NeMo Curator's stage
+    parameter names (``configs/default.yaml``); missing keys keep the
+    defaults. Blank lines are counted nowhere but skipped, as in the CLI.
+    """
+
+    def __init__(self, builder: Optional[dict] = None, overlap: Optional[dict] = None, *,
+                 compact: bool = False, params: Optional[CurationParams] = None):
+        super().__init__()
+        from alm_beam.params import make_params  # validates now: a bad key fails at once
+        self._params = params if params is not None else make_params(builder, overlap)
+        self._options = OutputOptions(compact=compact)
+
+    def expand(self, lines):
+        curated = (lines
+                   | "AsManifestLines" >> beam.Map(_as_manifest_line)
+                   | "CurateEntries" >> CurateEntries(self._params, self._options))
+        stats = (curated.stats
+                 | "AggregateStats" >> AggregateRunStats()
+                 | "StatsAsDict" >> beam.Map(RunStats.to_dict))
+        return CuratedManifests(curated.entries, curated.errors, stats)

@@ -69,15 +69,18 @@ def normalized(line: bytes, source: str) -> bytes:
     return line.replace(key, b'"manifest_filepath":"<manifest>"')
 
 
+@pytest.mark.e2e
 def test_run_succeeds(runs):
     run = runs["run"]
     assert run.code == 0, run.stderr
     assert "alm_beam run summary" in run.stdout
     assert "Traceback" not in run.stderr
-    assert sorted(runs["out"].names) == ["errors-00000-of-00001.jsonl", "summary.json",
+    assert sorted(runs["out"].names) == ["errors-00000-of-00001.jsonl", "report.html", "summary.json",
+                                         "train-00000-of-00001.jsonl",
                                          "windows-00000-of-00001.jsonl"]
 
 
+@pytest.mark.e2e
 def test_valid_entries_processed_exactly_as_usual(runs):
     corpus, out, clean_out = runs["corpus"], runs["out"], runs["clean_out"]
     assert len(corpus.valid) >= 10
@@ -95,6 +98,7 @@ def test_valid_entries_processed_exactly_as_usual(runs):
     assert got == expected
 
 
+@pytest.mark.e2e
 def test_unicode_separators_are_content(runs):
     """U+2028, U+2029 and U+0085 inside strings neither split a line nor get altered."""
     texts = [orjson.loads(line) for line in runs["out"].windows]
@@ -105,6 +109,7 @@ def test_unicode_separators_are_content(runs):
     assert any(seg.get("text", "").startswith("\u2028 \u0085 ") for seg in segments)
 
 
+@pytest.mark.e2e
 def test_every_bad_line_reported_once_with_location_reason_and_raw(runs):
     corpus, out = runs["corpus"], runs["out"]
     expected = {(e.path, e.line): e for e in corpus.errors}
@@ -132,6 +137,7 @@ def test_every_bad_line_reported_once_with_location_reason_and_raw(runs):
     assert max(seen.values()) == 1
 
 
+@pytest.mark.e2e
 def test_summary_balances_and_counts_match(runs):
     corpus, out, clean_out = runs["corpus"], runs["out"], runs["clean_out"]
     summary = out.summary
@@ -147,12 +153,14 @@ def test_summary_balances_and_counts_match(runs):
     assert sum(summary["errors_by_reason"].values()) == summary["entries_failed"]
     assert sorted(summary["inputs"]) == sorted(corpus.manifests)
     assert summary["outputs"] == {"windows": ["windows-00000-of-00001.jsonl"],
-                                  "errors": ["errors-00000-of-00001.jsonl"]}
+                                  "errors": ["errors-00000-of-00001.jsonl"],
+                                  "train": ["train-00000-of-00001.jsonl"]}
     # the valid lines' aggregates are exactly the baseline's
     for key in AGGREGATES:
         assert summary[key] == clean_out.summary[key], key
 
 
+@pytest.mark.e2e
 def test_printed_report_lists_reasons_and_warns(runs):
     stdout = runs["run"].stdout
     for reason, count in runs["out"].summary["errors_by_reason"].items():
@@ -161,6 +169,7 @@ def test_printed_report_lists_reasons_and_warns(runs):
     assert f"WARNING: {n} input lines were rejected" in stdout
 
 
+@pytest.mark.e2e
 def test_split_reading_finds_the_same_lines(runs, tmp_path):
     """Uncompressed manifests cut into 2 KB ranges (boundaries inside lines,
     inside CRLF pairs, after the BOM): still each line exactly once."""
@@ -185,6 +194,7 @@ def test_split_reading_finds_the_same_lines(runs, tmp_path):
     assert out.summary["run"]["read_ranges"] > len(corpus.manifests)
 
 
+@pytest.mark.e2e
 def test_corrupt_compressed_manifest_is_reported_not_dropped(tmp_path, shared_dir):
     lines = fixture_lines()
     body = b"\n".join(lines * 4) + b"\n"  # 20 lines

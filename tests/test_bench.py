@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import orjson
+import pytest
 
 import pytest
 
@@ -19,6 +20,7 @@ from alm_beam.bench import (_digests, callgrind_instructions, compare_outputs, c
                             without_fields)
 
 
+@pytest.mark.e2e
 def test_bench_tiny_run_prints_ratios_and_identical_outputs(tmp_path):
     work = tmp_path / "work"
     proc = subprocess.run(
@@ -35,6 +37,11 @@ def test_bench_tiny_run_prints_ratios_and_identical_outputs(tmp_path):
         assert re.search(rf"^  {ratio} .* \d+\.\d\dx", out, re.M), ratio
     for run in ("b2", "c", "d1", "d2"):
         assert f"  {run} vs b: identical" in out
+    # the training lines too: one worker reads the file whole; two read a half each,
+    # and the second half's lines have no number (`line` is null mid-file)
+    assert "  d1 train vs b train: identical\n" in out
+    assert "  d2 train vs b train: same values apart from line\n" in out
+    assert "  b2 train vs b train: same values apart from line, byte_offset, window_id" in out
     assert "=> outputs of b and d are IDENTICAL" in out
     # the pipeline plans its reads: one unit for one worker, one per worker for two
     # (the 20 entries are ~0.7 MB: not cut for one worker; 8 pieces for two, packed 4 + 4)
@@ -67,8 +74,14 @@ def test_compare_outputs_tells_bytes_values_and_differences_apart(tmp_path):
     assert compare_outputs(want, expected, [str(relaid)]).startswith("same values")
     assert compare_outputs(want, expected, as_float).startswith("DIFFERENT")  # 1 vs 1.0
     assert compare_outputs(want, expected, missing).startswith("DIFFERENT: 2 vs 1 lines")
+    renumbered = _write(tmp_path / "n.jsonl", [{"a": 1, "b": [1.5, 2], "line": None},
+                                               {"a": 2, "b": [], "line": 7}])
+    assert compare_outputs(want, expected, renumbered).startswith("DIFFERENT")
+    assert compare_outputs(want, expected, renumbered, ("line",)) == \
+        "same values apart from line"
 
 
+@pytest.mark.e2e
 def test_help_describes_the_runs():
     proc = subprocess.run([sys.executable, "-m", "alm_beam.bench", "--help"],
                           capture_output=True, text=True, timeout=60)

@@ -76,7 +76,10 @@ def test_window_is_consecutive_segments_within_tolerance():
     assert starts(out)[0] == [0, 4, 8, 9.5]
     first = out["windows"][0]["segments"]
     assert first[-1]["end"] == 9.5 and first[-1]["text"] == ""
-    assert out["truncation_events"] >= 1
+    # start 4: 4..13 (9 s) ends with the last segment, no cut; starts 8 and 9.5 too short
+    assert starts(out) == [[0, 4, 8, 9.5], [4, 8, 9.5]]
+    assert out["truncation_events"] == 1
+    assert out["stats"]["lost_win"] == 2
 
 
 def test_duration_bounds_are_inclusive():
@@ -155,8 +158,13 @@ def test_no_speaker_segment_stops_the_window_and_is_classified():
     # start 0 stops at index 2 ("no-speaker"): 0..6 too short -> lost_win + lost_no_spkr
     first = s["lost_win_full_data"][0]
     assert first["index"] == 0 and first["next_seg"]["speaker"] == "no-speaker"
-    assert s["lost_no_spkr"] >= 1
-    assert s["dur_lost_no_spkr"] >= 4  # START segment's duration
+    # start 4: stopped at index 2 too (one segment); start 6 is the "no-speaker"
+    # segment itself: an empty window whose next segment is itself; start 11
+    # runs to the end (4 s, next is "a"). Durations are the START segments'.
+    assert out["windows"] == []
+    assert (s["lost_win"], s["dur_lost_win"]) == (4, 4 + 2 + 5 + 4)
+    assert (s["lost_no_spkr"], s["dur_lost_no_spkr"]) == (3, 4 + 2 + 5)
+    assert (s["lost_next_seg_bm"], s["lost_bw"], s["lost_spk"]) == (0, 0, 0)
 
 
 def test_absent_speaker_next_counts_as_no_speaker_but_null_does_not():
@@ -164,6 +172,15 @@ def test_absent_speaker_next_counts_as_no_speaker_but_null_does_not():
     out = build(entry(seg(0, 3), seg(3, 6, "b"), absent, seg(7, 8)), max_speakers=2)
     # absent speaker adds no key -> window continues to the end (k = last index)
     assert out["stats"]["lost_win_full_data"][0]["next_seg"]["start"] == 7
+    # ... and the last segment, "a", is next for every start: no sub-bucket
+    assert (out["stats"]["lost_win"], out["stats"]["lost_no_spkr"]) == (4, 0)
+    # an absent speaker IS "no-speaker" when that segment is next (spec: the
+    # missing key reads as "no-speaker"); here it is last, so next for all 3 starts
+    last_absent = build(entry(seg(0, 3), seg(3, 6, "b"), dict(absent, end=8)))["stats"]
+    assert [r["next_seg"]["start"] for r in last_absent["lost_win_full_data"]] == [6, 6, 6]
+    assert (last_absent["lost_win"], last_absent["dur_lost_win"]) == (3, 8.0)
+    assert (last_absent["lost_no_spkr"], last_absent["dur_lost_no_spkr"]) == (3, 3 + 3 + 2)
+    assert last_absent["lost_next_seg_bm"] == 0
     nulls = build(entry(seg(0, 3), seg(3, 6, "b"), seg(6, 7, None, bw=100)))
     rec = nulls["stats"]["lost_win_full_data"][0]
     assert rec["next_seg"]["speaker"] is None

@@ -123,6 +123,7 @@ def test_pipeline_options_become_leading_flags():
                                   "--experiments=a", "--experiments=b")
 
 
+@pytest.mark.e2e
 def test_entry_point_rejects_bad_config_before_any_pipeline(tmp_path, capsys):
     out = tmp_path / "out"
     code = run.main(["--input", str(tmp_path), "--output", str(out),
@@ -133,13 +134,17 @@ def test_entry_point_rejects_bad_config_before_any_pipeline(tmp_path, capsys):
     assert not out.exists()
 
 
+@pytest.mark.e2e
 def test_entry_point_rejects_unknown_flags(tmp_path, capsys):
     (tmp_path / "m.jsonl").write_text("")
-    code = run.main(["--input", str(tmp_path), "--output", str(tmp_path / "o"), "--inptu", "x"])
+    # (the input is the file: an output inside an input directory is refused too)
+    code = run.main(["--input", str(tmp_path / "m.jsonl"), "--output", str(tmp_path / "o"),
+                     "--inptu", "x"])
     assert code == 2
     assert "--inptu" in capsys.readouterr().err
 
 
+@pytest.mark.e2e
 def test_help_lists_our_options(capsys):
     with pytest.raises(SystemExit) as done:
         run.main(["--help"])

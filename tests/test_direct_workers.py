@@ -57,6 +57,7 @@ def _gone(pids):
     return True
 
 
+@pytest.mark.e2e
 def test_warm_workers_run_the_pipeline_and_are_reaped(fork=False):
     pool = WarmWorkerPool(2, fork=fork)
     assert pool.forked == fork
@@ -70,6 +71,7 @@ def test_warm_workers_run_the_pipeline_and_are_reaped(fork=False):
     assert not os.path.exists(pool.directory)
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(not direct_workers.FORK_WORKERS, reason="workers are forked on Linux only")
 def test_forked_warm_workers_in_a_fresh_process():
     # As `python -m alm_beam.run` does: fork before any gRPC exists in the process
@@ -83,6 +85,7 @@ def test_forked_warm_workers_in_a_fresh_process():
     assert proc.returncode == 0 and "forked ok" in proc.stdout, proc.stderr[-3000:]
 
 
+@pytest.mark.e2e
 def test_no_fork_once_grpc_threads_exist():
     _run_two_worker_pipeline(worker_command())  # leaves gRPC threads in this process
     assert not direct_workers.fork_is_safe()
@@ -93,6 +96,7 @@ def test_no_fork_once_grpc_threads_exist():
         pool.close()
 
 
+@pytest.mark.e2e
 def test_more_workers_than_warm_ones_fall_back_to_starting_them():
     pool = WarmWorkerPool(1)
     try:
@@ -102,10 +106,12 @@ def test_more_workers_than_warm_ones_fall_back_to_starting_them():
         pool.close()
 
 
+@pytest.mark.e2e
 def test_plain_worker_command_runs_without_a_pool():
     _run_two_worker_pipeline(worker_command())
 
 
+@pytest.mark.e2e
 def test_unclaimed_warm_workers_stop_at_once(fork=False):
     pool = WarmWorkerPool(2, fork=fork)
     assert pool.forked == fork
@@ -117,6 +123,7 @@ def test_unclaimed_warm_workers_stop_at_once(fork=False):
     assert not os.path.exists(pool.directory)
 
 
+@pytest.mark.e2e
 def test_warm_worker_exits_when_its_runner_goes_away(tmp_path):
     sock = tmp_path / "w.sock"
     proc = subprocess.Popen([sys.executable, "-m", direct_workers.WORKER_MODULE, "--warm",
@@ -146,6 +153,7 @@ def test_claim_is_exclusive(tmp_path):
     assert second is None
 
 
+@pytest.mark.e2e
 def test_a_dead_warm_worker_is_noticed_and_its_job_runs_elsewhere(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     time.sleep(0.5)  # exited, not reaped: a zombie, as a crashed warm worker would be
@@ -211,6 +219,7 @@ def _fewer_than(total):
     return check
 
 
+@pytest.mark.e2e
 def test_fnapi_runner_keeps_checkpoint_residuals_with_one_worker():
     _count_after_checkpoints([], equal_to([19]))
 
@@ -220,6 +229,7 @@ def count_with_two_workers():
                               "--direct_running_mode", "multi_processing"], _fewer_than(19))
 
 
+@pytest.mark.e2e
 def test_fnapi_runner_drops_checkpoint_residuals_with_two_workers():
     # In a fresh process started in tests/, so that the SDK workers (started
     # from there) can import this module's DoFn.

@@ -2,13 +2,21 @@
 
 import collections
 import glob
+import gzip
 import json
 import os
 import subprocess
 import sys
 import tempfile
 
+import pytest
+
+from alm_beam import run as run_module
+from alm_beam.literal_spec import literal_build, literal_filter
+from alm_beam.params import make_params
 from conftest import FIXTURES, REPO, canonical, processes_mentioning
+
+pytestmark = pytest.mark.e2e  # every test runs the product in a subprocess
 
 
 def _run(args, cwd, check=True):
@@ -34,7 +42,16 @@ def test_no_arguments_curates_the_bundled_sample(tmp_path):
     out = tmp_path / "alm_output"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["entries_read"] == 40 == summary["entries_written"]
-    assert summary["windows"] > 0 and summary["filtered_windows"] > 0
+    # the literal spec transcription on the same 40 entries is the oracle
+    with gzip.open(run_module.bundled_sample_path(), "rt", encoding="utf-8") as fh:
+        sample = [json.loads(line) for line in fh if line.strip()]
+    params = make_params()
+    built = [literal_build(e, params.builder) for e in sample]
+    filtered = [literal_filter(dict(b), params.overlap, "m") for b in built]
+    assert summary["windows"] == sum(len(b["windows"]) for b in built) == 1082
+    assert summary["filtered_windows"] == sum(len(f["filtered_windows"]) for f in filtered) == 54
+    assert summary["filtered_timestamps"] == sum(len(f["filtered"]) for f in filtered)
+    assert summary["stats"]["lost_no_spkr"] == sum(b["stats"]["lost_no_spkr"] for b in built)
     assert len(_entries(out)) == 40
     assert f"windows built      {summary['windows']:>12,}" in proc.stdout
     # README, "Output": the bundled sample's 1,384,102 bytes become 9,107,127 bytes
@@ -73,7 +90,9 @@ def test_num_shards_config_file_and_compact(tmp_path):
     _run(["--input", sample, "--output", str(tmp_path / "full"), "--num_shards", "1"],
          tmp_path)
     assert sorted(os.listdir(tmp_path / "full")) == [
-        "errors-00000-of-00001.jsonl", "summary.json", "windows-00000-of-00001.jsonl"]
+        ".alm_beam-run.json", "errors-00000-of-00001.jsonl", "report.html", "summary.json",
+        "train-00000-of-00001.jsonl",
+        "windows-00000-of-00001.jsonl"]
     _run(["--input", sample, "--output", str(tmp_path / "compact"), "--num_shards", "1",
           "--compact"], tmp_path)
     full = _entries(tmp_path / "full")

@@ -8,9 +8,11 @@ and its printed summary carries a WARNING line.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from alm_beam.output_dir import OWN_OUTPUT
+from alm_beam.output_dir import RECORD_NAME
 from alm_beam.summary import ErrorBudgetExceeded, check_error_budget
 from bad_inputs.corpus import bad_lines, read_output, run_in_process, run_subprocess
 from conftest import FIXTURES
@@ -33,6 +35,7 @@ def manifests(tmp_path_factory, shared_dir):
     return {"mixed": str(mixed), "clean": str(clean)}
 
 
+@pytest.mark.e2e
 def test_over_budget_fails_with_one_line_and_no_summary(manifests, tmp_path):
     out = tmp_path / "out"
     result = run_subprocess(["--input", manifests["mixed"], "--output", str(out),
@@ -46,10 +49,16 @@ def test_over_budget_fails_with_one_line_and_no_summary(manifests, tmp_path):
     assert "alm_beam run summary" not in result.stdout
     written = read_output(out)
     assert written.summary is None and "summary.json" not in written.names
-    # what the failed job left behind is all alm_beam's own (so --overwrite can clean it)
-    assert written.names and all(OWN_OUTPUT.match(name) for name in written.names)
+    # The shards are there to read the rejected lines, and the run record marks the run
+    # as failed (and makes them alm_beam's own, so --overwrite can clean them).
+    assert written.names == ["errors-00000-of-00001.jsonl", "windows-00000-of-00001.jsonl"]
+    assert len(written.errors) == 2 and len(written.windows) == 6
+    record = json.loads((out / RECORD_NAME).read_text())
+    assert record["state"] == "failed" and sorted(record["files"]) == written.names
+    assert sorted(p.name for p in out.iterdir()) == [RECORD_NAME] + written.names
 
 
+@pytest.mark.e2e
 def test_over_budget_stderr_is_only_the_one_line(manifests, tmp_path):
     result = run_subprocess(["--input", manifests["mixed"], "--output", str(tmp_path / "o"),
                              "--max_error_fraction", "0.1"])
@@ -58,6 +67,7 @@ def test_over_budget_stderr_is_only_the_one_line(manifests, tmp_path):
     assert result.stderr.strip().splitlines()[-1].endswith("for each line and its reason")
 
 
+@pytest.mark.e2e
 def test_over_budget_in_process_returns_1(manifests, tmp_path):
     result = run_in_process(["--input", manifests["mixed"], "--output", str(tmp_path / "o"),
                              "--max_error_fraction", "0.2499"])
@@ -66,6 +76,7 @@ def test_over_budget_in_process_returns_1(manifests, tmp_path):
     assert not (tmp_path / "o" / "summary.json").exists()
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("budget", ["0.25", "0.3", "1"])
 def test_at_or_under_budget_succeeds_without_warning(manifests, tmp_path, budget):
     result = run_in_process(["--input", manifests["mixed"], "--output", str(tmp_path / "o"),
@@ -78,6 +89,7 @@ def test_at_or_under_budget_succeeds_without_warning(manifests, tmp_path, budget
     assert "WARNING" not in result.stdout
 
 
+@pytest.mark.e2e
 def test_no_budget_warns_in_printed_summary(manifests, tmp_path):
     result = run_in_process(["--input", manifests["mixed"], "--output", str(tmp_path / "o")])
     assert result.code == 0, result.stderr
@@ -89,6 +101,7 @@ def test_no_budget_warns_in_printed_summary(manifests, tmp_path):
     assert summary["errors_by_reason"] == {"invalid_json": 1, "wrong_type:segments[].end": 1}
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("budget", [None, "0"])
 def test_clean_input_no_warning_and_zero_budget_passes(manifests, tmp_path, budget):
     args = ["--input", manifests["clean"], "--output", str(tmp_path / "o")]
@@ -101,6 +114,7 @@ def test_clean_input_no_warning_and_zero_budget_passes(manifests, tmp_path, budg
     assert read_output(tmp_path / "o").summary["entries_failed"] == 0
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("budget", ["1.5", "-0.1", "nan"])
 def test_invalid_budget_is_a_usage_error(manifests, tmp_path, budget):
     result = run_in_process(["--input", manifests["clean"], "--output", str(tmp_path / "o"),

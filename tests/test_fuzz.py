@@ -127,7 +127,10 @@ def check_outcome(raw: bytes, params, options: OutputOptions) -> None:
     assert isinstance(outcome, Curated)
     entry = orjson.loads(outcome.line)  # the output line is JSON an object
     assert isinstance(entry, dict)
-    ints, floats = outcome.record
+    ints, floats, source, kept_durations, kept_speakers = outcome.record
+    assert source == "fuzz.jsonl"
+    # (an entry without windows keeps its own filtered_windows; only built ones are counted)
+    assert len(kept_durations) == len(kept_speakers) <= len(entry["filtered_windows"])
     assert len(ints) == len(INT_FIELDS) and len(floats) == len(FLOAT_FIELDS)
     assert all(type(v) is int for v in ints), ints
     for v in floats:
@@ -141,6 +144,7 @@ def check_outcome(raw: bytes, params, options: OutputOptions) -> None:
     assert all(math.isfinite(totals[k]) for k in ("filtered_dur", "total_dur_window"))
     assert all(math.isfinite(v) for v in totals["stats"].values())
     orjson.dumps(totals)
+    orjson.dumps(stats.report_dict())
 
 
 # --- byte-level inputs -----------------------------------------------------------

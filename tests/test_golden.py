@@ -15,6 +15,8 @@ import pytest
 from alm_beam import run
 from conftest import FIXTURES, GOLDEN, canonical
 
+pytestmark = pytest.mark.e2e  # every case runs the real entry point
+
 CASES = {
     "sample_default": [],
     "sample_overlap0": ["--set", "overlap.overlap_percentage=0"],

@@ -8,12 +8,12 @@ import pytest
 
 from alm_beam.curate import Failed, curate_line
 from alm_beam.params import make_params
-from alm_beam.stats import FLOAT_FIELDS, INT_FIELDS, ReadCount, RunStats
+from alm_beam.stats import FLOAT_FIELDS, INT_FIELDS, ErrorItem, ReadCount, RunStats
 from alm_beam.summary import LinesUnaccounted, build_summary, check_line_balance
 from bad_inputs.corpus import read_output, run_in_process
 from conftest import FIXTURES
 
-WRITTEN = ((1,) + (0,) * (len(INT_FIELDS) - 1), (0.0,) * len(FLOAT_FIELDS))
+WRITTEN = ((1,) + (0,) * (len(INT_FIELDS) - 1), (0.0,) * len(FLOAT_FIELDS), "m.jsonl", (), ())
 
 
 def stats(lines, blank, written, failed) -> RunStats:
@@ -22,7 +22,7 @@ def stats(lines, blank, written, failed) -> RunStats:
     for _ in range(written):
         acc.add(WRITTEN)
     for _ in range(failed):
-        acc.add("invalid_json")
+        acc.add(ErrorItem("invalid_json", "m.jsonl", 0, 1, b'{"reason":"invalid_json"}'))
     return acc
 
 

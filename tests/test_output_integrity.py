@@ -1,16 +1,18 @@
 """Output directory integrity: a run never mixes with, or masquerades as, another run.
 
 * A run killed with SIGKILL half-way leaves no summary.json (the success
-  marker) and no final shard, only Beam's temporary directories; Ctrl-C on a
-  two-worker run exits 130 and leaves no worker process behind.
+  marker) and no final shard, only its staging directory and run record; Ctrl-C
+  on a two-worker run exits 130 and leaves no worker process behind.
 * A non-empty output directory is refused unless --overwrite is given.
-* --overwrite removes exactly alm_beam's own output (final shards, summary,
-  Beam temp directories of a killed run), then the new run writes only its
-  own; a directory holding anything else is refused and left untouched.
+* --overwrite removes exactly what the previous run recorded as its own
+  (``.alm_beam-run.json``: final shards, summary, staging directory), then the
+  new run writes only its own; a directory holding anything else, or holding
+  no record of ours (another tool's summary.json), is refused and left untouched.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -20,13 +22,16 @@ import uuid
 
 import pytest
 
-from alm_beam.output_dir import OWN_OUTPUT, OutputDirError, is_own_output, prepare_output_dir
+from alm_beam.output_dir import (RECORD_NAME, STAGING_PREFIX, OutputDirError,
+                                 prepare_output_dir)
 from alm_beam.pipeline import ERRORS_PREFIX, SUMMARY_NAME, WINDOWS_PREFIX
 from bad_inputs.corpus import REPO, read_output, run_in_process
 from conftest import FIXTURES, processes_mentioning
 
 SAMPLE = str(FIXTURES / "sample_input.jsonl")
-ONE_SHARD = ["errors-00000-of-00001.jsonl", "summary.json", "windows-00000-of-00001.jsonl"]
+ONE_SHARD = ["errors-00000-of-00001.jsonl", "report.html", "summary.json",
+             "train-00000-of-00001.jsonl", "windows-00000-of-00001.jsonl"]
+WITH_RECORD = sorted(ONE_SHARD + [RECORD_NAME])
 SYNTH_ENTRIES = 2000   # ~70 MB, several seconds of curation: time to kill it half-way
 
 
@@ -59,12 +64,24 @@ def big_manifest(tmp_path_factory):
     return path
 
 
+def _sinks_writing(out):
+    """Have the run's sinks opened their temp directories (inside the staging area)?"""
+    if not out.is_dir():
+        return False
+    for name in os.listdir(out):
+        staging = out / name
+        if name.startswith(STAGING_PREFIX) and staging.is_dir() and any(
+                n.startswith("beam-temp-") for n in os.listdir(staging)):
+            return True
+    return False
+
+
 def wait_until_curating(proc, out):
     """Until the run's sinks have opened their temp files, plus half a second:
     in the middle of the curation, well before the sinks finalize."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
-        if out.is_dir() and any(n.startswith("beam-temp-") for n in os.listdir(out)):
+        if _sinks_writing(out):
             break
         time.sleep(0.05)
     time.sleep(0.5)
@@ -72,6 +89,7 @@ def wait_until_curating(proc, out):
                                  "raise SYNTH_ENTRIES")
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_sigkill_half_way_leaves_only_temporary_files_then_overwrite_cleans(
         big_manifest, tmp_path, shared_dir):
@@ -91,27 +109,32 @@ def test_sigkill_half_way_leaves_only_temporary_files_then_overwrite_cleans(
     left = sorted(os.listdir(out))
     assert SUMMARY_NAME not in left
     assert not [n for n in left if n.startswith((WINDOWS_PREFIX, ERRORS_PREFIX))], left
-    assert left and all(n.startswith("beam-temp-") and (out / n).is_dir() for n in left), left
-    # Beam's real temp directory names are exactly what OWN_OUTPUT recognizes
-    assert any(n.startswith(f"beam-temp-{WINDOWS_PREFIX}-") for n in left), left
-    assert all(OWN_OUTPUT.match(n) and is_own_output(n, True) for n in left), left
+    # the lock (its flock died with the run), the record, the staging area: all hidden
+    [staging] = [n for n in left if n.startswith(STAGING_PREFIX)]
+    assert left == sorted([".alm_beam.lock", RECORD_NAME, staging]), left
+    assert any(n.startswith(f"beam-temp-{WINDOWS_PREFIX}-") for n in os.listdir(out / staging))
+    record = json.loads((out / RECORD_NAME).read_text())
+    assert (record["state"], record["staging"], record["files"]) == ("running", staging, [])
 
     # The leftovers make the directory non-empty: refused without --overwrite ...
     before = snapshot(out)
     refused = run_in_process(["--input", SAMPLE, "--output", str(out)])
     assert refused.code == 2
     assert "--overwrite" in refused.stderr and "not empty" in refused.stderr
+    # (the refused run took the dead run's lock, and released it: the lock file went)
+    del before[".alm_beam.lock"]
     assert snapshot(out) == before
 
     # ... and removed with it; afterwards only the new run's files remain.
     result = finished_run(out, "--overwrite")
-    assert f"removed {len(left)} entries" in result.stderr
+    assert "removed 2 entries" in result.stderr  # the record and the staging area
     written = read_output(out)
-    assert written.names == ONE_SHARD
+    assert sorted(os.listdir(out)) == WITH_RECORD
     assert written.summary["entries_read"] == 5
     assert not any(p.name.startswith("beam-temp-") for p in out.rglob("*"))
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_ctrl_c_half_way_with_two_workers_exits_130_and_leaves_no_workers(
         big_manifest, tmp_path):
@@ -142,6 +165,7 @@ def test_ctrl_c_half_way_with_two_workers_exits_130_and_leaves_no_workers(
 
 # --- refusing and overwriting ----------------------------------------------------
 
+@pytest.mark.e2e
 def test_non_empty_output_dir_is_refused_without_overwrite(tmp_path, shared_dir):
     out = tmp_path / "out"
     finished_run(out)
@@ -153,32 +177,40 @@ def test_non_empty_output_dir_is_refused_without_overwrite(tmp_path, shared_dir)
     assert snapshot(out) == before
 
 
+@pytest.mark.e2e
 def test_overwrite_replaces_previous_run_completely(tmp_path, shared_dir):
     out = tmp_path / "out"
     finished_run(out, "--num_shards", "3")
     assert read_output(out).names == sorted(
-        [f"{p}-0000{i}-of-00003.jsonl" for p in ("errors", "windows") for i in range(3)]
-        + ["summary.json"])
+        [f"{p}-0000{i}-of-00003.jsonl" for p in ("errors", "train", "windows")
+         for i in range(3)]
+        + ["report.html", "summary.json"])
     two = tmp_path / "two.jsonl"
     two.write_bytes(b"\n".join(FIXTURES.joinpath("sample_input.jsonl").read_bytes()
                                .splitlines()[:2]) + b"\n")
     result = finished_run(out, "--overwrite", inputs=str(two))
-    assert "removed 7 entries" in result.stderr
+    assert "removed 12 entries" in result.stderr  # 11 result files and the record
     written = read_output(out)
-    assert written.names == ONE_SHARD  # no stale shard of the 3-shard run survives
+    assert sorted(os.listdir(out)) == WITH_RECORD  # no stale shard of the 3-shard run survives
     assert len(written.windows) == 2 and written.summary["entries_read"] == 2
-    assert all(is_own_output(n, False) for n in written.names)
+    record = json.loads((out / RECORD_NAME).read_text())
+    assert record["state"] == "committed"
+    assert record["files"] == ["errors-00000-of-00001.jsonl", "report.html",
+                               "train-00000-of-00001.jsonl", "windows-00000-of-00001.jsonl",
+                               "summary.json"]
 
 
+@pytest.mark.e2e
 def test_overwrite_into_missing_or_empty_dir(tmp_path, shared_dir):
     empty = tmp_path / "empty"
     empty.mkdir()
     finished_run(empty)
     finished_run(tmp_path / "not" / "yet" / "there", "--overwrite")
-    assert read_output(empty).names == ONE_SHARD
-    assert read_output(tmp_path / "not" / "yet" / "there").names == ONE_SHARD
+    assert sorted(os.listdir(empty)) == WITH_RECORD
+    assert sorted(os.listdir(tmp_path / "not" / "yet" / "there")) == WITH_RECORD
 
 
+@pytest.mark.e2e
 def test_overwrite_refuses_a_directory_with_foreign_files(tmp_path, shared_dir):
     out = tmp_path / "out"
     finished_run(out)
@@ -186,10 +218,12 @@ def test_overwrite_refuses_a_directory_with_foreign_files(tmp_path, shared_dir):
     before = snapshot(out)
     result = run_in_process(["--input", SAMPLE, "--output", str(out), "--overwrite"])
     assert result.code == 2
-    assert "notes.txt" in result.stderr and "--overwrite only removes" in result.stderr
+    [line] = [l for l in result.stderr.splitlines() if l.startswith("alm_beam:")]
+    assert "notes.txt" in line and "--overwrite only removes" in line and "nothing was deleted" in line
     assert snapshot(out) == before  # nothing deleted, the old summary included
 
 
+@pytest.mark.e2e
 def test_output_path_that_is_a_file_is_refused(tmp_path, shared_dir):
     target = tmp_path / "file.txt"
     target.write_text("x")
@@ -199,70 +233,142 @@ def test_output_path_that_is_a_file_is_refused(tmp_path, shared_dir):
     assert target.read_text() == "x"
 
 
-# --- OWN_OUTPUT: exactly the names a run writes ----------------------------------
-
-HEX = uuid.uuid1().hex  # what Beam's FileBasedSink appends to its temp directories
-
-OWN_FILES = ["summary.json", "windows-00000-of-00001.jsonl", "errors-00012-of-00100.jsonl",
-             "windows-100000-of-123456.jsonl"]
-OWN_DIRS = [f"beam-temp-windows-{HEX}", f"beam-temp-errors-{HEX}",
-            f"beam-temp-summary.json-{HEX}"]
-FOREIGN_FILES = ["notes.txt", "temperature.csv", "temp", ".temp", ".tempfile", "tempwindows",
-                 ".temp-beam-x", "summary.json.bak", "summary.jsonl", "old_summary.json",
-                 "windows.jsonl", "windows-00000-of-00001.jsonl.bak",
-                 "windows-0-of-1.jsonl", "windows-00000-of-00001.json", "Windows-00000-of-00001.jsonl",
-                 "other-00000-of-00001.jsonl", "beam-temp-windows", f"beam-temp-other-{HEX}",
-                 f"beam-temp-windows-{HEX}x", f"beam-temp-windows-{HEX.upper()}",
-                 f"beam-temp-windows-{HEX}"]  # a FILE with a temp directory's name
-FOREIGN_DIRS = ["windows-00000-of-00001.jsonl", "summary.json", "data", "beam-temp-x"]
 
 
-@pytest.mark.parametrize("name", OWN_FILES)
-def test_own_files(name):
-    assert OWN_OUTPUT.match(name) and is_own_output(name, is_dir=False)
+# --- ownership: what the previous run recorded, never names alone -----------------
+
+RESULT_FILES = ["windows-00000-of-00001.jsonl", "errors-00000-of-00001.jsonl", "summary.json"]
+STAGING = STAGING_PREFIX + "20261202T000000-0123abcd"
 
 
-@pytest.mark.parametrize("name", OWN_DIRS)
-def test_own_temp_dirs(name):
-    assert OWN_OUTPUT.match(name) and is_own_output(name, is_dir=True)
+def write_record(out, files, staging=STAGING, state="committed", **changes):
+    doc = {"tool": "alm_beam", "format": 1, "run_id": "20261202T000000-0123abcd",
+           "state": state, "staging": staging, "files": files, **changes}
+    (out / RECORD_NAME).write_text(json.dumps(doc))
 
 
-@pytest.mark.parametrize("name", FOREIGN_FILES)
-def test_foreign_file_blocks_overwrite_and_survives(tmp_path, name):
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "summary.json").write_text("{}")
-    (out / f"beam-temp-errors-{HEX}").mkdir()
-    (out / name).write_text("keep me")
-    with pytest.raises(OutputDirError, match="--overwrite only removes") as info:
-        prepare_output_dir(str(out), overwrite=True)
-    assert name in str(info.value)
-    assert (out / name).read_text() == "keep me" and (out / "summary.json").exists()
-    assert (out / f"beam-temp-errors-{HEX}").is_dir()
-
-
-@pytest.mark.parametrize("name", FOREIGN_DIRS)
-def test_foreign_directory_blocks_overwrite_and_survives(tmp_path, name):
-    out = tmp_path / "out"
-    (out / name).mkdir(parents=True)
-    (out / name / "inside.txt").write_text("keep me")
-    with pytest.raises(OutputDirError, match=name.replace(".", r"\.")):
-        prepare_output_dir(str(out), overwrite=True)
-    assert (out / name / "inside.txt").read_text() == "keep me"
-
-
-def test_prepare_removes_own_output_summary_first(tmp_path):
-    out = tmp_path / "out"
-    out.mkdir()
-    for name in OWN_FILES:
+def previous_run(out, *, record=True):
+    """A directory as a finished run of ours leaves it (optionally without its record)."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name in RESULT_FILES:
         (out / name).write_text("old")
-    for name in OWN_DIRS:
-        (out / name).mkdir()
-        (out / name / "shard.jsonl").write_text("partial")
+    if record:
+        write_record(out, RESULT_FILES)
+
+
+def test_overwrite_refuses_another_tools_summary_json_without_our_record(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "summary.json").write_text('{"tool": "something else"}')
+    (out / "windows-00000-of-00001.jsonl").write_text("theirs")
+    before = snapshot(out)
+    with pytest.raises(OutputDirError, match="no such record") as info:
+        prepare_output_dir(str(out), overwrite=True)
+    assert "summary.json" in str(info.value) and "nothing was deleted" in str(info.value)
+    assert snapshot(out) == before
+
+
+@pytest.mark.e2e
+def test_overwrite_of_another_tools_output_is_refused_through_the_cli(tmp_path, shared_dir):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "summary.json").write_text('{"tool": "something else"}')
+    before = snapshot(out)
+    result = run_in_process(["--input", SAMPLE, "--output", str(out), "--overwrite"])
+    assert result.code == 2
+    [line] = [l for l in result.stderr.splitlines() if l.startswith("alm_beam:")]
+    assert line.startswith(f"alm_beam: error: --output {out}: --overwrite only removes files "
+                           "an alm_beam run recorded"), line
+    assert snapshot(out) == before
+
+
+def test_overwrite_removes_exactly_what_the_record_names_summary_first(tmp_path):
+    out = tmp_path / "out"
+    previous_run(out)
+    (out / STAGING).mkdir()
+    (out / STAGING / "beam-temp-windows-x").mkdir()
+    (out / STAGING / "beam-temp-windows-x" / "part").write_text("partial")
     with pytest.raises(OutputDirError, match="--overwrite"):
         prepare_output_dir(str(out), overwrite=False)
     removed = prepare_output_dir(str(out), overwrite=True)
-    assert removed[0] == "summary.json"
-    assert sorted(removed) == sorted(OWN_FILES + OWN_DIRS)
+    assert removed[0] == "summary.json" and removed[-1] == RECORD_NAME
+    assert sorted(removed) == sorted(RESULT_FILES + [STAGING, RECORD_NAME])
     assert list(out.iterdir()) == []
     assert prepare_output_dir(str(out), overwrite=False) == []
+
+
+def test_files_missing_from_a_record_are_fine(tmp_path):
+    # a run killed during its commit recorded every final file; some never got there
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "errors-00000-of-00001.jsonl").write_text("x")
+    write_record(out, RESULT_FILES, state="committing")
+    assert prepare_output_dir(str(out), overwrite=True) == [
+        "errors-00000-of-00001.jsonl", RECORD_NAME]
+    assert list(out.iterdir()) == []
+
+
+FOREIGN = ["notes.txt", "summary.json.bak", "windows-00001-of-00002.jsonl",
+           STAGING_PREFIX + "other", f"beam-temp-windows-{uuid.uuid1().hex}"]
+
+
+@pytest.mark.parametrize("name", FOREIGN)
+def test_anything_the_record_does_not_name_blocks_overwrite_and_survives(tmp_path, name):
+    out = tmp_path / "out"
+    previous_run(out)
+    (out / name).write_text("keep me")
+    before = snapshot(out)
+    with pytest.raises(OutputDirError, match="--overwrite only removes") as info:
+        prepare_output_dir(str(out), overwrite=True)
+    assert name in str(info.value) and "nothing was deleted" in str(info.value)
+    assert snapshot(out) == before
+
+
+@pytest.mark.parametrize("name", ["summary.json", STAGING_PREFIX + "x"])
+def test_a_recorded_name_of_the_wrong_kind_is_not_ours(tmp_path, name):
+    out = tmp_path / "out"
+    out.mkdir()
+    write_record(out, ["summary.json"], staging=STAGING_PREFIX + "x")
+    if name == "summary.json":
+        (out / name).mkdir()   # recorded as a file, found a directory
+        (out / name / "inside.txt").write_text("keep me")
+    else:
+        (out / name).write_text("keep me")  # recorded as the staging directory, found a file
+    before = snapshot(out)
+    with pytest.raises(OutputDirError, match="--overwrite only removes"):
+        prepare_output_dir(str(out), overwrite=True)
+    assert snapshot(out) == before
+
+
+BAD_RECORDS = [
+    "not json",
+    json.dumps({"tool": "other", "format": 1, "files": ["summary.json"], "staging": None}),
+    json.dumps({"tool": "alm_beam", "format": 99, "files": ["summary.json"], "staging": None}),
+    json.dumps({"tool": "alm_beam", "format": 1, "files": ["../elsewhere"], "staging": None}),
+    json.dumps({"tool": "alm_beam", "format": 1, "files": ["summary.json"], "staging": "data"}),
+    json.dumps(["summary.json"]),
+]
+
+
+@pytest.mark.parametrize("text", BAD_RECORDS)
+def test_a_record_that_is_not_ours_owns_nothing(tmp_path, text):
+    out = tmp_path / "out"
+    previous_run(out, record=False)
+    (out / RECORD_NAME).write_text(text)
+    before = snapshot(out)
+    with pytest.raises(OutputDirError, match="no such record"):
+        prepare_output_dir(str(out), overwrite=True)
+    assert snapshot(out) == before
+
+
+def test_an_empty_record_owns_only_itself(tmp_path):
+    # a run killed between creating its record and writing it
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / RECORD_NAME).write_text("")
+    assert prepare_output_dir(str(out), overwrite=True) == [RECORD_NAME]
+    (out / RECORD_NAME).write_text("")
+    (out / "summary.json").write_text("{}")
+    with pytest.raises(OutputDirError, match="--overwrite only removes"):
+        prepare_output_dir(str(out), overwrite=True)
+    assert (out / "summary.json").exists()

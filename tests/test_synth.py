@@ -123,6 +123,7 @@ def test_prefix_property(tmp_path):
     assert orjson.loads(line_150) == synth.generate_entry(150, 42)
 
 
+@pytest.mark.e2e
 def test_independent_of_hash_seed(tmp_path):
     """Output must not depend on PYTHONHASHSEED (dict/set/str hashing)."""
     outputs = []
@@ -328,6 +329,7 @@ def _run_cli(*args: str, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess:
                           cwd=cwd, env=env, capture_output=True, text=True)
 
 
+@pytest.mark.e2e
 def test_cli_writes_manifest(tmp_path):
     out = tmp_path / "cli.jsonl.gz"
     proc = _run_cli("--entries", "6", "--seed", "4", "--min-minutes", "1",
@@ -342,12 +344,14 @@ def test_cli_writes_manifest(tmp_path):
     assert fields == {
         "entries": "6",
         "segments": str(sum(len(e["segments"]) for e in entries)),
-        "bytes": str(len(data)),
+        "bytes": str(out.stat().st_size),
+        "uncompressed_bytes": str(len(data)),
         "path": str(out),
     }
     assert data == _manifest_bytes(6, 4, min_minutes=1.0, max_minutes=2.0)
 
 
+@pytest.mark.e2e
 def test_cli_hours(tmp_path):
     out = tmp_path / "long.jsonl"
     proc = _run_cli("--entries", "1", "--hours", "0.25", "--out", str(out))
@@ -357,6 +361,7 @@ def test_cli_hours(tmp_path):
     assert entry == synth.generate_entry(0, 0, hours=0.25)
 
 
+@pytest.mark.e2e
 def test_cli_help():
     proc = _run_cli("--help")
     assert proc.returncode == 0
@@ -364,6 +369,7 @@ def test_cli_help():
         assert option in proc.stdout
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("args", [
     ["--entries", "1", "--out", "x.jsonl", "--min-minutes", "5", "--max-minutes", "4"],
     ["--entries", "-1", "--out", "x.jsonl"],
@@ -375,3 +381,72 @@ def test_cli_rejects_bad_arguments(tmp_path, args):
     assert proc.returncode == 2
     assert "error" in proc.stderr
     assert not (tmp_path / "x.jsonl").exists()
+
+
+# --- the size it reports, and the id prefix --------------------------------------
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("suffix, opener", [(".jsonl", open), (".jsonl.gz", gzip.open),
+                                            (".jsonl.bz2", bz2.open)])
+def test_cli_reports_the_size_on_disk_and_the_uncompressed_size(tmp_path, suffix, opener):
+    # It used to print the uncompressed size as `bytes` of a .gz/.bz2 file.
+    out = tmp_path / f"m{suffix}"
+    proc = _run_cli("--entries", "4", "--seed", "9", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    fields = dict(part.split("=", 1) for part in proc.stdout.split())
+    with opener(out, "rb") as fh:
+        uncompressed = len(fh.read())
+    assert int(fields["bytes"]) == out.stat().st_size
+    assert int(fields["uncompressed_bytes"]) == uncompressed
+    if suffix != ".jsonl":
+        assert out.stat().st_size < uncompressed
+
+
+def test_id_prefix_changes_only_the_file_names():
+    for index, seed in ((0, 1), (5, 2026)):
+        plain = synth.generate_entry(index, seed, min_minutes=0.5, max_minutes=1.0)
+        named = synth.generate_entry(index, seed, min_minutes=0.5, max_minutes=1.0,
+                                     id_prefix="s7_")
+        assert named["audio_filepath"] == f"/data/synth/s7_conv_{index:06d}.wav"
+        assert plain["audio_filepath"] == f"/data/synth/conv_{index:06d}.wav"
+        for key in ("audio_filepath", "swift_audio_filepath"):
+            if key in plain:
+                assert named[key] == plain[key].replace("/conv_", "/s7_conv_")
+        assert {k: v for k, v in named.items() if not k.endswith("filepath")} == \
+            {k: v for k, v in plain.items() if not k.endswith("filepath")}
+
+
+def test_corpora_with_different_prefixes_share_no_audio_filepath():
+    def paths(seed, prefix):
+        return {e["audio_filepath"] for e in synth.generate_entries(
+            5, seed, min_minutes=0.2, max_minutes=0.3, id_prefix=prefix)}
+    assert paths(1, "") == paths(2, "")                  # the collision the prefix avoids
+    assert paths(1, "seed1-").isdisjoint(paths(2, "seed2-"))
+
+
+@pytest.mark.parametrize("prefix", ["a/b", "../x", "x y", "é"])
+def test_unsafe_id_prefix_rejected(prefix):
+    with pytest.raises(ValueError, match="id_prefix"):
+        synth.generate_entry(0, 0, id_prefix=prefix)
+
+
+@pytest.mark.e2e
+def test_cli_id_prefix_and_default_unchanged(tmp_path):
+    named, plain = tmp_path / "named.jsonl", tmp_path / "plain.jsonl"
+    assert _run_cli("--entries", "3", "--seed", "4", "--min-minutes", "0.5", "--max-minutes",
+                    "1", "--id-prefix", "run4.", "--out", str(named)).returncode == 0
+    assert _run_cli("--entries", "3", "--seed", "4", "--min-minutes", "0.5", "--max-minutes",
+                    "1", "--out", str(plain)).returncode == 0
+    assert plain.read_bytes() == _manifest_bytes(3, 4, min_minutes=0.5, max_minutes=1.0)
+    assert named.read_bytes() == plain.read_bytes().replace(b"/conv_", b"/run4.conv_")
+    bad = _run_cli("--entries", "1", "--id-prefix", "a/b", "--out", str(tmp_path / "x.jsonl"))
+    assert bad.returncode == 2 and "id_prefix='a/b'" in bad.stderr
+    assert not (tmp_path / "x.jsonl").exists()
+
+
+@pytest.mark.e2e
+def test_bundled_sample_is_what_the_documented_command_makes(tmp_path):
+    out = tmp_path / "sample_manifest.jsonl.gz"
+    assert _run_cli("--entries", "40", "--seed", "2026", "--out", str(out)).returncode == 0
+    assert out.read_bytes() == (REPO_ROOT / "alm_beam" / "data" /
+                                "sample_manifest.jsonl.gz").read_bytes()

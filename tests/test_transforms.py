@@ -3,6 +3,7 @@
 import json
 
 import apache_beam as beam
+import pytest
 
 from apache_beam.testing.util import assert_that, equal_to
 
@@ -22,6 +23,7 @@ def _sample_lines():
     return path, [ManifestLine(path, data, n + 1, None) for n, data in enumerate(raw)]
 
 
+@pytest.mark.e2e
 def test_curate_entries_matches_golden_and_routes_bad_lines(shared_dir):
     path, lines = _sample_lines()
     bad = [ManifestLine(path, b'{"audio_filepath": 1}', 99, 1234),
@@ -47,6 +49,7 @@ def test_curate_entries_matches_golden_and_routes_bad_lines(shared_dir):
                     equal_to([(7, 5, 2, 181, 25, 92)]), label="Totals")
 
 
+@pytest.mark.e2e
 def test_compact_output_drops_prefilter_lists(shared_dir):
     _, lines = _sample_lines()
     with beam_test_pipeline() as p:
@@ -58,6 +61,7 @@ def test_compact_output_drops_prefilter_lists(shared_dir):
             equal_to([(False, False, 5)] * 5))
 
 
+@pytest.mark.e2e
 def test_read_manifest_lines_over_split_ranges(tmp_path):
     """Each line once over split ranges; the reader's own counts (lines, blank)
     summed over the ranges are the file's: 50 entries + 10 blank lines, one
@@ -77,6 +81,7 @@ def test_read_manifest_lines_over_split_ranges(tmp_path):
                     equal_to([(60, 10)]), label="Counts")
 
 
+@pytest.mark.e2e
 def test_counters_in_one_namespace(shared_dir):
     from apache_beam.metrics.metric import MetricsFilter
 

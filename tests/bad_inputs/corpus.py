@@ -327,14 +327,16 @@ def clean_manifest(path: pathlib.Path, corpus: Corpus) -> list:
 
 @dataclasses.dataclass
 class RunOutput:
-    names: list           # every entry in the output directory
+    names: list           # every entry in the output directory but alm_beam's hidden
+                          # bookkeeping (.alm_beam-run.json, ...): what a consumer lists
     windows: list         # output lines (bytes) of all windows-* shards
     errors: list          # error lines (bytes) of all errors-* shards
     summary: Optional[dict]
 
 
 def read_output(out_dir: pathlib.Path) -> RunOutput:
-    names = sorted(p.name for p in out_dir.iterdir()) if out_dir.is_dir() else []
+    names = sorted(p.name for p in out_dir.iterdir()
+                   if not p.name.startswith(".")) if out_dir.is_dir() else []
 
     def lines(prefix):
         return [line for p in sorted(out_dir.glob(prefix + "-*.jsonl"))

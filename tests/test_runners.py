@@ -1,0 +1,72 @@
+"""Runner choice: DaskRunner refused before any pipeline, PrismRunner without a local
+binary refused with the command that builds one (never a download)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from alm_beam.runners import prism_binary_path, runner_key
+from conftest import FIXTURES
+from runner_helpers import run_cli
+
+
+@pytest.mark.parametrize("name, key", [
+    ("PrismRunner", "prism"), ("prism", "prism"),
+    ("apache_beam.runners.portability.prism_runner.PrismRunner", "prism"),
+    ("DaskRunner", "dask"), ("apache_beam.runners.dask.dask_runner.DaskRunner", "dask"),
+    ("daskrunner", "dask"), ("DirectRunner", "direct"), (None, "")])
+def test_runner_key_follows_beams_lookup(name, key):
+    assert runner_key(name) == key
+
+
+def _error_lines(stderr: str) -> list:
+    return [line for line in stderr.splitlines() if line.startswith("alm_beam: error:")]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("runner", ["DaskRunner",
+                                    "apache_beam.runners.dask.dask_runner.DaskRunner"])
+def test_dask_is_refused_before_the_pipeline(runner, tmp_path):
+    out = tmp_path / "out"
+    done = run_cli(["--runner", runner, "--input", str(FIXTURES / "sample_input.jsonl"),
+                    "--output", str(out)], cwd=tmp_path)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    [line] = _error_lines(done.stderr)
+    assert "--runner DaskRunner is refused" in line
+    assert "WriteToText with default sharding writes an empty file and exits 0" in line
+    assert "docs/runners.md" in line
+    assert done.stderr.strip() == line
+    assert not out.exists()
+
+
+@pytest.mark.e2e
+def test_prism_without_a_binary_names_the_build_command(tmp_path):
+    env = dict(os.environ, ALM_BEAM_CACHE=str(tmp_path / "empty_cache"))
+    done = run_cli(["--runner", "PrismRunner", "--input", str(FIXTURES / "sample_input.jsonl"),
+                    "--output", str(tmp_path / "out")], cwd=tmp_path, env=env)
+    assert done.returncode == 2
+    [line] = _error_lines(done.stderr)
+    assert done.stderr.strip() == line
+    assert "bash pipelines/prism.sh build" in line
+    assert str(tmp_path / "empty_cache") in line
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.e2e
+def test_prism_location_url_is_refused_not_downloaded(tmp_path):
+    done = run_cli(["--runner", "PrismRunner", "--prism_location",
+                    "https://github.com/apache/beam/releases/tag/v2.77.0",
+                    "--input", str(FIXTURES / "sample_input.jsonl"),
+                    "--output", str(tmp_path / "out")], cwd=tmp_path)
+    assert done.returncode == 2
+    [line] = _error_lines(done.stderr)
+    assert "never downloads Prism" in line
+    assert done.stderr.strip() == line
+
+
+def test_prism_binary_path_is_keyed_by_the_beam_version(monkeypatch, tmp_path):
+    monkeypatch.setenv("ALM_BEAM_CACHE", str(tmp_path))
+    assert prism_binary_path("2.77.0") == str(tmp_path / "prism" / "2.77.0" / "prism")
