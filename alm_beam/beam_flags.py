@@ -98,6 +98,9 @@ def check_runner(name: Optional[str]) -> None:
     lookup: a known short name, with or without "Runner", or a dotted path)."""
     if name is None:
         return
+    from alm_beam.runners import DASK_REFUSAL, beam_version, runner_key
+    if runner_key(name) == "dask":  # known to Beam, and known to lose our data: say why
+        raise ConfigError(DASK_REFUSAL.format(beam=beam_version()))
     from apache_beam.options.pipeline_options import StandardOptions
     by_name = {path.rsplit(".", 1)[-1].lower(): path for path in StandardOptions.ALL_KNOWN_RUNNERS}
     path = by_name.get(name.lower(), by_name.get(name.lower() + "runner", name))
