@@ -58,12 +58,14 @@ def _lines(paths: Sequence[str]) -> Iterator[bytes]:
 
 def read_summary(directory: str) -> dict:
     """summary.json of a finished run, or InspectError saying what the directory is."""
-    from alm_beam.output_dir import _entries, is_own_output
+    from alm_beam.output_dir import LOCK_NAME, RECORD_NAME, STAGING_PREFIX, _entries
     fs = _filesystems()
     path = fs.join(directory, "summary.json")
     if not fs.exists(path):
         entries = _entries(directory)
-        if any(is_own_output(name, is_dir) for name, is_dir in entries.items()):
+        # An alm_beam run recorded itself there (run record, lock, staging area).
+        if any(name in (RECORD_NAME, LOCK_NAME) or name.startswith(STAGING_PREFIX)
+               for name in entries):
             raise InspectError(
                 f"{directory} has no summary.json: that run did not finish (it was killed or "
                 "failed), so its output is incomplete; rerun it with --overwrite")

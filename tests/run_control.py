@@ -90,7 +90,7 @@ def result_of(out_dir) -> tuple:
     out_dir = pathlib.Path(out_dir)
     names = visible_names(out_dir)
     lines = {}
-    for kind in ("windows", "errors"):
+    for kind in ("windows", "errors", "train"):
         lines[kind] = collections.Counter(
             line for name in names if name.startswith(kind + "-")
             for line in (out_dir / name).read_bytes().splitlines())

@@ -51,7 +51,8 @@ def test_over_budget_fails_with_one_line_and_no_summary(manifests, tmp_path):
     assert written.summary is None and "summary.json" not in written.names
     # The shards are there to read the rejected lines, and the run record marks the run
     # as failed (and makes them alm_beam's own, so --overwrite can clean them).
-    assert written.names == ["errors-00000-of-00001.jsonl", "windows-00000-of-00001.jsonl"]
+    assert written.names == ["errors-00000-of-00001.jsonl", "train-00000-of-00001.jsonl",
+                             "windows-00000-of-00001.jsonl"]
     assert len(written.errors) == 2 and len(written.windows) == 6
     record = json.loads((out / RECORD_NAME).read_text())
     assert record["state"] == "failed" and sorted(record["files"]) == written.names

@@ -23,9 +23,10 @@ from conftest import FIXTURES
 from run_control import result_of, run_record, start_run, visible_names
 
 SHARDS = 3
-# The commit renames in name order (errors-0..2, report.html, windows-0..2), then
-# summary.json (see OutputRun.commit).
+# The commit renames in name order (errors-0..2, report.html, train-0..2, windows-0..2),
+# then summary.json (see OutputRun.commit).
 FINAL = ([f"errors-0000{i}-of-00003.jsonl" for i in range(SHARDS)] + ["report.html"]
+         + [f"train-0000{i}-of-00003.jsonl" for i in range(SHARDS)]
          + [f"windows-0000{i}-of-00003.jsonl" for i in range(SHARDS)] + ["summary.json"])
 
 
