@@ -20,6 +20,7 @@ import time
 
 import pytest
 
+from test_output_integrity import _sinks_writing
 from conftest import FIXTURES, REPO, processes_mentioning
 
 pytestmark = pytest.mark.e2e
@@ -124,7 +125,7 @@ def test_a_signal_stops_the_run_with_one_line(moment, signum, workers, big_manif
     out = tmp_path / "out"
     at_end = moment == "printing the report"
     args = [sys.executable, "-m", "alm_beam.run", "--input", SAMPLE if at_end else str(big_manifest),
-            "--output", str(out)] + (TWO_WORKERS if workers == "two workers" else [])
+            "--output", str(out), "--quiet"] + (TWO_WORKERS if workers == "two workers" else [])
     stdout, keep = (_full_pipe() if at_end else (subprocess.DEVNULL, None))
     proc = subprocess.Popen(args, cwd=REPO, stdout=keep if at_end else stdout,
                             stderr=subprocess.PIPE, text=True, start_new_session=True,
@@ -137,8 +138,7 @@ def test_a_signal_stops_the_run_with_one_line(moment, signum, workers, big_manif
                 time.sleep(1.0)
             assert proc.poll() is None
         elif moment == "curating":
-            _wait_for(proc, lambda: out.is_dir() and any(
-                n.startswith("beam-temp-") for n in os.listdir(out)), "the curation")
+            _wait_for(proc, lambda: _sinks_writing(out), "the curation")
             time.sleep(0.5)
         else:  # blocked writing the report: summary.json is written, the run not yet over
             _wait_for(proc, lambda: (out / "summary.json").exists(), "its end")
