@@ -78,6 +78,7 @@ def test_golden_case_from_s3_to_s3(case, s3_server, fixtures_on_s3, capsys):  # 
     # The run record (docs/output-directory.md) stays; the lock and staging are gone.
     assert names_under(s3_server, out) == [".alm_beam-run.json", "errors-00000-of-00001.jsonl",
                                            "report.html", "summary.json",
+                                           "train-00000-of-00001.jsonl",
                                            "windows-00000-of-00001.jsonl"]
     record = json.loads(get(s3_server, f"{out}/.alm_beam-run.json"))
     assert record["state"] == "committed"
@@ -127,7 +128,7 @@ def test_error_output_and_padded_empty_shards(s3_server, capsys):  # noqa: F811
                                     "--num_shards", "3"], capsys)
     assert code == 0, err
     assert names_under(s3_server, out) == sorted(
-        [f"{p}-0000{i}-of-00003.jsonl" for p in ("errors", "windows") for i in range(3)]
+        [f"{p}-0000{i}-of-00003.jsonl" for p in ("errors", "train", "windows") for i in range(3)]
         + [".alm_beam-run.json", "report.html", "summary.json"])
     errors = _shards(s3_server, out, "errors")
     assert len(errors) == 1
