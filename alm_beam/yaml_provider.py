@@ -10,7 +10,7 @@ string annotations (Beam derives the config schema from the signature).
 - ``CurateAlmManifests``: inputs ``lines`` and ``counts`` -> outputs ``entries``, ``errors``, ``stats``
   (``transforms.CurateManifests``; ``builder``/``overlap`` as in
   configs/default.yaml).
-- ``WriteAlmOutput``: the three outputs -> ``windows-*.jsonl``,
+- ``WriteAlmOutput``: the outputs -> ``windows-*.jsonl``, ``train-*.jsonl``,
   ``errors-*.jsonl`` and, once both are final, ``summary.json``.
 """
 
@@ -75,18 +75,20 @@ class CurateAlmManifests(beam.PTransform):
             out = inputs | "Curate" >> self._curate
             return {"entries": out.entries, "errors": out.errors, "stats": out.stats}
         curated = inputs["lines"] | "CurateEntries" >> CurateEntries(
-            self._params, OutputOptions(compact=self._compact))
+            self._params, OutputOptions(compact=self._compact, training_manifest=True))
         stats = ((curated.stats, inputs["counts"])
                  | "CollectStats" >> beam.Flatten()
                  | "AggregateStats" >> AggregateRunStats(DurationBins.for_range(
                      self._params.builder.min_duration, self._params.builder.max_duration)))
         # stats: one stats.RunStats (WriteAlmOutput builds summary.json from it)
-        return {"entries": curated.entries, "errors": curated.errors, "stats": stats}
+        return {"entries": curated.entries, "errors": curated.errors, "stats": stats,
+                "train": curated.train}
 
 
-def _summary_json(stats, *, window_files, error_files, inputs, params) -> bytes:
+def _summary_json(stats, *, window_files, error_files, train_files, inputs, params) -> bytes:
     doc = build_summary(stats, params=params, inputs=inputs, window_files=window_files,
-                        error_files=error_files, max_error_fraction=None,
+                        error_files=error_files, train_files=train_files,
+                        max_error_fraction=None,
                         run_info={"alm_beam": __import__("alm_beam").__version__,
                                   "apache_beam": beam.__version__, "job": "Beam YAML"})
     return orjson.dumps(doc, option=orjson.OPT_INDENT_2)
@@ -116,10 +118,17 @@ class WriteAlmOutput(beam.PTransform):
         error_files = pcolls["errors"] | "WriteErrors" >> beam.io.WriteToText(
             join(self._path, ERRORS_PREFIX), file_name_suffix=".jsonl",
             num_shards=self._num_shards, shard_name_template=SHARD_TEMPLATE, coder=LineCoder())
+        train_files = []  # the training manifest, when the job wires CurateAlmManifests.train
+        if "train" in pcolls:
+            train_files = AsList(pcolls["train"] | "WriteTraining" >> beam.io.WriteToText(
+                join(self._path, "train"), file_name_suffix=".jsonl",
+                num_shards=self._num_shards, shard_name_template=SHARD_TEMPLATE,
+                coder=LineCoder()))
         return (pcolls["stats"]
                 | "BuildSummary" >> beam.Map(
                     _summary_json, window_files=AsList(window_files),
-                    error_files=AsList(error_files), inputs=self._inputs, params=self._params)
+                    error_files=AsList(error_files), train_files=train_files,
+                    inputs=self._inputs, params=self._params)
                 | "WriteSummary" >> beam.io.WriteToText(
                     join(self._path, SUMMARY_NAME), num_shards=1, shard_name_template="",
                     coder=LineCoder()))
