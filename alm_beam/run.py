@@ -33,7 +33,8 @@ from alm_beam.config import (ConfigError, RunConfig, build_config, load_yaml, me
 from alm_beam.params import clip
 from alm_beam.direct_workers import (DIRECT_RUNNER_NAMES, WarmWorkerPool, filter_start_up_noise,
                                      flush_and_exit, planned_worker_processes, worker_command)
-from alm_beam.runners import check_runner_supported, prepare_runner, stop_started
+from alm_beam.runners import (check_runner_supported, install_quiet_job_stream_threads,
+                              lost_job_service, prepare_runner, stop_started)
 from alm_beam.run_temp import enter_run_temp, leave_run_temp
 
 SAMPLE_MANIFEST = "sample_manifest.jsonl.gz"
@@ -282,6 +283,8 @@ def _run_into(output, cfg: RunConfig, options, files, units, runner_name, on_dir
 
     from alm_beam import progress
     prepare_runner(options)  # --runner PrismRunner: our Prism, stopped by main's finally
+    if not on_direct:
+        install_quiet_job_stream_threads()  # a lost job service: one line, from this thread
     try:
         # Progress on stderr needs the workers' files: DirectRunner only.
         with progress.watch(on_direct and not quiet, sum(f.size for f in files)) as progress_dir:
@@ -305,6 +308,12 @@ def _run_into(output, cfg: RunConfig, options, files, units, runner_name, on_dir
                 reason = reason.split(" [while running ")[0]  # Beam's step annotation
                 print(f"alm_beam: error: job failed: {reason}", file=sys.stderr)
                 return 1
+        lost = lost_job_service(exc, options)
+        if lost is not None:
+            output.abandon()  # the job's end is unknown: what was staged is not a result
+            print(f"alm_beam: error: job failed: {lost}; nothing was committed to "
+                  f"{cfg.output.path}", file=sys.stderr)
+            return 1
         if is_disk_full(exc):
             where = disk_full_where([cfg.output.path, tempfile.gettempdir()])
             output.abandon()  # frees the space the partial result took

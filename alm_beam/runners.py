@@ -245,6 +245,50 @@ def stop_started() -> None:
                   file=sys.stderr)
 
 
+def lost_job_service(exc: BaseException, options) -> Optional[str]:
+    """The one-line reason when ``exc`` says the job service went away mid-run
+    (gRPC UNAVAILABLE: the service exited or the network dropped), else None.
+
+    Beam raises gRPC's own error object, whose text is a multi-line dump; a
+    user needs the endpoint and the cause, and where to look next.
+    """
+    try:
+        import grpc
+    except ImportError:  # pragma: no cover - grpc comes with apache-beam
+        return None
+    if not isinstance(exc, grpc.RpcError) or not hasattr(exc, "code"):
+        return None
+    if exc.code() != grpc.StatusCode.UNAVAILABLE:
+        return None
+    from apache_beam.options.pipeline_options import PortableOptions
+    endpoint = options.view_as(PortableOptions).job_endpoint or "the job service"
+    details = (exc.details() or "").strip().splitlines()[0] if exc.details() else "unavailable"
+    return (f"the job service at {endpoint} stopped answering during the run ({details}); "
+            f"the job service's own log says why")
+
+
+def install_quiet_job_stream_threads() -> None:
+    """Beam's PortableRunner reads the job's message stream in a thread that dumps
+    a traceback when the job service goes away; the main thread reports that
+    loss in one line (``lost_job_service``), so the thread's copy is dropped."""
+    import threading
+
+    previous = threading.excepthook
+
+    def hook(args) -> None:
+        thread = getattr(args, "thread", None)
+        if thread is not None and thread.name == "wait_until_finish_read":
+            try:
+                import grpc
+                if isinstance(args.exc_value, grpc.RpcError):
+                    return
+            except ImportError:  # pragma: no cover
+                pass
+        previous(args)
+
+    threading.excepthook = hook
+
+
 def job_states(endpoint: str, timeout: float = 10.0) -> list:
     """``[(job_id, job_name, state name)]`` from a job service's JobService.GetJobs
     (Prism keeps finished jobs): how a job's end state is read from outside."""

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
+import sys
+import time
 
 import pytest
 
 from alm_beam.runners import job_states, prism_binary_path
-from conftest import FIXTURES, require_or_skip
+from conftest import FIXTURES, REPO, require_or_skip
 from runner_helpers import (GOLDEN_CASES, assert_matches_golden, descendants, free_ports,
                             golden_input, listening, pid_alive, run_cli, same_result, script,
                             wait_gone)
@@ -172,3 +175,43 @@ def test_submit_without_up_is_a_one_line_error(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip() == ("portable.sh: error: the portable deployment is not up; "
                                    "start it with 'bash pipelines/portable.sh up'")
+
+
+def test_a_job_service_lost_mid_run_is_one_line_and_commits_nothing(tmp_path):
+    """Prism killed while a job runs: the CLI says which job service went away, in
+    one line, exit 1, and the output directory holds no result (no shard, no
+    summary.json); `down` then cleans up what is left."""
+    require_or_skip(os.access(PRISM, os.X_OK),
+                    f"no Prism binary at {PRISM}; build it with `bash pipelines/prism.sh build`")
+    dep = Deployment(tmp_path / "state", free_ports(3))
+    dep.state.mkdir()
+    manifest = tmp_path / "big.jsonl"
+    subprocess.run([sys.executable, "-m", "alm_beam.synth", "--entries", "3000",
+                    "--out", str(manifest)], check=True, capture_output=True)
+    up = script("portable.sh", "up", env=dep.env)
+    assert up.returncode == 0, up.stderr
+    try:
+        out = tmp_path / "out"
+        env = dict(dep.env, PATH=os.path.dirname(sys.executable) + os.pathsep + dep.env["PATH"])
+        cli = subprocess.Popen(["bash", str(REPO / "pipelines" / "portable.sh"), "submit",
+                                "--input", str(manifest), "--output", str(out), "--quiet"],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        endpoint = f"localhost:{dep.ports[0]}"
+        deadline = time.monotonic() + 120
+        while not any(state == "RUNNING" for _, _, state in job_states(endpoint)):
+            assert cli.poll() is None, cli.communicate()
+            assert time.monotonic() < deadline, "the job never reached RUNNING"
+            time.sleep(0.1)
+        os.kill(dep.pid("prism"), signal.SIGKILL)
+        stdout, stderr = cli.communicate(timeout=120)
+    finally:
+        down = script("portable.sh", "down", env=dep.env)
+    assert cli.returncode == 1, stderr
+    assert stderr.count("\n") == 1 and "Traceback" not in stderr, stderr
+    assert stderr.startswith(f"alm_beam: error: job failed: the job service at {endpoint} "
+                             "stopped answering during the run ("), stderr
+    assert stderr.rstrip().endswith(f"nothing was committed to {out}"), stderr
+    assert "alm_beam run summary" not in stdout
+    assert not (out / "summary.json").exists()
+    assert not list(out.glob("windows-*")) and not list(out.glob("errors-*"))
+    assert down.returncode == 0, down.stderr
