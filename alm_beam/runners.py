@@ -146,6 +146,23 @@ def _die_with_parent_preexec():
     return preexec
 
 
+def die_with_parent(parent: int) -> None:
+    """Called by a child process itself, first thing: get SIGKILL when ``parent``
+    ends (Linux ``prctl(PR_SET_PDEATHSIG)``), and exit at once if it already
+    has. The child does this, not a ``preexec_fn``: Python code run between
+    fork and exec in a child of a process with gRPC threads can crash
+    (SIGSEGV) when another thread held a lock at the fork.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # the parent ended before prctl took effect
+        os._exit(1)
+
+
 class ChildProcess:
     """A server process that must not outlive this one: PDEATHSIG where the kernel
     has it, plus an explicit ``stop`` (SIGTERM, then SIGKILL) when the run ends.

@@ -9,7 +9,7 @@ three differences, each a reason this module exists:
 - each SDK worker it starts is ``sys.executable`` (the pool's own interpreter,
   whose environment has alm_beam installed) rather than whatever ``python`` is
   first on PATH, with its stdout discarded rather than piped and never read, and
-  with PDEATHSIG so it never outlives the pool;
+  with PDEATHSIG (set by the worker itself) so it never outlives the pool;
 - every worker logs one line per bundle it processed (``alm_beam worker pid=...
   ppid=... processed bundle ...``) to the pool's log: the record of where the work ran.
 
@@ -30,6 +30,7 @@ import traceback
 from typing import Optional, Sequence
 
 BUNDLE_LOG_PREFIX = "alm_beam worker"
+_HAND_OVER_ATTEMPTS = 3  # workers tried for one StartWorker before it answers an error
 _LOG = logging.getLogger("alm_beam.worker_pool")
 
 
@@ -81,11 +82,12 @@ def _pool_class():
             self._spare = self._start_spare() if self._use_process else None
 
         def _start_spare(self):
-            from alm_beam.runners import _die_with_parent_preexec
+            # No preexec_fn: Python code between fork and exec in this process
+            # (gRPC threads) can crash the child; it sets PDEATHSIG itself.
             return self._spawner.popen(
-                [sys.executable, "-m", "alm_beam.worker_pool", "--harness"],
-                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, close_fds=True,
-                preexec_fn=_die_with_parent_preexec())
+                [sys.executable, "-m", "alm_beam.worker_pool", "--harness",
+                 "--parent-pid", str(os.getpid())],
+                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, close_fds=True)
 
         def StartWorker(self, start_worker_request, unused_context):
             if not self._use_process:
@@ -95,18 +97,42 @@ def _pool_class():
                        "state_cache_size": self._state_cache_size,
                        "data_buffer_time_limit_ms": self._data_buffer_time_limit_ms}
             try:
-                with self._spare_lock:
-                    worker, self._spare = self._spare, self._start_spare()
-                    if worker.poll() is not None:  # the spare died: start one for this job
-                        worker = self._start_spare()
+                worker = self._hand_over(json.dumps(request).encode() + b"\n")
                 _LOG.info("starting SDK worker %s (pid %d)", start_worker_request.worker_id,
                           worker.pid)
-                worker.stdin.write(json.dumps(request).encode() + b"\n")
-                worker.stdin.close()
                 self._worker_processes[start_worker_request.worker_id] = worker
                 return beam_fn_api_pb2.StartWorkerResponse()
             except Exception:  # noqa: BLE001 - reported to the runner, as Beam's pool does
                 return beam_fn_api_pb2.StartWorkerResponse(error=traceback.format_exc())
+
+        def _hand_over(self, request: bytes):
+            """Give ``request`` to the spare worker and start the next spare.
+
+            A worker that has exited, or exits before it takes the request, is
+            logged with its exit status and replaced: an error answer to
+            StartWorker fails the job, and Prism (2.77) even exits on one.
+            """
+            problems = []
+            for _ in range(_HAND_OVER_ATTEMPTS):
+                with self._spare_lock:
+                    worker, self._spare = self._spare, self._start_spare()
+                try:
+                    if worker.poll() is None:
+                        worker.stdin.write(request)
+                        worker.stdin.close()
+                        return worker
+                except OSError as exc:  # its end of the pipe closed: it is exiting
+                    problems.append(f"{type(exc).__name__}: {exc}")
+                    try:
+                        worker.wait(timeout=5)
+                    except subprocess.TimeoutExpired:
+                        worker.kill()
+                        worker.wait()
+                problem = (f"SDK worker pid {worker.pid} exited with status {worker.returncode} "
+                           "before it took a job")
+                problems.append(problem)
+                _LOG.warning("%s; handing the job to another", problem)
+            raise RuntimeError("no SDK worker took the job: " + "; ".join(problems))
 
     return LocalWorkerPool
 
@@ -144,10 +170,13 @@ def start_in_process_pool(options):
         data_buffer_time_limit_ms=sdk_worker_main._get_data_buffer_time_limit_ms(experiments))
 
 
-def run_harness() -> None:
+def run_harness(parent_pid: Optional[int] = None) -> None:
     """One SDK worker process: import Beam, wait for the pool's request (one JSON line
     on stdin; end of file: not needed, exit), then run Beam's SdkHarness for it,
-    logging each bundle it processed."""
+    logging each bundle it processed. With ``parent_pid`` it dies with that pool."""
+    if parent_pid is not None:
+        from alm_beam.runners import die_with_parent
+        die_with_parent(parent_pid)
     from apache_beam.runners.worker import sdk_worker
     import alm_beam.transforms  # noqa: F401 - what the pipeline's DoFns unpickle into
 
@@ -180,11 +209,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=0, help="port (0: any free port)")
     parser.add_argument("--harness", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.harness:
-        run_harness()
+        run_harness(args.parent_pid)
         return
     try:
         address, _server = start_pool(args.host, args.port, use_process=True)
