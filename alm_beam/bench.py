@@ -130,6 +130,84 @@ def _phase_logic(src: str, out: str, source: str, sizes_path: str) -> dict:
             "out_bytes": out_bytes}
 
 
+# The steps of curate_line, by the name the product calls them under in
+# alm_beam.curate; ``--profile`` times each by wrapping that name, so the
+# code profiled is the product's own, not a copy of it.
+PROFILE_STEPS = (
+    ("parse", "parse_line_exact", "parse: orjson.loads (+ exact big ints)"),
+    ("validate", "validate_entry", "validate"),
+    ("build", "build_windows_serialized", "build windows (windows pre-serialized)"),
+    ("filter", "filter_overlaps", "overlap filter"),
+    ("record", "entry_record", "per-entry statistics record"),
+    ("training", "training_lines", "training-manifest lines"),
+)
+PROFILE_ROWS = (("read", "read lines (reader.iter_lines)"),) + tuple(
+    (key, label) for key, _, label in PROFILE_STEPS) + (
+    ("serialize", "serialize the output entry (orjson.dumps)"),
+    ("write", "write output and training lines"))
+
+
+def _phase_profile(src: str, out: str, source: str) -> dict:
+    """Run b's loop (curate_line over every line, written to a file) with a
+    timer around every step of curate_line; returns seconds per step."""
+    import types
+
+    from alm_beam import curate
+    from alm_beam.curate import Curated, curate_line
+    from alm_beam.params import make_params
+    from alm_beam.reader import iter_lines
+
+    clock = time.perf_counter
+    spent = {key: 0.0 for key, _ in PROFILE_ROWS}
+
+    def timed(key, func):
+        def wrapper(*args, **kwargs):
+            started = clock()
+            try:
+                return func(*args, **kwargs)
+            finally:
+                spent[key] += clock() - started
+        return wrapper
+
+    for key, name, _ in PROFILE_STEPS:
+        setattr(curate, name, timed(key, getattr(curate, name)))
+    curate.orjson = types.SimpleNamespace(
+        loads=orjson.loads, dumps=timed("serialize", orjson.dumps), Fragment=orjson.Fragment,
+        JSONDecodeError=orjson.JSONDecodeError, JSONEncodeError=orjson.JSONEncodeError,
+        OPT_PASSTHROUGH_SUBCLASS=orjson.OPT_PASSTHROUGH_SUBCLASS)
+    params = make_params()
+    entries = errors = 0
+    wall0, cpu0 = clock(), time.process_time()
+    with open(src, "rb") as fin, open(out, "wb", buffering=1 << 20) as fout, \
+            open(train_path(out), "wb", buffering=1 << 20) as ftrain:
+        lines = iter_lines(fin)
+        while True:
+            started = clock()
+            raw = next(lines, None)
+            spent["read"] += clock() - started
+            if raw is None:
+                break
+            outcome = curate_line(raw.data, source, params, line=raw.line, offset=raw.offset)
+            if outcome is None:
+                continue
+            if type(outcome) is Curated:
+                started = clock()
+                fout.write(outcome.line)
+                fout.write(b"\n")
+                if outcome.train:
+                    ftrain.write(outcome.train)
+                    ftrain.write(b"\n")
+                spent["write"] += clock() - started
+                entries += 1
+            else:
+                errors += 1
+        started = clock()
+    fout_closed = clock() - started  # the buffered writers' last flush (the with's exit)
+    spent["write"] += fout_closed
+    wall, cpu = clock() - wall0, time.process_time() - cpu0
+    return {"wall": wall, "cpu": cpu, "entries": entries, "errors": errors, "spent": spent}
+
+
 def _phase_reference(src: str, out: str, source: str) -> dict:
     from alm_beam.literal_spec import literal_build, literal_filter
     from alm_beam.params import make_params
@@ -1157,6 +1235,84 @@ def run_memory(args, work: str, argv: Sequence[str]) -> int:
 # --------------------------------------------------------------------------
 # Command line.
 
+STARTUP_RUNS = 3
+
+
+def profile_table(spent: dict, logic_wall: float, pipeline_wall: float) -> str:
+    """The markdown table of ``--profile``: each step's seconds and share of the
+    one-worker pipeline's wall time; the rest of the pipeline is Beam's and the
+    process's (start-up, reading through the source, the DoFn, the sinks, the
+    summary)."""
+    rows = ["| step | seconds | % of d1 |", "| --- | ---: | ---: |"]
+
+    def row(label, seconds):
+        rows.append(f"| {label} | {seconds:.2f} | {100 * seconds / pipeline_wall:.1f} |")
+
+    for key, label in PROFILE_ROWS:
+        row(label, spent[key])
+    row("loop, timers and the rest of curate_line", max(0.0, logic_wall - sum(spent.values())))
+    row("**= the logic in one process (b, timed loop)**", logic_wall)
+    row("Beam and the process: start-up, source, DoFn, sinks, summary (d1 - b)",
+        max(0.0, pipeline_wall - logic_wall))
+    row("**= d1: the pipeline, 1 worker, whole process**", pipeline_wall)
+    return "\n".join(rows)
+
+
+def run_profile(args, work: str, argv: Sequence[str]) -> int:
+    """Where one worker's time goes, and the fixed cost of a run (issue 14)."""
+    from alm_beam import synth
+
+    src = os.path.abspath(os.path.join(work, "input.jsonl"))
+    _say(f"alm_beam bench --profile: {_environment()}")
+    entries, in_bytes = synth.write_manifest(src, args.entries, args.seed)
+    _say(f"  {src}: {entries} entries, {in_bytes / MB:.1f} MB (alm_beam.synth, seed {args.seed})")
+    logs = os.path.join(work, "logs")
+    os.makedirs(logs, exist_ok=True)
+
+    out_p = os.path.join(work, "profile.jsonl")
+    _say("running b with a timer around each step of curate_line ...")
+    os.sync()
+    doc = json.loads(run_child(_bench_cmd(args, "profile", src, out_p, source=src), logs,
+                               "profile", args.poll).stdout)
+    out_d1 = os.path.join(work, "d1")
+    _say("running d1. pipeline, DirectRunner, 1 worker (whole process) ...")
+    os.sync()
+    d1 = run_child(pipeline_cmd(args.python, src, out_d1, 1, None) + ["--quiet"], logs, "d1",
+                   args.poll)
+    same = compare_outputs(_digests([out_p], False), [out_p], _output_files(out_d1, "windows"))
+    same_train = compare_outputs(_digests([train_path(out_p)], False), [train_path(out_p)],
+                                 _output_files(out_d1, "train"), ("line",))
+
+    _say("")
+    _say(f"Where the time goes: {entries} entries, {in_bytes / MB:.1f} MB in, one worker")
+    _say("")
+    _say(profile_table(doc["spent"], doc["wall"], d1.wall))
+    _say("")
+    _say(f"  profiled b vs d1: {same}; training lines: {same_train}")
+
+    # The fixed cost: a whole run on the bundled sample (40 entries), and the
+    # part of it that is importing Beam.
+    sample_out = os.path.join(work, "sample_out")
+    runs = {"python -m alm_beam.run (bundled sample, 1 worker)":
+            [args.python, "-m", "alm_beam.run", "--output", sample_out, "--overwrite",
+             "--quiet"],
+            "python -m alm_beam.run (bundled sample, 2 workers)":
+            [args.python, "-m", "alm_beam.run", "--output", sample_out, "--overwrite",
+             "--quiet", "--direct_num_workers", "2", "--direct_running_mode",
+             "multi_processing"],
+            "python -c 'import apache_beam'": [args.python, "-c", "import apache_beam"],
+            "python -c 'pass' (the interpreter alone)": [args.python, "-c", "pass"]}
+    _say("")
+    _say(f"Fixed cost, whole processes (best of {STARTUP_RUNS}):")
+    _say("")
+    _say("| process | best s | all runs s |")
+    _say("| --- | ---: | --- |")
+    for label, cmd in runs.items():
+        walls = [run_child(cmd, logs, "startup", args.poll).wall for _ in range(STARTUP_RUNS)]
+        _say(f"| {label} | {min(walls):.2f} | {', '.join(f'{w:.2f}' for w in walls)} |")
+    return 0 if same == "identical" else 1
+
+
 def build_arg_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m alm_beam.bench",
@@ -1200,6 +1356,10 @@ def build_arg_parser() -> argparse.ArgumentParser:
                              "instead of timing (noise-free; slow: use with --entries 200)")
     parser.add_argument("--memory", action="store_true",
                         help="run the memory checks instead of the throughput benchmark")
+    parser.add_argument("--profile", action="store_true",
+                        help="instead of the benchmark: where one worker's time goes (each "
+                             "step of curate_line timed, against the whole 1-worker pipeline) "
+                             "and the fixed cost of a run on the bundled sample")
     parser.add_argument("--memory-gb", type=float, default=1.0, metavar="G",
                         help="--memory: size of the big manifest in GB (10^9 bytes); the "
                              "comparison run uses its first quarter. Needs ~8x G of free disk "
@@ -1215,7 +1375,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
                              "(default: %(default)s)")
     parser.add_argument("--python", default=sys.executable, help=argparse.SUPPRESS)
     # Internal: one measured phase, run in a child process.
-    parser.add_argument("--phase", choices=("floor", "logic", "reference", "nemo"),
+    parser.add_argument("--phase", choices=("floor", "logic", "reference", "nemo", "profile"),
                         help=argparse.SUPPRESS)
     parser.add_argument("--phase-input", help=argparse.SUPPRESS)
     parser.add_argument("--phase-output", help=argparse.SUPPRESS)
@@ -1255,6 +1415,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             doc = _phase_reference(args.phase_input, args.phase_output, args.phase_source)
         elif args.phase == "nemo":
             doc = _phase_nemo(args.phase_input, args.phase_output)
+        elif args.phase == "profile":
+            doc = _phase_profile(args.phase_input, args.phase_output, args.phase_source)
         else:
             doc = _phase_floor(args.phase_input, args.phase_output, args.phase_sizes)
         sys.stdout.write(json.dumps(doc) + "\n")
@@ -1270,8 +1432,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error("--memory-gb and --memory-hours must be > 0")
     if args.poll <= 0:
         parser.error("--poll must be > 0")
-    if args.memory and args.instructions:
-        parser.error("--memory and --instructions are separate runs; give one")
+    if sum(map(bool, (args.memory, args.instructions, args.profile))) > 1:
+        parser.error("--memory, --instructions and --profile are separate runs; give one")
     if args.instructions and args.entries < 2:
         parser.error("--instructions needs --entries >= 2")
 
@@ -1289,6 +1451,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return run_memory(args, work, argv)
         if args.instructions:
             return run_instructions(args, work, argv)
+        if args.profile:
+            return run_profile(args, work, argv)
         return run_default(args, work, argv)
     finally:
         if args.keep:

@@ -12,9 +12,8 @@ import sys
 import orjson
 import pytest
 
-import pytest
-
-from alm_beam.bench import (_digests, callgrind_instructions, compare_outputs, compare_values,
+from alm_beam.bench import (PROFILE_ROWS, _digests, _phase_logic, _phase_profile,
+                            callgrind_instructions, profile_table, compare_outputs, compare_values,
                             copy_first_lines, default_nemo_python, describe_shard_times,
                             resolve_nemo_python, shard_finish_times, split_in_halves,
                             without_fields)
@@ -197,3 +196,52 @@ def test_nemo_reference_is_used_only_where_installed(tmp_path):
     assert resolve_nemo_python("auto", str(fake)) == str(fake)
     assert resolve_nemo_python("nemo", str(fake)) == str(fake)
     assert default_nemo_python().endswith("/nemo-curator/1.4.0/venv/bin/python")
+
+
+def test_profile_times_every_step_of_the_products_own_code(tmp_path, monkeypatch):
+    """The profiled loop writes exactly what b writes, and every step it names was
+    timed (a step curate_line stopped calling through its module name would stay 0)."""
+    from alm_beam import curate, synth
+    src = str(tmp_path / "in.jsonl")
+    synth.write_manifest(src, 12, 5)
+    monkeypatch.setattr(curate, "orjson", curate.orjson)  # _phase_profile swaps these
+    for name in ("parse_line_exact", "validate_entry", "build_windows_serialized",
+                 "filter_overlaps", "entry_record", "training_lines"):
+        monkeypatch.setattr(curate, name, getattr(curate, name))
+    plain = _phase_logic(src, str(tmp_path / "b.jsonl"), src, str(tmp_path / "sizes"))
+    doc = _phase_profile(src, str(tmp_path / "p.jsonl"), src)
+    assert (tmp_path / "p.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
+    assert (tmp_path / "p.jsonl.train").read_bytes() == (tmp_path / "b.jsonl.train").read_bytes()
+    assert doc["entries"] == plain["entries"] == 12
+    assert set(doc["spent"]) == {key for key, _ in PROFILE_ROWS}
+    assert all(seconds > 0 for seconds in doc["spent"].values()), doc["spent"]
+    assert sum(doc["spent"].values()) <= doc["wall"]
+
+
+def test_profile_table_splits_the_pipeline_into_steps_logic_and_beam():
+    spent = {key: 0.0 for key, _ in PROFILE_ROWS}
+    spent.update(parse=2.0, build=3.0)
+    table = profile_table(spent, logic_wall=6.0, pipeline_wall=10.0)
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in table.splitlines()[2:]}
+    assert rows["loop, timers and the rest of curate_line"].endswith("| 1.00 | 10.0 |")
+    assert rows["**= the logic in one process (b, timed loop)**"].endswith("| 6.00 | 60.0 |")
+    beam = [line for name, line in rows.items() if name.startswith("Beam and the process")]
+    assert beam and beam[0].endswith("| 4.00 | 40.0 |")
+    assert rows["**= d1: the pipeline, 1 worker, whole process**"].endswith("| 10.00 | 100.0 |")
+
+
+@pytest.mark.e2e
+def test_bench_profile_run_compares_outputs_and_measures_the_fixed_cost(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "alm_beam.bench", "--profile", "--entries", "10",
+         "--workdir", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    out = proc.stdout
+    assert proc.returncode == 0, out + proc.stderr
+    for _, label in PROFILE_ROWS:
+        assert re.search(rf"^\| {re.escape(label)} \| \d+\.\d\d \| \d+\.\d \|$", out, re.M), label
+    assert "  profiled b vs d1: identical; training lines: identical" in out
+    for label in ("python -m alm_beam.run (bundled sample, 1 worker)",
+                  "python -m alm_beam.run (bundled sample, 2 workers)",
+                  "python -c 'import apache_beam'"):
+        assert re.search(rf"^\| {re.escape(label)} \| \d+\.\d\d \| ([\d.]+, ){{2}}[\d.]+ \|$",
+                         out, re.M), label
