@@ -278,10 +278,11 @@ def lost_job_service(exc: BaseException, options) -> Optional[str]:
     if exc.code() != grpc.StatusCode.UNAVAILABLE:
         return None
     from apache_beam.options.pipeline_options import PortableOptions
-    endpoint = options.view_as(PortableOptions).job_endpoint or "the job service"
-    details = (exc.details() or "").strip().splitlines()[0] if exc.details() else "unavailable"
-    return (f"the job service at {endpoint} stopped answering during the run ({details}); "
-            f"the job service's own log says why")
+    endpoint = options.view_as(PortableOptions).job_endpoint
+    where = f" at {endpoint}" if endpoint else ""
+    details = (exc.details() or "").strip().splitlines()
+    return (f"the job service{where} stopped answering during the run "
+            f"({details[0] if details else 'unavailable'}); the job service's own log says why")
 
 
 def install_quiet_job_stream_threads() -> None:

@@ -70,3 +70,29 @@ def test_prism_location_url_is_refused_not_downloaded(tmp_path):
 def test_prism_binary_path_is_keyed_by_the_beam_version(monkeypatch, tmp_path):
     monkeypatch.setenv("ALM_BEAM_CACHE", str(tmp_path))
     assert prism_binary_path("2.77.0") == str(tmp_path / "prism" / "2.77.0" / "prism")
+
+
+def test_lost_job_service_names_the_endpoint_and_only_for_unavailable():
+    import grpc
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from alm_beam.runners import lost_job_service
+
+    class Failed(grpc.RpcError):
+        def __init__(self, code, details):
+            self._code, self._details = code, details
+
+        def code(self):
+            return self._code
+
+        def details(self):
+            return self._details
+
+    options = PipelineOptions(["--job_endpoint", "localhost:18073"])
+    gone = Failed(grpc.StatusCode.UNAVAILABLE, "Socket closed\nmore")
+    assert lost_job_service(gone, options) == (
+        "the job service at localhost:18073 stopped answering during the run (Socket closed); "
+        "the job service's own log says why")
+    assert lost_job_service(gone, PipelineOptions([])).startswith(
+        "the job service stopped answering during the run (Socket closed)")
+    assert lost_job_service(Failed(grpc.StatusCode.INTERNAL, "boom"), options) is None
+    assert lost_job_service(RuntimeError("UNAVAILABLE"), options) is None
