@@ -33,6 +33,7 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=pipelines/daemon_lib.sh
 . "$HERE/daemon_lib.sh"
 NAME=flink.sh
+SLOTS=2  # task slots of the one TaskManager (taskmanager.numberOfTaskSlots)
 DIST="${ALM_BEAM_CACHE:-$HOME/.cache/alm_beam}/flink/$VERSION"
 FLINK_HOME_DIR="$DIST/pyflink"
 
@@ -75,7 +76,7 @@ jobmanager.memory.process.size: 1024m
 taskmanager.host: 127.0.0.1
 taskmanager.bind-host: 127.0.0.1
 taskmanager.memory.process.size: 1280m
-taskmanager.numberOfTaskSlots: 2
+taskmanager.numberOfTaskSlots: $SLOTS
 rest.address: 127.0.0.1
 rest.bind-address: 127.0.0.1
 rest.port: $rest
@@ -89,15 +90,18 @@ EOF
     start_daemon pool "$PYTHON" -m alm_beam.worker_pool --host 127.0.0.1 --port "$pool"
     wait_for_http jobmanager "http://127.0.0.1:$rest/overview" 180
     wait_for_port pool 127.0.0.1 "$pool"
-    # ready for jobs once the TaskManager has registered its slots
-    local i
+    # Ready for jobs once the TaskManager has registered and its slots are
+    # offered: /overview can count the TaskManager while slots-total is still 0.
+    local i ready=""
     for ((i = 0; i < 600; i++)); do
-        if "$PYTHON" -c "import json, sys, urllib.request; sys.exit(json.load(urllib.request.urlopen(sys.argv[1]))['taskmanagers'] < 1)" "http://127.0.0.1:$rest/overview" 2>/dev/null; then
+        if "$PYTHON" -c "import json, sys, urllib.request; o = json.load(urllib.request.urlopen(sys.argv[1])); sys.exit(o['taskmanagers'] < 1 or o['slots-total'] < $SLOTS)" "http://127.0.0.1:$rest/overview" 2>/dev/null; then
+            ready=1
             break
         fi
         is_up taskmanager || fail_up "the TaskManager exited (log: $STATE/taskmanager.log)"
         sleep 0.3
     done
+    [[ -n "$ready" ]] || fail_up "the TaskManager did not offer its $SLOTS slots within 180 s (log: $STATE/taskmanager.log)"
     echo "Flink $VERSION REST/web UI http://127.0.0.1:$rest (JobManager pid $(cat "$STATE/jobmanager.pid"), TaskManager pid $(cat "$STATE/taskmanager.pid"))"
     echo "worker pool 127.0.0.1:$pool (pid $(cat "$STATE/pool.pid")); logs in $STATE"
 }

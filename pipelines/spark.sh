@@ -76,14 +76,16 @@ up() {
         "spark://127.0.0.1:$port"
     start_daemon pool "$PYTHON" -m alm_beam.worker_pool --host 127.0.0.1 --port "$pool"
     wait_for_port pool 127.0.0.1 "$pool"
-    local i
+    local i ready=""
     for ((i = 0; i < 600; i++)); do # ready once the worker has registered
         if "$PYTHON" -c "import json, sys, urllib.request; sys.exit(json.load(urllib.request.urlopen(sys.argv[1])).get('aliveworkers', 0) < 1)" "http://127.0.0.1:$ui/json/" 2>/dev/null; then
+            ready=1
             break
         fi
         is_up worker || fail_up "the Spark worker exited (log: $STATE/worker.log)"
         sleep 0.3
     done
+    [[ -n "$ready" ]] || fail_up "the Spark worker did not register with the master within 180 s (log: $STATE/worker.log)"
     echo "Spark $VERSION master spark://127.0.0.1:$port, web UI http://127.0.0.1:$ui (pid $(cat "$STATE/master.pid")), worker pid $(cat "$STATE/worker.pid")"
     echo "worker pool 127.0.0.1:$pool (pid $(cat "$STATE/pool.pid")); logs in $STATE"
 }
