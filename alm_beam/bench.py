@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import argparse
 import array
+import contextlib
 import glob
 import hashlib
 import json
@@ -212,6 +213,61 @@ def _phase_profile(src: str, out: str, source: str) -> dict:
     spent["write"] += fout_closed
     wall, cpu = clock() - wall0, time.process_time() - cpu0
     return {"wall": wall, "cpu": cpu, "entries": entries, "errors": errors, "spent": spent}
+
+
+def _phase_startup(run_args: Sequence[str]) -> dict:
+    """``alm_beam.run.main(run_args)`` in this process, with the time at which
+    each part of a run starts and ends: importing Beam, building the graph,
+    the runner's set-up (proto, optimisation), its stages, the commit."""
+    clock, t0 = time.perf_counter, time.perf_counter()
+    marks = []
+
+    def mark(name):
+        marks.append((name, clock() - t0))
+
+    import apache_beam  # noqa: F401
+    mark("import apache_beam")
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+
+    from alm_beam import output_dir, pipeline, run
+    mark("import alm_beam")
+
+    def traced(owner, name, label):
+        func = getattr(owner, name)
+
+        def wrapper(*args, **kwargs):
+            mark(f"{label} start")
+            try:
+                return func(*args, **kwargs)
+            finally:
+                mark(f"{label} end")
+        setattr(owner, name, wrapper)
+
+    traced(pipeline, "build_pipeline", "build graph")
+    traced(fn_runner.FnApiRunner, "run_pipeline", "runner")
+    traced(fn_runner.FnApiRunner, "run_stages", "stages")
+    traced(output_dir.OutputRun, "commit", "commit")
+    code = run.main(list(run_args))
+    mark("main returned")
+    return {"code": code, "marks": marks}
+
+
+def startup_parts(marks: Sequence) -> list:
+    """``[(label, seconds)]`` of a run's start-up trace (``_phase_startup``'s marks)."""
+    at = dict(marks)
+    spans = [("interpreter start and import apache_beam", 0.0, at["import apache_beam"]),
+             ("import alm_beam and the runner", at["import apache_beam"], at["import alm_beam"]),
+             ("parse flags, find input, take the output directory", at["import alm_beam"],
+              at["build graph start"]),
+             ("build the graph (build_pipeline)", at["build graph start"],
+              at["build graph end"]),
+             ("runner set-up: Runner API proto, stage fusion", at["runner start"],
+              at["stages start"]),
+             ("run the stages (the 40 entries and every sink)", at["stages start"],
+              at["stages end"]),
+             ("commit the result", at["commit start"], at["commit end"]),
+             ("print the summary", at["commit end"], at["main returned"])]
+    return [(label, end - start) for label, start, end in spans]
 
 
 def _phase_reference(src: str, out: str, source: str) -> dict:
@@ -1308,6 +1364,20 @@ def run_profile(args, work: str, argv: Sequence[str]) -> int:
              "multi_processing"],
             "python -c 'import apache_beam'": [args.python, "-c", "import apache_beam"],
             "python -c 'pass' (the interpreter alone)": [args.python, "-c", "pass"]}
+    # The same 1-worker run, in one process with its parts timed.
+    trace_out = os.path.join(work, "sample_trace")
+    trace = json.loads(run_child(
+        [args.python, "-m", "alm_beam.bench", "--phase", "startup", "--phase-input", "",
+         "--phase-output", trace_out], logs, "startup_trace", args.poll).stdout.splitlines()[-1])
+    _say("")
+    _say("One run on the bundled sample (1 worker), its parts (one traced run; the "
+         "interpreter's exit not included):")
+    _say("")
+    _say("| part | s |")
+    _say("| --- | ---: |")
+    for label, seconds in startup_parts(trace["marks"]):
+        _say(f"| {label} | {seconds:.2f} |")
+    _say(f"| **= until main returned** | {dict(trace['marks'])['main returned']:.2f} |")
     _say("")
     _say(f"Fixed cost, whole processes (best of {STARTUP_RUNS}):")
     _say("")
@@ -1381,7 +1451,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
                              "(default: %(default)s)")
     parser.add_argument("--python", default=sys.executable, help=argparse.SUPPRESS)
     # Internal: one measured phase, run in a child process.
-    parser.add_argument("--phase", choices=("floor", "logic", "reference", "nemo", "profile"),
+    parser.add_argument("--phase", choices=("floor", "logic", "reference", "nemo", "profile",
+                                            "startup"),
                         help=argparse.SUPPRESS)
     parser.add_argument("--phase-input", help=argparse.SUPPRESS)
     parser.add_argument("--phase-output", help=argparse.SUPPRESS)
@@ -1423,6 +1494,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             doc = _phase_nemo(args.phase_input, args.phase_output)
         elif args.phase == "profile":
             doc = _phase_profile(args.phase_input, args.phase_output, args.phase_source)
+        elif args.phase == "startup":  # the bundled sample, its run summary on stderr
+            with contextlib.redirect_stdout(sys.stderr):
+                doc = _phase_startup(["--output", args.phase_output, "--quiet"])
         else:
             doc = _phase_floor(args.phase_input, args.phase_output, args.phase_sizes)
         sys.stdout.write(json.dumps(doc) + "\n")

@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from alm_beam.bench import (PROFILE_ROWS, _digests, _phase_logic, _phase_profile,
-                            callgrind_instructions, profile_table, compare_outputs, compare_values,
+                            callgrind_instructions, profile_table, startup_parts, compare_outputs, compare_values,
                             copy_first_lines, default_nemo_python, describe_shard_times,
                             resolve_nemo_python, shard_finish_times, split_in_halves,
                             without_fields)
@@ -244,8 +244,25 @@ def test_bench_profile_run_compares_outputs_and_measures_the_fixed_cost(tmp_path
     for _, label in PROFILE_ROWS:
         assert re.search(rf"^\| {re.escape(label)} \| \d+\.\d\d \| \d+\.\d \|$", out, re.M), label
     assert "  profiled b vs d1: identical; training lines: identical" in out
+    for part in ("interpreter start and import apache_beam", "build the graph (build_pipeline)",
+                 "run the stages (the 40 entries and every sink)", "commit the result",
+                 "**= until main returned**"):
+        assert re.search(rf"^\| {re.escape(part)} \| \d+\.\d\d \|$", out, re.M), part
     for label in ("python -m alm_beam.run (bundled sample, 1 worker)",
                   "python -m alm_beam.run (bundled sample, 2 workers)",
                   "python -c 'import apache_beam'"):
         assert re.search(rf"^\| {re.escape(label)} \| \d+\.\d\d \| ([\d.]+, ){{2}}[\d.]+ \|$",
                          out, re.M), label
+
+
+def test_startup_parts_are_the_spans_between_the_traces_marks():
+    marks = [("import apache_beam", 0.5), ("import alm_beam", 0.6), ("build graph start", 0.7),
+             ("build graph end", 1.0), ("runner start", 1.05), ("stages start", 1.25),
+             ("stages end", 1.95), ("commit start", 1.96), ("commit end", 1.97),
+             ("main returned", 2.0)]
+    parts = dict(startup_parts(marks))
+    assert parts["interpreter start and import apache_beam"] == 0.5
+    assert parts["build the graph (build_pipeline)"] == pytest.approx(0.3)
+    assert parts["runner set-up: Runner API proto, stage fusion"] == pytest.approx(0.2)
+    assert parts["run the stages (the 40 entries and every sink)"] == pytest.approx(0.7)
+    assert parts["print the summary"] == pytest.approx(0.03)
