@@ -255,7 +255,7 @@ def _phase_startup(run_args: Sequence[str]) -> dict:
 def startup_parts(marks: Sequence) -> list:
     """``[(label, seconds)]`` of a run's start-up trace (``_phase_startup``'s marks)."""
     at = dict(marks)
-    spans = [("interpreter start and import apache_beam", 0.0, at["import apache_beam"]),
+    spans = [("import apache_beam", 0.0, at["import apache_beam"]),
              ("import alm_beam and the runner", at["import apache_beam"], at["import alm_beam"]),
              ("parse flags, find input, take the output directory", at["import alm_beam"],
               at["build graph start"]),
