@@ -26,6 +26,7 @@ Beam's; in every other respect it is Beam's runner.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -449,6 +450,38 @@ def planned_worker_processes(args: Sequence[str]) -> int:
     return workers if workers > 0 else (os.cpu_count() or 1) if workers == 0 else 0
 
 
+@contextlib.contextmanager
+def options_for_subprocess_workers(options):
+    """Hand the run's pipeline options to its SDK worker processes.
+
+    Beam's FnApiRunner gives its subprocess workers no pipeline options
+    (``PIPELINE_OPTIONS`` is an empty message), so in a worker ``FileSystems``
+    knows no ``--s3_*`` endpoint or credentials, and every object-store access
+    there fails and is retried with back-off. Beam's SDK worker also reads
+    ``PIPELINE_OPTIONS_FILE``, which wins: the options go into a file of the
+    run's temporary root (mode 0600, it may hold credentials), named in the
+    environment the workers inherit, both removed when the run ends.
+    """
+    directory = tempfile.gettempdir()
+    fd, path = tempfile.mkstemp(prefix="pipeline-options-", suffix=".json", dir=directory)
+    previous = os.environ.get("PIPELINE_OPTIONS_FILE")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump({"options": options.get_all_options(drop_default=True,
+                                                          retain_unknown_options=True)}, fh)
+        os.environ["PIPELINE_OPTIONS_FILE"] = path
+        yield path
+    finally:
+        if previous is None:
+            os.environ.pop("PIPELINE_OPTIONS_FILE", None)
+        else:
+            os.environ["PIPELINE_OPTIONS_FILE"] = previous
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+
+
 def make_direct_runner(worker_cmd: str):
     """Beam's FnApiRunner, running ``worker_cmd`` for multi_processing workers."""
     from apache_beam.portability import python_urns
@@ -458,11 +491,16 @@ def make_direct_runner(worker_cmd: str):
         """FnApiRunner whose subprocess SDK workers are alm_beam's (see module doc)."""
 
         def run_via_runner_api(self, pipeline_proto, options):
+            subprocess_workers = False
             for env in pipeline_proto.components.environments.values():
                 if env.urn == python_urns.SUBPROCESS_SDK and \
                         BEAM_WORKER_MODULE in env.payload.decode("utf-8", "replace"):
                     env.payload = worker_cmd.encode("utf-8")
-            return super().run_via_runner_api(pipeline_proto, options)
+                    subprocess_workers = True
+            if not subprocess_workers:
+                return super().run_via_runner_api(pipeline_proto, options)
+            with options_for_subprocess_workers(options):
+                return super().run_via_runner_api(pipeline_proto, options)
 
     return AlmDirectRunner()
 

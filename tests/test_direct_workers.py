@@ -239,3 +239,28 @@ def test_fnapi_runner_drops_checkpoint_residuals_with_two_workers():
     proc = subprocess.run([sys.executable, "-c", script], cwd=os.path.dirname(__file__),
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and "residuals dropped" in proc.stdout, proc.stderr[-3000:]
+
+
+def test_subprocess_workers_get_the_runs_options_in_a_private_file(tmp_path, monkeypatch):
+    """What Beam's SDK worker reads (PIPELINE_OPTIONS_FILE) holds the run's options,
+    credentials included, readable by the owner only; both go when the run ends."""
+    import stat
+    import tempfile
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.runners.worker.sdk_worker_main import _load_pipeline_options
+    from alm_beam.direct_workers import options_for_subprocess_workers
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.delenv("PIPELINE_OPTIONS_FILE", raising=False)
+    options = PipelineOptions(["--s3_endpoint_url=http://127.0.0.1:9", "--s3_access_key_id=k",
+                               "--s3_secret_access_key=s", "--direct_num_workers", "2"])
+    with options_for_subprocess_workers(options) as path:
+        assert os.environ["PIPELINE_OPTIONS_FILE"] == path
+        assert os.path.dirname(path) == str(tmp_path)
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        with open(path, encoding="utf-8") as fh:
+            seen = _load_pipeline_options(fh.read())
+        assert seen == {"s3_endpoint_url": "http://127.0.0.1:9", "s3_access_key_id": "k",
+                        "s3_secret_access_key": "s", "direct_num_workers": 2}
+    assert "PIPELINE_OPTIONS_FILE" not in os.environ
+    assert os.listdir(tmp_path) == []

@@ -275,3 +275,23 @@ def test_s3_local_server_stops_when_the_watched_process_dies(tmp_path):
     finally:
         stand_in.kill()
         subprocess.run([str(SCRIPT), "down"], env=env, capture_output=True, timeout=60)
+
+
+def test_two_worker_processes_read_and_write_s3(s3_server, fixtures_on_s3, tmp_path):  # noqa: F811
+    """`--direct_running_mode multi_processing`: the SDK worker processes get the
+    run's pipeline options (the S3 endpoint and credentials) like the runner
+    process, and the result equals the golden output. (Before, the workers had
+    no options, and every S3 access in them failed, retried with back-off.)"""
+    out = f"{ROOT}/two-workers-out"
+    done = subprocess.run(
+        [sys.executable, "-m", "alm_beam.run", "--input", f"{fixtures_on_s3}/nested_manifests",
+         "--output", out, "--set", "input.split_mb=0.01", "--direct_num_workers", "2",
+         "--direct_running_mode", "multi_processing", "--quiet"] + s3_server.flags,
+        cwd=str(tmp_path), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = _shards(s3_server, out, "windows")
+    golden = _golden("nested_default")
+    assert collections.Counter(map(canonical, got)) == collections.Counter(map(canonical, golden))
+    summary = json.loads(get(s3_server, f"{out}/summary.json"))
+    assert summary["run"]["work_units"] == 2
+    assert summary["entries_failed"] == 0
