@@ -571,6 +571,22 @@ def copy_first_lines(src: str, dst: str, count: int) -> int:
     return written
 
 
+def split_into_files(src: str, directory: str, count: int) -> list:
+    """Cut ``src`` into ``count`` manifests of consecutive lines (as equal in lines
+    as can be) in ``directory``; returns their paths. ``--files``: the pipeline
+    runs read many manifests instead of one."""
+    with open(src, "rb") as fh:
+        lines = fh.readlines()
+    os.makedirs(directory, exist_ok=True)
+    paths = []
+    for index in range(count):
+        path = os.path.join(directory, f"part-{index:05d}.jsonl")
+        with open(path, "wb") as out:
+            out.writelines(lines[len(lines) * index // count:len(lines) * (index + 1) // count])
+        paths.append(path)
+    return paths
+
+
 def split_in_halves(src: str, first: str, second: str) -> None:
     """Write the lines of ``src`` to two files of about half its bytes each."""
     half = os.path.getsize(src) / 2
@@ -854,6 +870,15 @@ def run_default(args, work: str, argv: Sequence[str]) -> int:
     logs = os.path.join(work, "logs")
     os.makedirs(logs, exist_ok=True)
     results = {}
+    # --files K: the pipeline runs read K manifests (the same lines, cut in K);
+    # their output then names K source files, so manifest_filepath (and in the
+    # training lines where a line sits in its file) is left out of the comparison.
+    pipeline_src, moved = src, ()
+    if args.files > 1:
+        pipeline_src = os.path.join(work, "manifests")
+        split_into_files(src, pipeline_src, args.files)
+        moved = ("manifest_filepath",)
+        _say(f"  cut into {args.files} manifests in {pipeline_src} for the pipeline runs")
 
     digests, checks = {}, {}
 
@@ -870,12 +895,16 @@ def run_default(args, work: str, argv: Sequence[str]) -> int:
             digests["b train"] = _digests(train, False)
             return  # kept until the end: the reference for the others
         if compare:
-            checks[key] = compare_outputs(digests["b"], [out_b], paths)
+            in_pipeline = key.startswith("d")
+            checks[key] = compare_outputs(digests["b"], [out_b], paths,
+                                          moved if in_pipeline else ())
             if train is not None:
                 # A pipeline reading byte ranges does not know the line number in
                 # the middle of one (null); b2's second half is a file of its own,
                 # so its byte offsets, and the ids made from them, differ too.
                 ignore = ("line",) if key != "b2" else ("line", "byte_offset", "window_id")
+                if in_pipeline and moved:
+                    ignore = ("line", "byte_offset", "window_id") + moved
                 checks[f"{key} train"] = compare_outputs(digests["b train"],
                                                          [train_path(out_b)], train, ignore)
         if not args.keep:
@@ -973,7 +1002,7 @@ def run_default(args, work: str, argv: Sequence[str]) -> int:
                  + (f" (round {round_no + 1} of {args.repeat})" if args.repeat > 1 else ""))
             shutil.rmtree(out_dir, ignore_errors=True)
             settle()
-            cmd = pipeline_cmd(args.python, src, out_dir, workers, split_mb)
+            cmd = pipeline_cmd(args.python, pipeline_src, out_dir, workers, split_mb)
             if key == "d1c":
                 cmd.append("--compact")
             child = run_child(cmd, logs, key, args.poll)
@@ -990,10 +1019,11 @@ def run_default(args, work: str, argv: Sequence[str]) -> int:
         if key == "d1c":
             checks[key] = compare_values(
                 [out_b], _output_files(out_dir, "windows"),
-                without_fields("windows", "stats.lost_win_full_data"))
+                without_fields("windows", "stats.lost_win_full_data", *moved))
             # --compact does not change the training lines
-            checks[f"{key} train"] = compare_outputs(digests["b train"], [train_path(out_b)],
-                                                     train_files, ("line",))
+            checks[f"{key} train"] = compare_outputs(
+                digests["b train"], [train_path(out_b)], train_files,
+                ("line", "byte_offset", "window_id") + moved if moved else ("line",))
             if not args.keep:
                 shutil.rmtree(out_dir, ignore_errors=True)
             continue
@@ -1002,7 +1032,9 @@ def run_default(args, work: str, argv: Sequence[str]) -> int:
     # The same pipeline runs on the first quarter of the input: the difference
     # is the per-entry cost, the rest is the fixed start-up/shutdown cost.
     probes = {}
-    if not args.no_probe:
+    if args.files > 1 and not args.no_probe:
+        _say("(no runs on the first quarter with --files: the probe needs one manifest)")
+    elif not args.no_probe:
         probe_src = os.path.join(work, "quarter.jsonl")
         probe_n = max(1, entries // 4)
         probe_bytes = copy_first_lines(src, probe_src, probe_n)
@@ -1110,17 +1142,18 @@ def run_default(args, work: str, argv: Sequence[str]) -> int:
         _say(f"NeMo Curator {nemo_info.get('nemo_curator')} stage files (sha256): "
              + ", ".join(f"{k} {v[:16]}" for k, v in nemo_info.get("stage_sha256", {}).items()))
     _say("Outputs (as multisets of lines, compared with b; n ignoring manifest_filepath, which "
-         "NeMo Curator leaves null; d1c ignoring the fields --compact omits; `train`: the "
-         "training lines):")
+         "NeMo Curator leaves null; d1c ignoring the fields --compact omits; with --files, "
+         "d ignoring the source file and the place in it; `train`: the training lines):")
     for key, verdict in checks.items():
         _say(f"  {key} vs b{' train' if key.endswith(' train') else ''}: {verdict}")
     all_same = all(v == "identical" or v.startswith("same values") for v in checks.values())
     _say(f"  => outputs of b and d are {'IDENTICAL' if all_same else 'NOT identical'}")
     _say()
     _say("Command: python -m alm_beam.bench " + shlex.join(argv))
-    _say("Pipeline runs: " + shlex.join(pipeline_cmd("python", "<input.jsonl>", "<out>", 1,
+    shown_input = f"<directory of {args.files} manifests>" if moved else "<input.jsonl>"
+    _say("Pipeline runs: " + shlex.join(pipeline_cmd("python", shown_input, "<out>", 1,
                                                       split_mb)))
-    _say("               " + shlex.join(pipeline_cmd("python", "<input.jsonl>", "<out>", 2,
+    _say("               " + shlex.join(pipeline_cmd("python", shown_input, "<out>", 2,
                                                       split_mb)))
     return 0 if all_same else 1
 
@@ -1408,6 +1441,10 @@ def build_arg_parser() -> argparse.ArgumentParser:
                              "(input.split_mb = input size / R, the same for 1 and 2 workers); "
                              "default: the pipeline's own planning (input.split_mb auto: one "
                              "balanced unit of work per worker)")
+    parser.add_argument("--files", type=int, default=1, metavar="K",
+                        help="the pipeline runs (d) read the workload cut into K manifests "
+                             "of consecutive lines, in one directory, instead of one file "
+                             "(default: %(default)s)")
     parser.add_argument("--repeat", type=int, default=1, metavar="K",
                         help="run every measurement K times and report the fastest (the "
                              "machine is shared: other processes' CPU use is reported per run; "
@@ -1508,6 +1545,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error("--ranges must be >= 1")
     if args.repeat < 1:
         parser.error("--repeat must be >= 1")
+    if args.files < 1:
+        parser.error("--files must be >= 1")
     if args.memory_gb <= 0 or args.memory_hours <= 0:
         parser.error("--memory-gb and --memory-hours must be > 0")
     if args.poll <= 0:

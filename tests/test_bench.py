@@ -16,6 +16,7 @@ from alm_beam.bench import (PROFILE_ROWS, _digests, _phase_logic, _phase_profile
                             callgrind_instructions, profile_table, startup_parts, compare_outputs, compare_values,
                             copy_first_lines, default_nemo_python, describe_shard_times,
                             resolve_nemo_python, shard_finish_times, split_in_halves,
+                            split_into_files,
                             without_fields)
 
 
@@ -266,3 +267,30 @@ def test_startup_parts_are_the_spans_between_the_traces_marks():
     assert parts["runner set-up: Runner API proto, stage fusion"] == pytest.approx(0.2)
     assert parts["run the stages (the 40 entries and every sink)"] == pytest.approx(0.7)
     assert parts["print the summary"] == pytest.approx(0.03)
+
+
+def test_split_into_files_keeps_every_line_once_in_order(tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b"".join(b'{"n": %d}\n' % i for i in range(10)))
+    paths = split_into_files(str(src), str(tmp_path / "parts"), 3)
+    assert [os.path.basename(p) for p in paths] == ["part-00000.jsonl", "part-00001.jsonl",
+                                                   "part-00002.jsonl"]
+    parts = [open(p, "rb").read().splitlines() for p in paths]
+    assert [len(p) for p in parts] == [3, 3, 4]
+    assert b"\n".join(line for part in parts for line in part) + b"\n" == src.read_bytes()
+
+
+@pytest.mark.e2e
+def test_bench_on_many_manifests_balances_two_workers_and_compares_outputs(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "alm_beam.bench", "--entries", "12", "--seed", "3", "--files", "5",
+         "--no-probe", "--skip-reference", "--workdir", str(tmp_path)],
+        capture_output=True, text=True, timeout=600)
+    out = proc.stdout
+    assert proc.returncode == 0, out + proc.stderr
+    assert re.search(r"^d1: .*, 5 read ranges in 5 work units", out, re.M)
+    assert re.search(r"^d2: .*, \d+ read ranges in 2 work units", out, re.M)
+    assert "  d2 vs b: same values apart from manifest_filepath\n" in out
+    assert ("  d2 train vs b train: same values apart from line, byte_offset, window_id, "
+            "manifest_filepath\n") in out
+    assert "=> outputs of b and d are IDENTICAL" in out
