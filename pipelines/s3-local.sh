@@ -34,8 +34,11 @@ REGION="us-east-1"
 
 die() { echo "s3-local: $*" >&2; exit 1; }
 
-alive() {  # a zombie (exited, not yet reaped) counts as gone: its cmdline is empty
-    kill -0 "$1" 2>/dev/null && [[ -s "/proc/$1/cmdline" ]]
+alive() {  # a zombie (exited, not yet reaped) counts as gone; an exiting process does not
+    local stat
+    stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+    stat="${stat##*) }"
+    [[ "${stat:0:1}" != "Z" && "${stat:0:1}" != "X" ]]
 }
 
 running_pid() {  # prints the server's pid if it is alive
@@ -124,7 +127,14 @@ down() {
         sleep 0.1
     done
     if alive "$pid"; then
-        kill -KILL "$pid"
+        kill -KILL "$pid" 2>/dev/null || true
+        for _ in $(seq 50); do
+            alive "$pid" || break
+            sleep 0.1
+        done
+    fi
+    if alive "$pid"; then
+        die "versitygw (pid $pid) is still running after SIGKILL"
     fi
     rm -f "$STATE/pid"
     echo "s3-local: stopped (pid $pid)" >&2
