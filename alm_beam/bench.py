@@ -575,15 +575,17 @@ def split_into_files(src: str, directory: str, count: int) -> list:
     """Cut ``src`` into ``count`` manifests of consecutive lines (as equal in lines
     as can be) in ``directory``; returns their paths. ``--files``: the pipeline
     runs read many manifests instead of one."""
+    # Streamed, never held whole: the bench's own RSS is inherited by the
+    # children it forks, and would show in their ru_maxrss.
     with open(src, "rb") as fh:
-        lines = fh.readlines()
+        total = sum(1 for _ in fh)
     os.makedirs(directory, exist_ok=True)
-    paths = []
-    for index in range(count):
-        path = os.path.join(directory, f"part-{index:05d}.jsonl")
-        with open(path, "wb") as out:
-            out.writelines(lines[len(lines) * index // count:len(lines) * (index + 1) // count])
-        paths.append(path)
+    paths = [os.path.join(directory, f"part-{index:05d}.jsonl") for index in range(count)]
+    with open(src, "rb") as fh:
+        for index, path in enumerate(paths):
+            with open(path, "wb") as out:
+                for _ in range(total * (index + 1) // count - total * index // count):
+                    out.write(fh.readline())
     return paths
 
 
