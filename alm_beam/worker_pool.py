@@ -128,6 +128,10 @@ def _pool_class():
                     except subprocess.TimeoutExpired:
                         worker.kill()
                         worker.wait()
+                try:
+                    worker.stdin.close()  # our end of its pipe: nobody reads it now
+                except OSError:
+                    pass
                 problem = (f"SDK worker pid {worker.pid} exited with status {worker.returncode} "
                            "before it took a job")
                 problems.append(problem)

@@ -113,6 +113,8 @@ def test_a_dead_worker_is_replaced_and_the_job_still_starts(tmp_path, monkeypatc
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+            if not proc.stdin.closed:
+                proc.stdin.close()
 
 
 def test_no_worker_left_is_an_error_answer_naming_each_death(monkeypatch):
@@ -126,6 +128,7 @@ def test_no_worker_left_is_an_error_answer_naming_each_death(monkeypatch):
     monkeypatch.setattr(cls, "_start_spare", always_dead)
     pool = cls(use_process=True, state_cache_size=0, data_buffer_time_limit_ms=-1)
     response = pool.StartWorker(_Request("job-2_worker"), None)
+    pool._spare.stdin.close()
     assert "no SDK worker took the job" in response.error
     assert response.error.count("exited with status 3 before it took a job") == \
         worker_pool._HAND_OVER_ATTEMPTS
