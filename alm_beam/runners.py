@@ -122,13 +122,12 @@ def port_accepts(host: str, port: int) -> bool:
         return False
 
 
-def _die_with_parent_preexec():
-    """A ``preexec_fn`` that makes the child get SIGKILL when this process dies
-    (Linux ``prctl(PR_SET_PDEATHSIG)``), or ``None`` where that does not exist.
+_PR_SET_PDEATHSIG = 1
 
-    The prctl function is looked up before the fork, so the child runs no import
-    and no allocation-heavy Python between fork and exec.
-    """
+
+def _pdeathsig_setter():
+    """A function that makes the calling process get SIGKILL when its parent
+    dies (Linux ``prctl(PR_SET_PDEATHSIG)``), or ``None`` where that does not exist."""
     if not sys.platform.startswith("linux"):
         return None
     try:
@@ -136,11 +135,23 @@ def _die_with_parent_preexec():
         prctl = ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
         return None
+    return lambda: prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+
+
+def _die_with_parent_preexec():
+    """A ``preexec_fn`` that makes the child get SIGKILL when this process dies,
+    or ``None`` where PDEATHSIG does not exist.
+
+    The prctl function is looked up before the fork, so the child runs no import
+    and no allocation-heavy Python between fork and exec.
+    """
+    set_pdeathsig = _pdeathsig_setter()
+    if set_pdeathsig is None:
+        return None
     parent = os.getpid()
-    pr_set_pdeathsig = 1
 
     def preexec() -> None:
-        prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+        set_pdeathsig()
         if os.getppid() != parent:  # the parent died before prctl took effect
             os.kill(os.getpid(), signal.SIGKILL)
     return preexec
@@ -148,17 +159,14 @@ def _die_with_parent_preexec():
 
 def die_with_parent(parent: int) -> None:
     """Called by a child process itself, first thing: get SIGKILL when ``parent``
-    ends (Linux ``prctl(PR_SET_PDEATHSIG)``), and exit at once if it already
-    has. The child does this, not a ``preexec_fn``: Python code run between
-    fork and exec in a child of a process with gRPC threads can crash
-    (SIGSEGV) when another thread held a lock at the fork.
+    ends, and exit at once if it already has. The child does this, not a
+    ``preexec_fn``: Python code run between fork and exec in a child of a
+    process with gRPC threads can crash (SIGSEGV) when another thread held a
+    lock at the fork.
     """
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)
-        except (OSError, AttributeError):
-            pass
+    set_pdeathsig = _pdeathsig_setter()
+    if set_pdeathsig is not None:
+        set_pdeathsig()
     if os.getppid() != parent:  # the parent ended before prctl took effect
         os._exit(1)
 
