@@ -209,8 +209,7 @@ def _phase_profile(src: str, out: str, source: str) -> dict:
             else:
                 errors += 1
         started = clock()
-    fout_closed = clock() - started  # the buffered writers' last flush (the with's exit)
-    spent["write"] += fout_closed
+    spent["write"] += clock() - started  # the buffered writers' last flush (the with's exit)
     wall, cpu = clock() - wall0, time.process_time() - cpu0
     return {"wall": wall, "cpu": cpu, "entries": entries, "errors": errors, "spent": spent}
 
@@ -876,10 +875,14 @@ def run_default(args, work: str, argv: Sequence[str]) -> int:
     # their output then names K source files, so manifest_filepath (and in the
     # training lines where a line sits in its file) is left out of the comparison.
     pipeline_src, moved = src, ()
+    # A pipeline reading byte ranges does not know the line number in the middle
+    # of one (null): the training lines' `line` is not compared.
+    pipeline_train_ignore = ("line",)
     if args.files > 1:
         pipeline_src = os.path.join(work, "manifests")
         split_into_files(src, pipeline_src, args.files)
         moved = ("manifest_filepath",)
+        pipeline_train_ignore = ("line", "byte_offset", "window_id") + moved
         _say(f"  cut into {args.files} manifests in {pipeline_src} for the pipeline runs")
 
     digests, checks = {}, {}
@@ -901,12 +904,10 @@ def run_default(args, work: str, argv: Sequence[str]) -> int:
             checks[key] = compare_outputs(digests["b"], [out_b], paths,
                                           moved if in_pipeline else ())
             if train is not None:
-                # A pipeline reading byte ranges does not know the line number in
-                # the middle of one (null); b2's second half is a file of its own,
-                # so its byte offsets, and the ids made from them, differ too.
-                ignore = ("line",) if key != "b2" else ("line", "byte_offset", "window_id")
-                if in_pipeline and moved:
-                    ignore = ("line", "byte_offset", "window_id") + moved
+                # b2's second half is a file of its own, so its byte offsets, and
+                # the ids made from them, differ too.
+                ignore = (pipeline_train_ignore if in_pipeline else
+                          ("line", "byte_offset", "window_id"))
                 checks[f"{key} train"] = compare_outputs(digests["b train"],
                                                          [train_path(out_b)], train, ignore)
         if not args.keep:
@@ -1023,9 +1024,8 @@ def run_default(args, work: str, argv: Sequence[str]) -> int:
                 [out_b], _output_files(out_dir, "windows"),
                 without_fields("windows", "stats.lost_win_full_data", *moved))
             # --compact does not change the training lines
-            checks[f"{key} train"] = compare_outputs(
-                digests["b train"], [train_path(out_b)], train_files,
-                ("line", "byte_offset", "window_id") + moved if moved else ("line",))
+            checks[f"{key} train"] = compare_outputs(digests["b train"], [train_path(out_b)],
+                                                     train_files, pipeline_train_ignore)
             if not args.keep:
                 shutil.rmtree(out_dir, ignore_errors=True)
             continue
@@ -1387,8 +1387,12 @@ def run_profile(args, work: str, argv: Sequence[str]) -> int:
     _say("")
     _say(f"  profiled b vs d1: {same}; training lines: {same_train}")
 
-    # The fixed cost: a whole run on the bundled sample (40 entries), and the
-    # part of it that is importing Beam.
+    # The fixed cost: one 1-worker run on the bundled sample (40 entries) in
+    # one process with its parts timed, then whole processes.
+    trace_out = os.path.join(work, "sample_trace")
+    trace = json.loads(run_child(
+        [args.python, "-m", "alm_beam.bench", "--phase", "startup", "--phase-input", "",
+         "--phase-output", trace_out], logs, "startup_trace", args.poll).stdout.splitlines()[-1])
     sample_out = os.path.join(work, "sample_out")
     runs = {"python -m alm_beam.run (bundled sample, 1 worker)":
             [args.python, "-m", "alm_beam.run", "--output", sample_out, "--overwrite",
@@ -1399,11 +1403,6 @@ def run_profile(args, work: str, argv: Sequence[str]) -> int:
              "multi_processing"],
             "python -c 'import apache_beam'": [args.python, "-c", "import apache_beam"],
             "python -c 'pass' (the interpreter alone)": [args.python, "-c", "pass"]}
-    # The same 1-worker run, in one process with its parts timed.
-    trace_out = os.path.join(work, "sample_trace")
-    trace = json.loads(run_child(
-        [args.python, "-m", "alm_beam.bench", "--phase", "startup", "--phase-input", "",
-         "--phase-output", trace_out], logs, "startup_trace", args.poll).stdout.splitlines()[-1])
     _say("")
     _say("One run on the bundled sample (1 worker), its parts (one traced run; the "
          "interpreter's exit not included):")
