@@ -16,12 +16,7 @@ import time
 
 
 from alm_beam import worker_pool
-from runner_helpers import wait_gone
-
-
-def _children(pid: int) -> list:
-    from alm_beam.interrupts import descendants
-    return descendants(pid)
+from runner_helpers import descendants, wait_gone
 
 
 def _wait_for(predicate, seconds: float = 60.0):
@@ -41,7 +36,7 @@ def test_the_pools_workers_die_with_it(tmp_path):
     pool = subprocess.Popen([sys.executable, "-m", "alm_beam.worker_pool", "--port", "0"],
                             stdout=log, stderr=log, stdin=subprocess.DEVNULL)
     try:
-        spare = _wait_for(lambda: _children(pool.pid))
+        spare = _wait_for(lambda: descendants(pool.pid))
         assert len(spare) == 1
         with open(f"/proc/{spare[0]}/cmdline", "rb") as fh:
             assert b"--harness" in fh.read()
