@@ -12,7 +12,9 @@ setup(
     name="alm_beam",
     version="0.1.0",
     description="NeMo Curator's ALM window curation as an Apache Beam pipeline",
-    long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
+    long_description=open("README.md", encoding="utf-8").read()
+    if __import__("os").path.exists("README.md")
+    else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["alm_beam", "alm_beam.*"]),
@@ -28,11 +30,13 @@ setup(
     extras_require={
         # websocket-client: the report's browser test drives chromium over DevTools
         "test": ["pytest>=8,<10", "hypothesis>=6.100,<7", "websocket-client>=1.9,<2"],
+        # The layer contracts (pyproject.toml, `lint-imports`) and the lint CI runs.
+        "lint": ["import-linter>=2.17,<3", "ruff>=0.17,<0.18"],
         # Object stores and Beam YAML: Beam's own extras of the same name.
-        "aws": [f"apache-beam[aws]{BEAM}"],          # s3://
-        "gcp": [f"apache-beam[gcp]{BEAM}"],          # gs://
-        "azure": [f"apache-beam[azure]{BEAM}"],      # azfs://
-        "yaml": [f"apache-beam[yaml]{BEAM}"],        # pipelines/alm.yaml
+        "aws": [f"apache-beam[aws]{BEAM}"],  # s3://
+        "gcp": [f"apache-beam[gcp]{BEAM}"],  # gs://
+        "azure": [f"apache-beam[azure]{BEAM}"],  # azfs://
+        "yaml": [f"apache-beam[yaml]{BEAM}"],  # pipelines/alm.yaml
     },
     entry_points={"console_scripts": ["alm-beam=alm_beam.run:main"]},
 )

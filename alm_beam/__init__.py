@@ -7,13 +7,17 @@ import Apache Beam: the CLI starts faster that way.
 
 __version__ = "0.1.0"
 
-_LAZY = {"CurateManifests": "alm_beam.transforms", "CuratedManifests": "alm_beam.transforms",
-         "ManifestLine": "alm_beam.transforms"}
+_LAZY = {
+    "CurateManifests": "alm_beam.beam.transforms",
+    "CuratedManifests": "alm_beam.beam.transforms",
+    "ManifestLine": "alm_beam.beam.transforms",
+}
 
 
 def __getattr__(name):
     if name in _LAZY:
         import importlib
+
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'alm_beam' has no attribute {name!r}")
 

@@ -14,8 +14,16 @@ from typing import Any, Mapping, Optional, Sequence
 
 import yaml
 
-from alm_beam.params import (INT64_MAX, ConfigError, CurationParams, UnsupportedNumber, brief,
-                             check_number, key_text, make_params)
+from alm_beam.core.params import (
+    INT64_MAX,
+    ConfigError,
+    CurationParams,
+    UnsupportedNumber,
+    brief,
+    check_number,
+    key_text,
+    make_params,
+)
 
 SECTIONS = ("builder", "overlap", "input", "output", "pipeline_options")
 RESHUFFLE_CHOICES = ("auto", True, False)
@@ -29,15 +37,14 @@ MAX_NUM_SHARDS = 100_000  # each shard is a file; more is a typo, not a plan
 @dataclasses.dataclass(frozen=True)
 class InputConfig:
     paths: tuple[str, ...] = ()
-    split_mb: Any = "auto"          # largest read range in MB; auto: balanced per worker (planning.py)
-    reshuffle: Any = "auto"         # auto: on for distributed runners, off for DirectRunner
+    split_mb: Any = "auto"  # largest read range in MB; auto: balanced per worker (planning.py)
+    reshuffle: Any = "auto"  # auto: on for distributed runners, off for DirectRunner
     max_error_fraction: Optional[float] = None  # None: no budget, the summary warns
-    max_line_mb: float = 64         # a longer line is a line_too_long error record (not held)
+    max_line_mb: float = 64  # a longer line is a line_too_long error record (not held)
 
     @property
     def max_line_bytes(self) -> int:
         return int(self.max_line_mb * (1 << 20))
-
 
     @property
     def split_bytes(self):
@@ -48,10 +55,10 @@ class InputConfig:
 @dataclasses.dataclass(frozen=True)
 class OutputConfig:
     path: str = "./alm_output"
-    num_shards: int = 0             # 0: the runner decides; N forces N shards (adds a shuffle)
-    compact: bool = False           # omit pre-filter `windows` and `stats.lost_win_full_data`
-    overwrite: bool = False         # allow a non-empty output directory (cleans our files)
-    max_raw_chars: int = 2000       # raw line text kept in an error record
+    num_shards: int = 0  # 0: the runner decides; N forces N shards (adds a shuffle)
+    compact: bool = False  # omit pre-filter `windows` and `stats.lost_win_full_data`
+    overwrite: bool = False  # allow a non-empty output directory (cleans our files)
+    max_raw_chars: int = 2000  # raw line text kept in an error record
     training_manifest: bool = True  # also write train-*.jsonl, one line per kept window
 
 
@@ -69,14 +76,19 @@ class RunConfig:
 NUMBER_TAG = "tag:alm_beam,2026:number"
 # Anything a user may mean as a number; ConfigLoader.construct_number decides
 # what it is (a plain scalar that does not match stays a string).
-_NUMBER_LIKE = re.compile(r"""^(?:
+_NUMBER_LIKE = re.compile(
+    r"""^(?:
       [-+]?[0-9._]*[0-9][0-9._]*(?:[eE][-+]?[0-9_]+)?    # 10, 010, 1_000, .5, 5., 1e3, 1.2.3
     | [-+]?0[xXoObB][0-9a-fA-F_]+                         # 0x10, 0o17, 0b101
     | [-+]?\.?(?:inf|Inf|INF|infinity|Infinity|nan|NaN|NAN)  # inf, .inf, -.inf, nan, .nan
-    )$""", re.X)
+    )$""",
+    re.X,
+)
 _DECIMAL_INT = re.compile(r"^[-+]?[0-9]+(?:_[0-9]+)*$")
-_DECIMAL_FLOAT = re.compile(r"^[-+]?(?:[0-9]+(?:_[0-9]+)*(?:\.(?:[0-9]+(?:_[0-9]+)*)?)?"
-                            r"|\.[0-9]+(?:_[0-9]+)*)(?:[eE][-+]?[0-9]+)?$")
+_DECIMAL_FLOAT = re.compile(
+    r"^[-+]?(?:[0-9]+(?:_[0-9]+)*(?:\.(?:[0-9]+(?:_[0-9]+)*)?)?"
+    r"|\.[0-9]+(?:_[0-9]+)*)(?:[eE][-+]?[0-9]+)?$"
+)
 _MAX_INT_DIGITS = 4000  # far beyond 64 bits; below Python's int-from-text limit (4300)
 
 
@@ -91,8 +103,10 @@ def parse_number(text: str) -> Any:
     digits = text.lstrip("+-").replace("_", "")
     if _DECIMAL_INT.match(text):
         if len(digits) > _MAX_INT_DIGITS:
-            return UnsupportedNumber(text, f"an integer of {len(digits)} digits; "
-                                           f"integers must fit in 64 bits (at most {INT64_MAX})")
+            return UnsupportedNumber(
+                text,
+                f"an integer of {len(digits)} digits; integers must fit in 64 bits (at most {INT64_MAX})",
+            )
         return int(text)
     if _DECIMAL_FLOAT.match(text):
         value = float(text)
@@ -124,8 +138,12 @@ class ConfigLoader(yaml.SafeLoader):
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
             sign = "*" if isinstance(event, yaml.AliasEvent) else "&"
             raise yaml.composer.ComposerError(
-                None, None, f"YAML anchors and aliases ({sign}{event.anchor[:20]}) are not "
-                "supported in a config; write the value out", event.start_mark)
+                None,
+                None,
+                f"YAML anchors and aliases ({sign}{event.anchor[:20]}) are not "
+                "supported in a config; write the value out",
+                event.start_mark,
+            )
         return super().compose_node(parent, index)
 
     def construct_number(self, node):
@@ -133,9 +151,13 @@ class ConfigLoader(yaml.SafeLoader):
 
 
 ConfigLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers
-            if tag not in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    first: [
+        (tag, regexp)
+        for tag, regexp in resolvers
+        if tag not in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+    ]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
 ConfigLoader.add_implicit_resolver(NUMBER_TAG, _NUMBER_LIKE, list("-+0123456789.iInN"))
 ConfigLoader.add_constructor(NUMBER_TAG, ConfigLoader.construct_number)
 
@@ -168,8 +190,10 @@ def parse_set(item: str) -> tuple[str, Any]:
     key, sep, text = item.partition("=")
     key = key.strip()
     if not sep or "." not in key:
-        raise ConfigError(f"--set {brief(item)}: expected SECTION.KEY=VALUE, e.g. "
-                          "builder.min_speakers=3; sections: " + ", ".join(SECTIONS))
+        raise ConfigError(
+            f"--set {brief(item)}: expected SECTION.KEY=VALUE, e.g. "
+            "builder.min_speakers=3; sections: " + ", ".join(SECTIONS)
+        )
     value = parse_yaml(text, f"--set {brief(key)}") if text.strip() else None
     return key, value
 
@@ -183,14 +207,15 @@ def load_yaml(path: str) -> dict:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"--config {path}: not UTF-8 text (byte 0x{data[exc.start]:02x} at "
-                          f"offset {exc.start}); save it as UTF-8") from None
+        raise ConfigError(
+            f"--config {path}: not UTF-8 text (byte 0x{data[exc.start]:02x} at "
+            f"offset {exc.start}); save it as UTF-8"
+        ) from None
     data = parse_yaml(text, f"--config {path}")
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"--config {path}: expected a mapping with sections "
-                          + ", ".join(SECTIONS))
+        raise ConfigError(f"--config {path}: expected a mapping with sections " + ", ".join(SECTIONS))
     return data
 
 
@@ -199,8 +224,9 @@ def merge_overrides(raw: Mapping[str, Any], overrides: Sequence[tuple[str, Any]]
     for key, value in overrides:
         section, _, name = key.partition(".")
         if section not in SECTIONS:
-            raise ConfigError(f"{key_text(key)}: unknown section {brief(section)}; allowed: "
-                              + ", ".join(SECTIONS))
+            raise ConfigError(
+                f"{key_text(key)}: unknown section {brief(section)}; allowed: " + ", ".join(SECTIONS)
+            )
         target = merged.setdefault(section, {})
         if not isinstance(target, dict):
             raise ConfigError(f"{section}: expected a mapping, got {brief(target)}")
@@ -219,8 +245,9 @@ def _check_keys(section: str, values: Mapping[str, Any], cls) -> None:
     allowed = [f.name for f in dataclasses.fields(cls)]
     for key in values:
         if key not in allowed:
-            raise ConfigError(f"{section}.{key_text(key)}: unknown key; allowed keys in {section}: "
-                              + ", ".join(allowed))
+            raise ConfigError(
+                f"{section}.{key_text(key)}: unknown key; allowed keys in {section}: " + ", ".join(allowed)
+            )
 
 
 def _bool(key: str, value: Any) -> bool:
@@ -248,24 +275,31 @@ def _input_config(values: dict) -> InputConfig:
         out["paths"] = tuple(str(p) for p in paths)
     if "split_mb" in values and values["split_mb"] != "auto":
         # read ranges are whole bytes: at least one, at most a 64-bit offset
-        out["split_mb"] = _num("input.split_mb", values["split_mb"],
-                               lambda v: 1 <= v * MIB <= INT64_MAX,
-                               f"auto, or {1 / MIB!r} (one byte) <= split_mb <= "
-                               f"{INT64_MAX // MIB} (a 64-bit byte count)")
+        out["split_mb"] = _num(
+            "input.split_mb",
+            values["split_mb"],
+            lambda v: 1 <= v * MIB <= INT64_MAX,
+            f"auto, or {1 / MIB!r} (one byte) <= split_mb <= {INT64_MAX // MIB} (a 64-bit byte count)",
+        )
     if "max_line_mb" in values:
-        out["max_line_mb"] = _num("input.max_line_mb", values["max_line_mb"],
-                                  lambda v: MIN_LINE_MB <= v <= MAX_LINE_MB,
-                                  f"a number of MB, {MIN_LINE_MB:g} <= max_line_mb <= "
-                                  f"{MAX_LINE_MB:g}")
+        out["max_line_mb"] = _num(
+            "input.max_line_mb",
+            values["max_line_mb"],
+            lambda v: MIN_LINE_MB <= v <= MAX_LINE_MB,
+            f"a number of MB, {MIN_LINE_MB:g} <= max_line_mb <= {MAX_LINE_MB:g}",
+        )
     if "reshuffle" in values:
         value = values["reshuffle"]
         if value not in RESHUFFLE_CHOICES or (value != "auto" and not isinstance(value, bool)):
             raise ConfigError(f"input.reshuffle={brief(value)}: allowed: auto, true, false")
         out["reshuffle"] = value
     if values.get("max_error_fraction") is not None:
-        out["max_error_fraction"] = _num("input.max_error_fraction",
-                                         values["max_error_fraction"],
-                                         lambda v: 0 <= v <= 1, "0 <= max_error_fraction <= 1")
+        out["max_error_fraction"] = _num(
+            "input.max_error_fraction",
+            values["max_error_fraction"],
+            lambda v: 0 <= v <= 1,
+            "0 <= max_error_fraction <= 1",
+        )
     return InputConfig(**out)
 
 
@@ -277,16 +311,20 @@ def _output_config(values: dict) -> OutputConfig:
             raise ConfigError(f"output.path={brief(values['path'])}: expected a directory path")
         out["path"] = str(values["path"])
     if "num_shards" in values:
-        out["num_shards"] = _num("output.num_shards", values["num_shards"],
-                                 lambda v: 0 <= v <= MAX_NUM_SHARDS,
-                                 f"an integer 0..{MAX_NUM_SHARDS} (0: the runner decides)",
-                                 integer=True)
+        out["num_shards"] = _num(
+            "output.num_shards",
+            values["num_shards"],
+            lambda v: 0 <= v <= MAX_NUM_SHARDS,
+            f"an integer 0..{MAX_NUM_SHARDS} (0: the runner decides)",
+            integer=True,
+        )
     for key in ("compact", "overwrite", "training_manifest"):
         if key in values:
             out[key] = _bool(f"output.{key}", values[key])
     if "max_raw_chars" in values:
-        out["max_raw_chars"] = _num("output.max_raw_chars", values["max_raw_chars"],
-                                    lambda v: v >= 1, "an integer >= 1", integer=True)
+        out["max_raw_chars"] = _num(
+            "output.max_raw_chars", values["max_raw_chars"], lambda v: v >= 1, "an integer >= 1", integer=True
+        )
     return OutputConfig(**out)
 
 
@@ -301,12 +339,10 @@ def pipeline_option_flags(key: Any, value: Any) -> list[str]:
 
 def _pipeline_flags(values: Mapping[str, Any]) -> tuple[str, ...]:
     """YAML Beam options -> command-line flags (placed first, so CLI flags win)."""
-    return tuple(flag for key, value in values.items()
-                 for flag in pipeline_option_flags(key, value))
+    return tuple(flag for key, value in values.items() for flag in pipeline_option_flags(key, value))
 
 
-def build_config(raw: Mapping[str, Any], overrides: Sequence[tuple[str, Any]] = ()
-                 ) -> RunConfig:
+def build_config(raw: Mapping[str, Any], overrides: Sequence[tuple[str, Any]] = ()) -> RunConfig:
     """Validate everything; the first problem raises ConfigError naming its key."""
     for key in raw:
         if key not in SECTIONS:
@@ -315,9 +351,13 @@ def build_config(raw: Mapping[str, Any], overrides: Sequence[tuple[str, Any]] = 
     params = make_params(_section(merged, "builder"), _section(merged, "overlap"))
     for name in ("start", "end"):
         if name in params.builder.drop_fields:
-            raise ConfigError(f"builder.drop_fields={brief(list(params.builder.drop_fields))}: "
-                              f"may not drop {name!r}; windows are measured by start/end")
-    return RunConfig(params=params,
-                     input=_input_config(_section(merged, "input")),
-                     output=_output_config(_section(merged, "output")),
-                     pipeline_options=_pipeline_flags(_section(merged, "pipeline_options")))
+            raise ConfigError(
+                f"builder.drop_fields={brief(list(params.builder.drop_fields))}: "
+                f"may not drop {name!r}; windows are measured by start/end"
+            )
+    return RunConfig(
+        params=params,
+        input=_input_config(_section(merged, "input")),
+        output=_output_config(_section(merged, "output")),
+        pipeline_options=_pipeline_flags(_section(merged, "pipeline_options")),
+    )

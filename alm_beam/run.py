@@ -11,7 +11,8 @@ see ``interrupts``.
 from __future__ import annotations
 
 if __name__ == "__main__":  # first of all: a Ctrl-C during start-up is one line too
-    from alm_beam import interrupts
+    from alm_beam.execution import interrupts
+
     interrupts.install()
 
 import argparse
@@ -27,15 +28,34 @@ import time
 from importlib import resources
 from typing import Optional, Sequence
 
-from alm_beam import __version__, interrupts
-from alm_beam.config import (ConfigError, RunConfig, build_config, load_yaml, merge_overrides,
-                             parse_set, pipeline_option_flags)
-from alm_beam.params import clip
-from alm_beam.direct_workers import (DIRECT_RUNNER_NAMES, WarmWorkerPool, filter_start_up_noise,
-                                     flush_and_exit, planned_worker_processes, worker_command)
-from alm_beam.runners import (check_runner_supported, install_quiet_job_stream_threads,
-                              lost_job_service, prepare_runner, stop_started)
-from alm_beam.run_temp import enter_run_temp, leave_run_temp
+from alm_beam import __version__
+from alm_beam.config import (
+    ConfigError,
+    RunConfig,
+    build_config,
+    load_yaml,
+    merge_overrides,
+    parse_set,
+    pipeline_option_flags,
+)
+from alm_beam.core.params import clip
+from alm_beam.execution import interrupts
+from alm_beam.execution.direct_workers import (
+    DIRECT_RUNNER_NAMES,
+    WarmWorkerPool,
+    flush_and_exit,
+    planned_worker_processes,
+    worker_command,
+)
+from alm_beam.execution.runners import (
+    check_runner_supported,
+    install_quiet_job_stream_threads,
+    lost_job_service,
+    prepare_runner,
+    stop_started,
+)
+from alm_beam.io.beam_noise import filter_start_up_noise
+from alm_beam.io.run_temp import enter_run_temp, leave_run_temp
 
 SAMPLE_MANIFEST = "sample_manifest.jsonl.gz"
 BUDGET_MARKER = "ALM_BEAM_ERROR_BUDGET: "  # summary.check_error_budget's message prefix
@@ -79,38 +99,74 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser = _ArgumentParser(
         prog="python -m alm_beam.run",
         description="Curate diarized conversation manifests (JSONL) into fixed-duration\n"
-                    "training windows for audio language models, with NeMo Curator's ALM\n"
-                    "semantics, on any Apache Beam runner.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", metavar="YAML",
-                        help="YAML config (sections builder, overlap, input, output, "
-                             "pipeline_options); default: the NeMo Curator tutorial values")
-    parser.add_argument("--input", action="append", nargs="+", metavar="PATH", dest="inputs",
-                        help="one or more manifest files, directories (searched recursively "
-                             "for .jsonl/.json, also .gz/.bz2/...), or globs; any Beam "
-                             "filesystem (gs://, s3://, ...). Repeatable. Default: input.paths, "
-                             "else a bundled sample")
-    parser.add_argument("--output", metavar="DIR",
-                        help="output directory for windows-*.jsonl, errors-*.jsonl, "
-                             "train-*.jsonl and summary.json (default: output.path, "
-                             "./alm_output)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        dest="overrides",
-                        help="override one config value; VALUE is YAML. Repeatable")
-    parser.add_argument("--num_shards", type=int, metavar="N",
-                        help="exactly N shards per output (0: runner decides; N>0 adds a "
-                             "shuffle of the whole output)")
-    parser.add_argument("--compact", action="store_true", default=None,
-                        help="omit the pre-filter `windows` list and stats.lost_win_full_data "
-                             "from each output entry (much smaller output)")
-    parser.add_argument("--overwrite", action="store_true", default=None,
-                        help="replace a previous alm_beam run's output in --output")
-    parser.add_argument("--max_error_fraction", type=float, metavar="F",
-                        help="fail the job when more than F (0..1) of the lines are rejected "
-                             "(default: no budget; the summary warns)")
-    parser.add_argument("--quiet", action="store_true",
-                        help="print no progress while the job runs (progress is shown on "
-                             "the DirectRunner only)")
+        "training windows for audio language models, with NeMo Curator's ALM\n"
+        "semantics, on any Apache Beam runner.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--config",
+        metavar="YAML",
+        help="YAML config (sections builder, overlap, input, output, "
+        "pipeline_options); default: the NeMo Curator tutorial values",
+    )
+    parser.add_argument(
+        "--input",
+        action="append",
+        nargs="+",
+        metavar="PATH",
+        dest="inputs",
+        help="one or more manifest files, directories (searched recursively "
+        "for .jsonl/.json, also .gz/.bz2/...), or globs; any Beam "
+        "filesystem (gs://, s3://, ...). Repeatable. Default: input.paths, "
+        "else a bundled sample",
+    )
+    parser.add_argument(
+        "--output",
+        metavar="DIR",
+        help="output directory for windows-*.jsonl, errors-*.jsonl, "
+        "train-*.jsonl and summary.json (default: output.path, "
+        "./alm_output)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="overrides",
+        help="override one config value; VALUE is YAML. Repeatable",
+    )
+    parser.add_argument(
+        "--num_shards",
+        type=int,
+        metavar="N",
+        help="exactly N shards per output (0: runner decides; N>0 adds a shuffle of the whole output)",
+    )
+    parser.add_argument(
+        "--compact",
+        action="store_true",
+        default=None,
+        help="omit the pre-filter `windows` list and stats.lost_win_full_data "
+        "from each output entry (much smaller output)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        default=None,
+        help="replace a previous alm_beam run's output in --output",
+    )
+    parser.add_argument(
+        "--max_error_fraction",
+        type=float,
+        metavar="F",
+        help="fail the job when more than F (0..1) of the lines are rejected "
+        "(default: no budget; the summary warns)",
+    )
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="print no progress while the job runs (progress is shown on the DirectRunner only)",
+    )
     parser.add_argument("--version", action="version", version=f"alm_beam {__version__}")
     return parser
 
@@ -120,9 +176,13 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
     overrides = [parse_set(item) for item in args.overrides]
     if args.inputs:
         overrides.append(("input.paths", [path for group in args.inputs for path in group]))
-    for key, value in (("output.path", args.output), ("output.num_shards", args.num_shards),
-                       ("output.compact", args.compact), ("output.overwrite", args.overwrite),
-                       ("input.max_error_fraction", args.max_error_fraction)):
+    for key, value in (
+        ("output.path", args.output),
+        ("output.num_shards", args.num_shards),
+        ("output.compact", args.compact),
+        ("output.overwrite", args.overwrite),
+        ("input.max_error_fraction", args.max_error_fraction),
+    ):
         if value is not None:
             overrides.append((key, value))
     return build_config(raw, overrides)
@@ -136,16 +196,27 @@ def check_beam_options(args: argparse.Namespace, cfg: RunConfig, cli_flags: list
     """Every Beam option of the run, from the config and the command line: each
     config key alone (so its error names the file or the --set), then all
     together with the command line's. Returns Beam's parsed options."""
-    from alm_beam.beam_flags import (beam_option_parser, check_command_line, check_config_options,
-                                     check_runner)
+    from alm_beam.execution.beam_flags import (
+        beam_option_parser,
+        check_command_line,
+        check_config_options,
+        check_runner,
+    )
+
     parser = beam_option_parser()
     raw = load_yaml(args.config) if args.config else {}
-    from_set = {key.partition(".")[2] for key, _ in (parse_set(i) for i in args.overrides)
-                if key.partition(".")[0] == "pipeline_options"}
+    from_set = {
+        key.partition(".")[2]
+        for key, _ in (parse_set(i) for i in args.overrides)
+        if key.partition(".")[0] == "pipeline_options"
+    }
     merged = merge_overrides(raw, [parse_set(item) for item in args.overrides])
     for key, value in dict(merged.get("pipeline_options") or {}).items():
-        where = (f"--set pipeline_options.{clip(str(key))}" if key in from_set
-                 else f"--config {args.config}: pipeline_options.{clip(str(key))}")
+        where = (
+            f"--set pipeline_options.{clip(str(key))}"
+            if key in from_set
+            else f"--config {args.config}: pipeline_options.{clip(str(key))}"
+        )
         check_config_options(parser, pipeline_option_flags(key, value), where)
     known = check_command_line(parser, cfg.pipeline_options, cli_flags)
     check_runner(known.runner)
@@ -172,10 +243,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     # Every flag and value, then the output location, before anything else is
     # said or started: the first problem is the only line printed.
-    from alm_beam.preflight import PreflightError, preflight_output
+    from alm_beam.io.preflight import PreflightError, preflight_output
+
     try:
         cfg = resolve_config(args)
-        from alm_beam.beam_flags import silence_beam_flag_warning
+        from alm_beam.execution.beam_flags import silence_beam_flag_warning
+
         silence_beam_flag_warning()
         check_beam_options(args, cfg, beam_args)
         preflight_output(cfg.output.path)
@@ -204,28 +277,31 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         leave_run_temp(temp)
 
 
-def _run(cfg: RunConfig, beam_flags: list, pool: Optional[WarmWorkerPool], *,
-         quiet: bool = False) -> int:
+def _run(cfg: RunConfig, beam_flags: list, pool: Optional[WarmWorkerPool], *, quiet: bool = False) -> int:
     # Beam and the engine clients are imported only once the flags parse, so
     # `--help` and config errors answer at once.
-    from alm_beam.discovery import DiscoveryError, find_inputs
-    from alm_beam.planning import plan_units
-    from alm_beam.output_dir import OutputDirError, OutputRun
-    from alm_beam.storage import StorageError, check_locations, check_readable, probe_output
+    from alm_beam.io.discovery import DiscoveryError, find_inputs
+    from alm_beam.io.output_dir import OutputDirError, OutputRun
+    from alm_beam.io.planning import plan_units
+    from alm_beam.io.storage import StorageError, check_locations, check_readable, probe_output
 
     try:
         paths = list(cfg.input.paths)
         if not paths:
             paths = [bundled_sample_path()]
-            print(f"alm_beam: no --input given; curating the bundled sample manifest {paths[0]}",
-                  file=sys.stderr)
+            print(
+                f"alm_beam: no --input given; curating the bundled sample manifest {paths[0]}",
+                file=sys.stderr,
+            )
         from apache_beam.options.pipeline_options import PipelineOptions
+
         check_locations(paths, cfg.output.path, PipelineOptions(beam_flags))  # object stores
         # refuses an --output inside an --input (discovery.check_output_outside_inputs)
         files, skipped = find_inputs(paths, cfg.output.path)
         check_readable(files)
 
         from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
         options = PipelineOptions(beam_flags)  # checked by check_beam_options
         runner_name = options.view_as(StandardOptions).runner
         check_runner_supported(options)  # DaskRunner refused; PrismRunner needs a local binary
@@ -234,8 +310,9 @@ def _run(cfg: RunConfig, beam_flags: list, pool: Optional[WarmWorkerPool], *,
         # The FnApiRunner shares a stage's elements out among its workers once,
         # statically: one balanced unit per worker. Other runners schedule
         # elements dynamically: many ranges.
-        units = plan_units(files, (planned_worker_processes(beam_flags) or 1) if on_direct
-                           else None, cfg.input.split_bytes)
+        units = plan_units(
+            files, (planned_worker_processes(beam_flags) or 1) if on_direct else None, cfg.input.split_bytes
+        )
         probe_output(cfg.output.path)
         # Last of the checks: from here on the output directory is this run's.
         output = OutputRun.start(cfg.output.path, cfg.output.overwrite)
@@ -243,31 +320,62 @@ def _run(cfg: RunConfig, beam_flags: list, pool: Optional[WarmWorkerPool], *,
         print(f"alm_beam: error: {exc}", file=sys.stderr)
         return 2
     if skipped:
-        print(f"alm_beam: warning: {len(skipped)} input path(s) not read (listed in summary.json "
-              f"skipped_inputs), e.g. {skipped[0].path}: {skipped[0].reason}", file=sys.stderr)
+        print(
+            f"alm_beam: warning: {len(skipped)} input path(s) not read (listed in summary.json "
+            f"skipped_inputs), e.g. {skipped[0].path}: {skipped[0].reason}",
+            file=sys.stderr,
+        )
     try:
-        return _run_into(output, cfg, options, files, units, runner_name, on_direct, reshuffle,
-                         pool, quiet=quiet, skipped=skipped)
+        return _run_into(
+            output,
+            cfg,
+            options,
+            files,
+            units,
+            runner_name,
+            on_direct,
+            reshuffle,
+            pool,
+            quiet=quiet,
+            skipped=skipped,
+        )
     finally:
         output.release()
 
 
-def _run_into(output, cfg: RunConfig, options, files, units, runner_name, on_direct: bool,
-              reshuffle: bool, pool: Optional[WarmWorkerPool], *, quiet: bool = False,
-              skipped=()) -> int:
+def _run_into(
+    output,
+    cfg: RunConfig,
+    options,
+    files,
+    units,
+    runner_name,
+    on_direct: bool,
+    reshuffle: bool,
+    pool: Optional[WarmWorkerPool],
+    *,
+    quiet: bool = False,
+    skipped=(),
+) -> int:
     """Run the pipeline into ``output``'s staging area, then commit the result."""
     if output.lock.taken_over is not None:
-        print(f"alm_beam: note: took over the lock of a run that is gone "
-              f"({output.lock.taken_over.describe()})", file=sys.stderr)
+        print(
+            f"alm_beam: note: took over the lock of a run that is gone ({output.lock.taken_over.describe()})",
+            file=sys.stderr,
+        )
     if output.removed:
-        print(f"alm_beam: --overwrite: removed {len(output.removed)} entries of the previous run "
-              f"from {cfg.output.path}", file=sys.stderr)
+        print(
+            f"alm_beam: --overwrite: removed {len(output.removed)} entries of the previous run "
+            f"from {cfg.output.path}",
+            file=sys.stderr,
+        )
 
     import apache_beam as beam
-    from alm_beam.direct_workers import make_direct_runner
-    from alm_beam.output_dir import disk_full_where, is_disk_full
-    from alm_beam.pipeline import SUMMARY_NAME, build_pipeline
-    from alm_beam.summary import render_report
+
+    from alm_beam.beam.pipeline import SUMMARY_NAME, build_pipeline
+    from alm_beam.execution.direct_workers import make_direct_runner
+    from alm_beam.io.output_dir import disk_full_where, is_disk_full
+    from alm_beam.results.summary import render_report
 
     runner = None
     if on_direct:
@@ -275,13 +383,19 @@ def _run_into(output, cfg: RunConfig, options, files, units, runner_name, on_dir
         # go straight to the FnApiRunner it would otherwise fall back to (with
         # alm_beam's SDK worker command for multi_processing).
         runner = make_direct_runner(pool.command if pool is not None else worker_command())
-    run_info = {"alm_beam": __version__, "apache_beam": beam.__version__,
-                "runner": "DirectRunner (FnApiRunner)" if on_direct else str(runner_name),
-                "reshuffle": reshuffle, "manifest_files": len(files),
-                "read_ranges": sum(len(unit) for unit in units), "work_units": len(units),
-                "started_epoch_s": time.time()}  # summary.json: run.started_at, duration_s
+    run_info = {
+        "alm_beam": __version__,
+        "apache_beam": beam.__version__,
+        "runner": "DirectRunner (FnApiRunner)" if on_direct else str(runner_name),
+        "reshuffle": reshuffle,
+        "manifest_files": len(files),
+        "read_ranges": sum(len(unit) for unit in units),
+        "work_units": len(units),
+        "started_epoch_s": time.time(),
+    }  # summary.json: run.started_at, duration_s
 
-    from alm_beam import progress
+    from alm_beam.results import progress
+
     prepare_runner(options)  # --runner PrismRunner: our Prism, stopped by main's finally
     if not on_direct:
         install_quiet_job_stream_threads()  # a lost job service: one line, from this thread
@@ -289,10 +403,17 @@ def _run_into(output, cfg: RunConfig, options, files, units, runner_name, on_dir
         # Progress on stderr needs the workers' files: DirectRunner only.
         with progress.watch(on_direct and not quiet, sum(f.size for f in files)) as progress_dir:
             pipeline = beam.Pipeline(runner=runner, options=options)
-            build_pipeline(pipeline, cfg, units, [f.path for f in files], reshuffle=reshuffle,
-                           run_info=run_info, write_dir=output.staging,
-                           progress_dir=progress_dir,
-                           skipped_inputs=[s._asdict() for s in skipped])
+            build_pipeline(
+                pipeline,
+                cfg,
+                units,
+                [f.path for f in files],
+                reshuffle=reshuffle,
+                run_info=run_info,
+                write_dir=output.staging,
+                progress_dir=progress_dir,
+                skipped_inputs=[s._asdict() for s in skipped],
+            )
             result = pipeline.run()
             result.wait_until_finish()
         output.commit()
@@ -304,26 +425,32 @@ def _run_into(output, cfg: RunConfig, options, files, units, runner_name, on_dir
                     output.commit()  # the shards without summary.json: see OutputRun.commit
                 else:
                     output.abandon()  # lines unaccounted for: the shards are not a result
-                reason = text[text.index(marker) + len(marker):].splitlines()[0]
+                reason = text[text.index(marker) + len(marker) :].splitlines()[0]
                 reason = reason.split(" [while running ")[0]  # Beam's step annotation
                 print(f"alm_beam: error: job failed: {reason}", file=sys.stderr)
                 return 1
         lost = lost_job_service(exc, options)
         if lost is not None:
             output.abandon()  # the job's end is unknown: what was staged is not a result
-            print(f"alm_beam: error: job failed: {lost}; nothing was committed to "
-                  f"{cfg.output.path}", file=sys.stderr)
+            print(
+                f"alm_beam: error: job failed: {lost}; nothing was committed to {cfg.output.path}",
+                file=sys.stderr,
+            )
             return 1
         if is_disk_full(exc):
             where = disk_full_where([cfg.output.path, tempfile.gettempdir()])
             output.abandon()  # frees the space the partial result took
-            print(f"alm_beam: error: job failed: no space left on device ({where}); the partial "
-                  f"result was removed from {cfg.output.path}", file=sys.stderr)
+            print(
+                f"alm_beam: error: job failed: no space left on device ({where}); the partial "
+                f"result was removed from {cfg.output.path}",
+                file=sys.stderr,
+            )
             return 1
         output.abandon()
         raise
 
     from apache_beam.io.filesystems import FileSystems
+
     with FileSystems.open(FileSystems.join(cfg.output.path, SUMMARY_NAME)) as fh:
         doc = json.loads(fh.read())
     print(render_report(doc, cfg.output.path))

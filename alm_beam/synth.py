@@ -70,8 +70,9 @@ ID_PREFIX_PATTERN = re.compile(r"[A-Za-z0-9._-]*")
 
 # A few hundred common conversational English words, most frequent first:
 # word choice is skewed towards the front, giving a Zipf-like distribution.
-VOCABULARY = tuple(dict.fromkeys(
-    """
+VOCABULARY = tuple(
+    dict.fromkeys(
+        """
     the i you and to a it that of yeah is in we so know like it's just but
     was what they this have do not think be on right okay for that's don't
     um uh well with are really mean if go there at all about can get one
@@ -102,7 +103,8 @@ VOCABULARY = tuple(dict.fromkeys(
     coffee lunch dinner weekend summer winter weather movie music book
     game story news email report question answer computer internet
     """.split()
-))  # dict.fromkeys: drop repeats, keep first-seen order
+    )
+)  # dict.fromkeys: drop repeats, keep first-seen order
 
 
 def _entry_rng(index: int, seed: int) -> random.Random:
@@ -226,8 +228,7 @@ def _speaker_field(rng: random.Random, speaker: int) -> tuple[bool, Any]:
     return True, f"speaker_{speaker}"
 
 
-def _target_cs(rng: random.Random, min_minutes: float, max_minutes: float,
-               hours: float | None) -> int:
+def _target_cs(rng: random.Random, min_minutes: float, max_minutes: float, hours: float | None) -> int:
     if hours is not None:
         return int(round(hours * 360000))
     minutes = min_minutes + (max_minutes - min_minutes) * rng.random()
@@ -249,13 +250,18 @@ def _check_lengths(min_minutes: float, max_minutes: float, hours: float | None) 
 
 def check_id_prefix(id_prefix: str) -> None:
     if not ID_PREFIX_PATTERN.fullmatch(id_prefix):
-        raise ValueError(f"id_prefix={id_prefix!r}: allowed characters: letters, digits, "
-                         "'.', '_', '-'")
+        raise ValueError(f"id_prefix={id_prefix!r}: allowed characters: letters, digits, '.', '_', '-'")
 
 
-def generate_entry(index: int, seed: int, *, min_minutes: float = 3.0,
-                   max_minutes: float = 6.0, hours: float | None = None,
-                   id_prefix: str = "") -> dict:
+def generate_entry(
+    index: int,
+    seed: int,
+    *,
+    min_minutes: float = 3.0,
+    max_minutes: float = 6.0,
+    hours: float | None = None,
+    id_prefix: str = "",
+) -> dict:
     """Build manifest entry ``index`` of the manifest for ``seed``.
 
     Depends only on its arguments, so any entry can be regenerated alone.
@@ -392,23 +398,42 @@ def _parser() -> argparse.ArgumentParser:
             "N+M entries with the same seed. A .gz or .bz2 suffix compresses."
         ),
     )
-    parser.add_argument("--entries", type=int, required=True, metavar="N",
-                        help="number of conversations to generate")
-    parser.add_argument("--seed", type=int, default=0, metavar="S",
-                        help="random seed (default: 0)")
-    parser.add_argument("--out", required=True, metavar="PATH",
-                        help="output manifest path (.jsonl, .jsonl.gz or .jsonl.bz2)")
-    parser.add_argument("--min-minutes", type=float, default=3.0, metavar="M",
-                        help="shortest conversation length in minutes (default: 3)")
-    parser.add_argument("--max-minutes", type=float, default=6.0, metavar="M",
-                        help="longest conversation length in minutes (default: 6)")
-    parser.add_argument("--hours", type=float, default=None, metavar="H",
-                        help="make every conversation exactly H hours long "
-                             "(overrides --min-minutes/--max-minutes)")
-    parser.add_argument("--id-prefix", default="", metavar="P",
-                        help="start every file name with P (/data/synth/Pconv_000000.wav), so "
-                             "corpora made with different seeds do not share audio_filepaths "
-                             "(letters, digits, '.', '_', '-'; default: none)")
+    parser.add_argument(
+        "--entries", type=int, required=True, metavar="N", help="number of conversations to generate"
+    )
+    parser.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default: 0)")
+    parser.add_argument(
+        "--out", required=True, metavar="PATH", help="output manifest path (.jsonl, .jsonl.gz or .jsonl.bz2)"
+    )
+    parser.add_argument(
+        "--min-minutes",
+        type=float,
+        default=3.0,
+        metavar="M",
+        help="shortest conversation length in minutes (default: 3)",
+    )
+    parser.add_argument(
+        "--max-minutes",
+        type=float,
+        default=6.0,
+        metavar="M",
+        help="longest conversation length in minutes (default: 6)",
+    )
+    parser.add_argument(
+        "--hours",
+        type=float,
+        default=None,
+        metavar="H",
+        help="make every conversation exactly H hours long (overrides --min-minutes/--max-minutes)",
+    )
+    parser.add_argument(
+        "--id-prefix",
+        default="",
+        metavar="P",
+        help="start every file name with P (/data/synth/Pconv_000000.wav), so "
+        "corpora made with different seeds do not share audio_filepaths "
+        "(letters, digits, '.', '_', '-'; default: none)",
+    )
     return parser
 
 
@@ -423,13 +448,19 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     entries, segments, written = _write(
-        args.out, args.entries, args.seed,
-        min_minutes=args.min_minutes, max_minutes=args.max_minutes, hours=args.hours,
+        args.out,
+        args.entries,
+        args.seed,
+        min_minutes=args.min_minutes,
+        max_minutes=args.max_minutes,
+        hours=args.hours,
         id_prefix=args.id_prefix,
     )
     # bytes: the file as written (compressed for .gz/.bz2); uncompressed_bytes: the JSONL
-    print(f"entries={entries} segments={segments} bytes={os.path.getsize(args.out)} "
-          f"uncompressed_bytes={written} path={args.out}")
+    print(
+        f"entries={entries} segments={segments} bytes={os.path.getsize(args.out)} "
+        f"uncompressed_bytes={written} path={args.out}"
+    )
     return 0
 
 

@@ -24,16 +24,21 @@ def main(argv=None):
     with beam.Pipeline(argv=beam_args) as p:
         # (filename, line) pairs; bytes, so a line that is not UTF-8 becomes an error record.
         lines = p | "Read" >> beam.io.ReadFromTextWithFilename(args.input, coder=BytesCoder())
-        curated = lines | "Curate" >> CurateManifests(builder={"max_speakers": 5},
-                                                      overlap={"overlap_percentage": 50})
+        curated = lines | "Curate" >> CurateManifests(
+            builder={"max_speakers": 5}, overlap={"overlap_percentage": 50}
+        )
         _ = curated.entries | "WriteWindows" >> beam.io.WriteToText(
-            args.output + "-windows", file_name_suffix=".jsonl")
+            args.output + "-windows", file_name_suffix=".jsonl"
+        )
         _ = curated.errors | "WriteErrors" >> beam.io.WriteToText(
-            args.output + "-errors", file_name_suffix=".jsonl")
-        _ = (curated.stats
-             | "StatsJson" >> beam.Map(json.dumps, sort_keys=True)
-             | "WriteStats" >> beam.io.WriteToText(args.output + "-stats", file_name_suffix=".json",
-                                                  shard_name_template=""))
+            args.output + "-errors", file_name_suffix=".jsonl"
+        )
+        _ = (
+            curated.stats
+            | "StatsJson" >> beam.Map(json.dumps, sort_keys=True)
+            | "WriteStats"
+            >> beam.io.WriteToText(args.output + "-stats", file_name_suffix=".json", shard_name_template="")
+        )
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 # Install NVIDIA NeMo Curator's ALM stages as the benchmark's reference, in a
 # virtual environment of their own (never alm_beam's dependencies):
 #   bash pipelines/nemo-reference.sh          # installs once, prints its python
-#   python -m alm_beam.bench --reference nemo # uses it
+#   python -m benchmarks.bench --reference nemo # uses it
 # A full `pip install nemo-curator` pulls about 6 GB (torch, transformers, ...).
 # The two stage modules (ALMDataBuilderStage, ALMDataOverlapStage) need only
 # the package's core import chain, so the wheel goes in with --no-deps plus the

@@ -34,8 +34,8 @@ up() {
     local pool_port="${ALM_WORKER_POOL_PORT:-18075}" prism
     mkdir -p "$STATE"
     refuse_if_up prism pool
-    prism="$("$PYTHON" -m alm_beam.runners prism-path)" ||
-        die "cannot run '$PYTHON -m alm_beam.runners' (activate the venv where alm_beam is installed)"
+    prism="$("$PYTHON" -m alm_beam.execution.runners prism-path)" ||
+        die "cannot run '$PYTHON -m alm_beam.execution.runners' (activate the venv where alm_beam is installed)"
     [[ -x "$prism" ]] || die "no Prism binary at $prism; build it with 'bash pipelines/prism.sh build'"
     require_free_port 0.0.0.0 "$job_port" ALM_PRISM_JOB_PORT
     require_free_port 127.0.0.1 "$web_port" ALM_PRISM_WEB_PORT
@@ -44,7 +44,7 @@ up() {
 
     start_daemon prism "$prism" --job_port="$job_port" --web_port="$web_port" \
         --log_kind=text --log_level=info
-    start_daemon pool "$PYTHON" -m alm_beam.worker_pool --host 127.0.0.1 --port "$pool_port"
+    start_daemon pool "$PYTHON" -m alm_beam.execution.worker_pool --host 127.0.0.1 --port "$pool_port"
     wait_for_port prism 127.0.0.1 "$job_port"
     wait_for_port pool 127.0.0.1 "$pool_port"
     echo "job service  localhost:$job_port   (Prism pid $(cat "$STATE/prism.pid"), web UI http://localhost:$web_port)"
@@ -68,7 +68,7 @@ submit() {
 status() {
     load_ports
     echo "Prism pid $(cat "$STATE/prism.pid") on localhost:$JOB_PORT; worker pool pid $(cat "$STATE/pool.pid") on 127.0.0.1:$POOL_PORT"
-    "$PYTHON" -m alm_beam.runners jobs "localhost:$JOB_PORT"
+    "$PYTHON" -m alm_beam.execution.runners jobs "localhost:$JOB_PORT"
 }
 
 down() {

@@ -18,8 +18,8 @@ PYTHON="${PYTHON:-python}"
 die() { echo "prism.sh: error: $*" >&2; exit 2; }
 
 binary_path() {
-    "$PYTHON" -m alm_beam.runners prism-path 2>/dev/null ||
-        die "cannot run '$PYTHON -m alm_beam.runners' (activate the venv where alm_beam is installed)"
+    "$PYTHON" -m alm_beam.execution.runners prism-path 2>/dev/null ||
+        die "cannot run '$PYTHON -m alm_beam.execution.runners' (activate the venv where alm_beam is installed)"
 }
 
 build() {

@@ -32,6 +32,7 @@ def beam_test_pipeline():
     download a Prism binary, which this project never relies on."""
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
     from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
+
     return BeamTestPipeline(runner=FnApiRunner())
 
 

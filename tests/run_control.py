@@ -17,8 +17,9 @@ import sys
 import time
 from typing import Optional
 
-from alm_beam.output_dir import PAUSE_AT_ENV, PAUSE_FILE_ENV
 from bad_inputs.corpus import REPO
+
+from alm_beam.io.output_dir import PAUSE_AT_ENV, PAUSE_FILE_ENV
 
 
 class Run:
@@ -35,8 +36,9 @@ class Run:
         while not self.marker.exists():
             if self.proc.poll() is not None:
                 out, err = self.proc.communicate()
-                raise AssertionError(f"the run ended (exit {self.proc.returncode}) before "
-                                     f"pausing:\n{err[-3000:]}")
+                raise AssertionError(
+                    f"the run ended (exit {self.proc.returncode}) before pausing:\n{err[-3000:]}"
+                )
             if time.monotonic() > deadline:
                 raise AssertionError("the run did not reach its pause point")
             time.sleep(0.02)
@@ -65,17 +67,28 @@ class Run:
         self.proc.communicate()
 
 
-def start_run(args, *, pause_at: Optional[str] = None, marker_dir: Optional[pathlib.Path] = None,
-              env: Optional[dict] = None) -> Run:
+def start_run(
+    args,
+    *,
+    pause_at: Optional[str] = None,
+    marker_dir: Optional[pathlib.Path] = None,
+    env: Optional[dict] = None,
+) -> Run:
     environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     marker = None
     if pause_at is not None:
         marker = pathlib.Path(marker_dir) / f"paused-{pause_at.replace(':', '-')}-{time.monotonic_ns()}"
         environment[PAUSE_AT_ENV] = pause_at
         environment[PAUSE_FILE_ENV] = str(marker)
-    proc = subprocess.Popen([sys.executable, "-m", "alm_beam.run", *map(str, args)], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=environment, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "alm_beam.run", *map(str, args)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment,
+        start_new_session=True,
+    )
     return Run(proc, marker)
 
 
@@ -92,8 +105,11 @@ def result_of(out_dir) -> tuple:
     lines = {}
     for kind in ("windows", "errors", "train"):
         lines[kind] = collections.Counter(
-            line for name in names if name.startswith(kind + "-")
-            for line in (out_dir / name).read_bytes().splitlines())
+            line
+            for name in names
+            if name.startswith(kind + "-")
+            for line in (out_dir / name).read_bytes().splitlines()
+        )
     summary = json.loads((out_dir / "summary.json").read_text())
     for clock in ("started_at", "finished_at", "duration_s"):  # differ from run to run
         summary["run"].pop(clock, None)

@@ -14,7 +14,6 @@ import sys
 import time
 
 import pytest
-
 from conftest import FIXTURES, GOLDEN, REPO, canonical
 
 # The golden cases of tests/test_golden.py: case -> extra alm_beam.run flags.
@@ -24,16 +23,20 @@ GOLDEN_CASES = {
     "sample_overlap100": ["--set", "overlap.overlap_percentage=100"],
     "sample_notrunc": ["--set", "builder.truncation=false"],
     "sample_spk2to3": ["--set", "builder.max_speakers=3"],
-    "sample_target60_tol015_td60": ["--set", "builder.target_window_duration=60",
-                                    "--set", "builder.tolerance=0.15",
-                                    "--set", "overlap.target_duration=60"],
+    "sample_target60_tol015_td60": [
+        "--set",
+        "builder.target_window_duration=60",
+        "--set",
+        "builder.tolerance=0.15",
+        "--set",
+        "overlap.target_duration=60",
+    ],
     "nested_default": [],
 }
 
 
 def golden_input(case: str) -> str:
-    return str(FIXTURES / ("nested_manifests" if case.startswith("nested") else
-                           "sample_input.jsonl"))
+    return str(FIXTURES / ("nested_manifests" if case.startswith("nested") else "sample_input.jsonl"))
 
 
 def read_shards(out_dir, prefix: str) -> list:
@@ -61,9 +64,16 @@ def assert_matches_golden(out_dir, case: str) -> None:
         summary = json.load(fh)
     assert summary["entries_read"] == summary["entries_written"] == expected["entries"]
     assert summary["entries_failed"] == 0
-    for key in ("windows", "filtered_windows", "filtered_timestamps", "truncation_events",
-                "entries_with_windows", "entries_with_filtered_windows",
-                "entries_below_min_sample_rate", "lost_win_full_data_records"):
+    for key in (
+        "windows",
+        "filtered_windows",
+        "filtered_timestamps",
+        "truncation_events",
+        "entries_with_windows",
+        "entries_with_filtered_windows",
+        "entries_below_min_sample_rate",
+        "lost_win_full_data_records",
+    ):
         assert summary[key] == expected[key], key
     for key in ("filtered_dur", "total_dur_window"):
         assert summary[key] == pytest.approx(expected[key], rel=1e-12), key
@@ -78,23 +88,43 @@ def same_result(dir_a, dir_b) -> None:
     assert collections.Counter(map(canonical, a)) == collections.Counter(map(canonical, b))
     sa = json.loads((dir_a / "summary.json").read_text())
     sb = json.loads((dir_b / "summary.json").read_text())
-    for key in ("entries_read", "entries_written", "windows", "filtered_windows",
-                "filtered_dur", "total_dur_window", "stats", "errors_by_reason"):
+    for key in (
+        "entries_read",
+        "entries_written",
+        "windows",
+        "filtered_windows",
+        "filtered_dur",
+        "total_dur_window",
+        "stats",
+        "errors_by_reason",
+    ):
         assert sa[key] == sb[key], key  # exact sums: identical whatever the runner
 
 
 def run_cli(args: list, cwd, env=None, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "alm_beam.run"] + list(args), cwd=str(cwd),
-                          env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "alm_beam.run"] + list(args),
+        cwd=str(cwd),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def script(name: str, *args, env=None, timeout: float = 600) -> subprocess.CompletedProcess:
     """``bash pipelines/<name> args...`` with this venv's python first on PATH."""
     full_env = dict(os.environ if env is None else env)
     full_env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + full_env.get("PATH", "")
-    return subprocess.run(["bash", str(REPO / "pipelines" / name)] + list(args), cwd=str(REPO),
-                          env=full_env, capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        ["bash", str(REPO / "pipelines" / name)] + list(args),
+        cwd=str(REPO),
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def free_ports(count: int) -> list:
@@ -127,7 +157,7 @@ def pid_alive(pid: int) -> bool:
             stat = fh.read()
     except OSError:
         return False
-    return stat[stat.rindex(b")") + 2:][:1] not in (b"Z", b"X")
+    return stat[stat.rindex(b")") + 2 :][:1] not in (b"Z", b"X")
 
 
 def wait_gone(pids, seconds: float = 20.0) -> list:

@@ -15,20 +15,24 @@ import subprocess
 from typing import NamedTuple
 
 import pytest
-
 from conftest import REPO, require_or_skip
 
 SCRIPT = REPO / "pipelines" / "s3-local.sh"
 VERSION = os.environ.get("VERSITYGW_VERSION", "v1.8.0")
-BINARY = pathlib.Path(os.environ.get("ALM_BEAM_CACHE", pathlib.Path.home() / ".cache" / "alm_beam")
-                      ) / "versitygw" / VERSION / "bin" / "versitygw"
+BINARY = (
+    pathlib.Path(os.environ.get("ALM_BEAM_CACHE", pathlib.Path.home() / ".cache" / "alm_beam"))
+    / "versitygw"
+    / VERSION
+    / "bin"
+    / "versitygw"
+)
 BUCKET = "alm-beam"
 
 
 class S3Server(NamedTuple):
-    flags: list          # the Beam options from `s3-local.sh flags`
-    data: pathlib.Path   # the POSIX directory behind it: one directory per bucket
-    env: dict            # environment that addresses this server's state dir
+    flags: list  # the Beam options from `s3-local.sh flags`
+    data: pathlib.Path  # the POSIX directory behind it: one directory per bucket
+    env: dict  # environment that addresses this server's state dir
 
 
 def _free_port() -> int:
@@ -39,15 +43,23 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def s3_server(tmp_path_factory):
-    require_or_skip(BINARY.exists() and shutil.which("bash") is not None,
-                    f"versitygw {VERSION} not built; run: pipelines/s3-local.sh build")
+    require_or_skip(
+        BINARY.exists() and shutil.which("bash") is not None,
+        f"versitygw {VERSION} not built; run: pipelines/s3-local.sh build",
+    )
     state = tmp_path_factory.mktemp("s3-local")
-    env = dict(os.environ, ALM_BEAM_S3_STATE=str(state), ALM_BEAM_S3_PORT=str(_free_port()),
-               ALM_BEAM_S3_BUCKETS=BUCKET, ALM_BEAM_S3_WATCH_PID=str(os.getpid()))
+    env = dict(
+        os.environ,
+        ALM_BEAM_S3_STATE=str(state),
+        ALM_BEAM_S3_PORT=str(_free_port()),
+        ALM_BEAM_S3_BUCKETS=BUCKET,
+        ALM_BEAM_S3_WATCH_PID=str(os.getpid()),
+    )
     subprocess.run([str(SCRIPT), "up"], env=env, check=True, capture_output=True, timeout=60)
     try:
-        flags = subprocess.run([str(SCRIPT), "flags"], env=env, check=True, capture_output=True,
-                               text=True, timeout=30).stdout.split()
+        flags = subprocess.run(
+            [str(SCRIPT), "flags"], env=env, check=True, capture_output=True, text=True, timeout=30
+        ).stdout.split()
         yield S3Server(flags, state / "data", env)
     finally:
         subprocess.run([str(SCRIPT), "down"], env=env, check=True, capture_output=True, timeout=60)
@@ -57,6 +69,7 @@ def filesystems_for(server: S3Server):
     """Beam's FileSystems addressed at ``server`` in this process (for setup and checks)."""
     from apache_beam.io.filesystems import FileSystems
     from apache_beam.options.pipeline_options import PipelineOptions
+
     FileSystems.set_options(PipelineOptions(server.flags))
     return FileSystems
 
@@ -79,4 +92,4 @@ def names_under(server: S3Server, prefix: str) -> list:
         found = fs.match([prefix.rstrip("/") + "/**"])[0].metadata_list
     except Exception:  # noqa: BLE001 - nothing there
         return []
-    return sorted(m.path[len(prefix.rstrip("/")) + 1:] for m in found)
+    return sorted(m.path[len(prefix.rstrip("/")) + 1 :] for m in found)

@@ -28,24 +28,40 @@ import zlib
 
 import orjson
 import pytest
-
-from alm_beam.reader import iter_lines
-from bad_inputs.corpus import (BOM, build_corpus, clean_manifest, read_output, run_in_process,
-                               run_subprocess)
+from bad_inputs.corpus import BOM, build_corpus, clean_manifest, read_output, run_in_process, run_subprocess
 from conftest import FIXTURES
 
-RECORD_KEYS = {"manifest_filepath", "line", "byte_offset", "reason", "detail", "raw",
-               "raw_truncated", "raw_bytes"}
+from alm_beam.io.reader import iter_lines
+
+RECORD_KEYS = {
+    "manifest_filepath",
+    "line",
+    "byte_offset",
+    "reason",
+    "detail",
+    "raw",
+    "raw_truncated",
+    "raw_bytes",
+}
 MAX_RAW_CHARS = 2000  # output.max_raw_chars default
-AGGREGATES = ("entries_with_windows", "entries_with_filtered_windows",
-              "entries_below_min_sample_rate", "windows", "filtered_windows",
-              "filtered_timestamps", "filtered_dur", "total_dur_window", "truncation_events",
-              "lost_win_full_data_records", "stats", "filtered_hours")
+AGGREGATES = (
+    "entries_with_windows",
+    "entries_with_filtered_windows",
+    "entries_below_min_sample_rate",
+    "windows",
+    "filtered_windows",
+    "filtered_timestamps",
+    "filtered_dur",
+    "total_dur_window",
+    "truncation_events",
+    "lost_win_full_data_records",
+    "stats",
+    "filtered_hours",
+)
 
 
 def fixture_lines() -> list:
-    return [line for line in (FIXTURES / "sample_input.jsonl").read_bytes().splitlines()
-            if line.strip()]
+    return [line for line in (FIXTURES / "sample_input.jsonl").read_bytes().splitlines() if line.strip()]
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +74,14 @@ def runs(tmp_path_factory, shared_dir):
     clean_manifest(clean, corpus)
     clean_run = run_in_process(["--input", str(clean), "--output", str(root / "clean_out")])
     assert clean_run.code == 0, clean_run.stderr
-    return {"corpus": corpus, "run": corpus_run, "out": read_output(root / "out"),
-            "clean": str(clean), "clean_out": read_output(root / "clean_out"), "root": root}
+    return {
+        "corpus": corpus,
+        "run": corpus_run,
+        "out": read_output(root / "out"),
+        "clean": str(clean),
+        "clean_out": read_output(root / "clean_out"),
+        "root": root,
+    }
 
 
 def normalized(line: bytes, source: str) -> bytes:
@@ -75,9 +97,13 @@ def test_run_succeeds(runs):
     assert run.code == 0, run.stderr
     assert "alm_beam run summary" in run.stdout
     assert "Traceback" not in run.stderr
-    assert sorted(runs["out"].names) == ["errors-00000-of-00001.jsonl", "report.html", "summary.json",
-                                         "train-00000-of-00001.jsonl",
-                                         "windows-00000-of-00001.jsonl"]
+    assert sorted(runs["out"].names) == [
+        "errors-00000-of-00001.jsonl",
+        "report.html",
+        "summary.json",
+        "train-00000-of-00001.jsonl",
+        "windows-00000-of-00001.jsonl",
+    ]
 
 
 @pytest.mark.e2e
@@ -104,8 +130,7 @@ def test_unicode_separators_are_content(runs):
     texts = [orjson.loads(line) for line in runs["out"].windows]
     paths = {entry["audio_filepath"] for entry in texts}
     assert "/da\u2029ta\u0085/audio/interview_002.wav" in paths
-    segments = [seg for entry in texts for window in entry["windows"]
-                for seg in window["segments"]]
+    segments = [seg for entry in texts for window in entry["windows"] for seg in window["segments"]]
     assert any(seg.get("text", "").startswith("\u2028 \u0085 ") for seg in segments)
 
 
@@ -148,13 +173,14 @@ def test_summary_balances_and_counts_match(runs):
     # counted by the reader, and by the corpus as it was written
     assert summary["blank_lines"] == corpus.blank_lines
     assert summary["lines_read"] == corpus.non_blank_lines + corpus.blank_lines
-    assert summary["errors_by_reason"] == dict(
-        collections.Counter(e.bad.reason for e in corpus.errors))
+    assert summary["errors_by_reason"] == dict(collections.Counter(e.bad.reason for e in corpus.errors))
     assert sum(summary["errors_by_reason"].values()) == summary["entries_failed"]
     assert sorted(summary["inputs"]) == sorted(corpus.manifests)
-    assert summary["outputs"] == {"windows": ["windows-00000-of-00001.jsonl"],
-                                  "errors": ["errors-00000-of-00001.jsonl"],
-                                  "train": ["train-00000-of-00001.jsonl"]}
+    assert summary["outputs"] == {
+        "windows": ["windows-00000-of-00001.jsonl"],
+        "errors": ["errors-00000-of-00001.jsonl"],
+        "train": ["train-00000-of-00001.jsonl"],
+    }
     # the valid lines' aggregates are exactly the baseline's
     for key in AGGREGATES:
         assert summary[key] == clean_out.summary[key], key
@@ -174,8 +200,9 @@ def test_split_reading_finds_the_same_lines(runs, tmp_path):
     """Uncompressed manifests cut into 2 KB ranges (boundaries inside lines,
     inside CRLF pairs, after the BOM): still each line exactly once."""
     corpus = runs["corpus"]
-    result = run_in_process(["--input", str(corpus.root), "--output", str(tmp_path / "out"),
-                             "--set", "input.split_mb=0.002"])
+    result = run_in_process(
+        ["--input", str(corpus.root), "--output", str(tmp_path / "out"), "--set", "input.split_mb=0.002"]
+    )
     assert result.code == 0, result.stderr
     out = read_output(tmp_path / "out")
     assert collections.Counter(out.windows) == collections.Counter(runs["out"].windows)
@@ -210,42 +237,49 @@ def test_corrupt_compressed_manifest_is_reported_not_dropped(tmp_path, shared_di
     assert result.code == 0, result.stderr
     out = read_output(tmp_path / "out")
     unreadable = collections.Counter(
-        orjson.loads(line)["manifest_filepath"] for line in out.errors
-        if orjson.loads(line)["reason"] == "unreadable_file")
-    assert unreadable == {str(root / name): 1 for name in
-                          ("truncated.jsonl.gz", "truncated.jsonl.bz2", "not_really.jsonl.gz")}
+        orjson.loads(line)["manifest_filepath"]
+        for line in out.errors
+        if orjson.loads(line)["reason"] == "unreadable_file"
+    )
+    assert unreadable == {
+        str(root / name): 1 for name in ("truncated.jsonl.gz", "truncated.jsonl.bz2", "not_really.jsonl.gz")
+    }
     # every complete line before the damage was processed: exactly the complete
     # lines Python's one-shot decoder gets from the same truncated bytes
     survived = {
         "truncated.jsonl.gz": zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(
-            (root / "truncated.jsonl.gz").read_bytes()),
-        "truncated.jsonl.bz2": bz2.BZ2Decompressor().decompress(
-            (root / "truncated.jsonl.bz2").read_bytes()),
-        "not_really.jsonl.gz": b""}
+            (root / "truncated.jsonl.gz").read_bytes()
+        ),
+        "truncated.jsonl.bz2": bz2.BZ2Decompressor().decompress((root / "truncated.jsonl.bz2").read_bytes()),
+        "not_really.jsonl.gz": b"",
+    }
     written = collections.Counter(orjson.loads(line)["manifest_filepath"] for line in out.windows)
-    assert written == {str(root / "ok.jsonl"): 20, **{
-        str(root / name): text.count(b"\n") for name, text in survived.items()
-        if text.count(b"\n")}}
+    assert written == {
+        str(root / "ok.jsonl"): 20,
+        **{str(root / name): text.count(b"\n") for name, text in survived.items() if text.count(b"\n")},
+    }
     records = {orjson.loads(line)["manifest_filepath"]: orjson.loads(line) for line in out.errors}
     for name, text in survived.items():
         record = records[str(root / name)]
         assert (record["line"], record["byte_offset"], record["raw_bytes"]) == (
-            text.count(b"\n") + 1, text.rfind(b"\n") + 1, len(text) - text.rfind(b"\n") - 1)
+            text.count(b"\n") + 1,
+            text.rfind(b"\n") + 1,
+            len(text) - text.rfind(b"\n") - 1,
+        )
     assert out.summary["entries_failed"] == len(out.errors)
 
 
 def test_reader_bom_crlf_and_separators():
     """The line splitter itself: BOM dropped at file start only, CRLF and a lone
     final CR dropped, U+2028 / U+2029 / U+0085 / VT / FF kept as content."""
-    content = "{\"a\": \"x\u2028y\u2029z\u0085\x0b\x0c\"}".encode()
+    content = '{"a": "x\u2028y\u2029z\u0085\x0b\x0c"}'.encode()
     data = BOM + b'{"n": 1}\r\n' + content + b"\r\n\r\n" + BOM + b"{}\n" + b"last\r"
     lines = list(iter_lines(io.BytesIO(data)))
     assert [line.data for line in lines] == [b'{"n": 1}', content, b"", BOM + b"{}", b"last"]
     assert [line.line for line in lines] == [1, 2, 3, 4, 5]
-    offsets = [0, 13, 13 + len(content) + 2, 13 + len(content) + 4,
-               13 + len(content) + 4 + len(BOM) + 3]
+    offsets = [0, 13, 13 + len(content) + 2, 13 + len(content) + 4, 13 + len(content) + 4 + len(BOM) + 3]
     assert [line.offset for line in lines] == offsets
-    assert data[offsets[3]:].startswith(BOM) and data[offsets[4]:].startswith(b"last")
+    assert data[offsets[3] :].startswith(BOM) and data[offsets[4] :].startswith(b"last")
     # split into two byte ranges at every position (inside CRLF, the BOM, a
     # multi-byte character): each line still comes out once, from the range it starts in
     whole = [(line.data, line.offset) for line in lines]
@@ -253,5 +287,4 @@ def test_reader_bom_crlf_and_separators():
         first = list(iter_lines(io.BytesIO(data), 0, cut))
         second = list(iter_lines(io.BytesIO(data), cut, -1))
         assert [(line.data, line.offset) for line in first + second] == whole, cut
-        assert all(line.offset < cut for line in first) and all(line.line is None
-                                                               for line in second)
+        assert all(line.offset < cut for line in first) and all(line.line is None for line in second)

@@ -12,26 +12,53 @@ import sys
 import orjson
 import pytest
 
-from alm_beam.bench import (PROFILE_ROWS, _digests, _phase_logic, _phase_profile,
-                            callgrind_instructions, profile_table, startup_parts, compare_outputs, compare_values,
-                            copy_first_lines, default_nemo_python, describe_shard_times,
-                            resolve_nemo_python, shard_finish_times, split_in_halves,
-                            split_into_files,
-                            without_fields)
+from benchmarks.bench import (
+    PROFILE_ROWS,
+    _digests,
+    _phase_logic,
+    _phase_profile,
+    callgrind_instructions,
+    compare_outputs,
+    compare_values,
+    copy_first_lines,
+    default_nemo_python,
+    describe_shard_times,
+    profile_table,
+    resolve_nemo_python,
+    shard_finish_times,
+    split_in_halves,
+    split_into_files,
+    startup_parts,
+    without_fields,
+)
 
 
 @pytest.mark.e2e
 def test_bench_tiny_run_prints_ratios_and_identical_outputs(tmp_path):
     work = tmp_path / "work"
     proc = subprocess.run(
-        [sys.executable, "-m", "alm_beam.bench", "--entries", "20", "--seed", "3",
-         "--no-probe", "--reference", "literal", "--workdir", str(work)],
-        capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.bench",
+            "--entries",
+            "20",
+            "--seed",
+            "3",
+            "--no-probe",
+            "--reference",
+            "literal",
+            "--workdir",
+            str(work),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
 
-    for label in ("a. floor", "b. logic", "b2. logic", "c. reference-like", "d1. pipeline",
-                  "d2. pipeline"):
+    for label in ("a. floor", "b. logic", "b2. logic", "c. reference-like", "d1. pipeline", "d2. pipeline"):
         assert re.search(rf"^\| {re.escape(label)}.*\|$", out, re.M), label
     for ratio in ("b vs c", "d1 vs c", "d2 vs d1", "b vs b2", "b vs a"):
         assert re.search(rf"^  {ratio} .* \d+\.\d\dx", out, re.M), ratio
@@ -48,9 +75,8 @@ def test_bench_tiny_run_prints_ratios_and_identical_outputs(tmp_path):
     assert re.search(r"^d1: .*, 1 read ranges in 1 work units \(input.split_mb=auto\)", out, re.M)
     assert re.search(r"^d2: .*, 8 read ranges in 2 work units \(input.split_mb=auto\)", out, re.M)
     # when each worker's windows shard was last written, and the serial tail after
-    assert re.search(r"^    windows shards? last written at [\d.]+.* s from the last write", out,
-                     re.M)
-    assert "Command: python -m alm_beam.bench --entries 20 --seed 3 --no-probe --reference literal" in out
+    assert re.search(r"^    windows shards? last written at [\d.]+.* s from the last write", out, re.M)
+    assert "Command: python -m benchmarks.bench --entries 20 --seed 3 --no-probe --reference literal" in out
     # the temporary directory inside --workdir is removed
     assert os.listdir(work) == []
 
@@ -74,26 +100,29 @@ def test_compare_outputs_tells_bytes_values_and_differences_apart(tmp_path):
     assert compare_outputs(want, expected, [str(relaid)]).startswith("same values")
     assert compare_outputs(want, expected, as_float).startswith("DIFFERENT")  # 1 vs 1.0
     assert compare_outputs(want, expected, missing).startswith("DIFFERENT: 2 vs 1 lines")
-    renumbered = _write(tmp_path / "n.jsonl", [{"a": 1, "b": [1.5, 2], "line": None},
-                                               {"a": 2, "b": [], "line": 7}])
+    renumbered = _write(
+        tmp_path / "n.jsonl", [{"a": 1, "b": [1.5, 2], "line": None}, {"a": 2, "b": [], "line": 7}]
+    )
     assert compare_outputs(want, expected, renumbered).startswith("DIFFERENT")
-    assert compare_outputs(want, expected, renumbered, ("line",)) == \
-        "same values apart from line"
+    assert compare_outputs(want, expected, renumbered, ("line",)) == "same values apart from line"
 
 
 @pytest.mark.e2e
 def test_help_describes_the_runs():
-    proc = subprocess.run([sys.executable, "-m", "alm_beam.bench", "--help"],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench", "--help"], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0
     for flag in ("--entries", "--seed", "--keep", "--memory", "--memory-gb", "--ranges"):
         assert flag in proc.stdout
 
 
 def test_callgrind_total_is_read_from_valgrinds_report():
-    report = (b"==123== Callgrind, a call-graph generating cache profiler\n"
-              b"==123== Events    : Ir\n==123== Collected : 5209699871\n==123==\n"
-              b"==123== I   refs:      5,209,699,871\n")
+    report = (
+        b"==123== Callgrind, a call-graph generating cache profiler\n"
+        b"==123== Events    : Ir\n==123== Collected : 5209699871\n==123==\n"
+        b"==123== I   refs:      5,209,699,871\n"
+    )
     assert callgrind_instructions(report) == 5209699871
     try:
         callgrind_instructions(b"valgrind: command not found\n")
@@ -105,9 +134,11 @@ def test_callgrind_total_is_read_from_valgrinds_report():
 
 def test_shard_finish_times_are_the_windows_shards_mtimes_after_the_start(tmp_path):
     started = 1_700_000_000.0
-    for name, mtime in (("windows-00001-of-00002.jsonl", started + 5.5),
-                        ("windows-00000-of-00002.jsonl", started + 4.25),
-                        ("errors-00000-of-00001.jsonl", started + 9.0)):  # not a windows shard
+    for name, mtime in (
+        ("windows-00001-of-00002.jsonl", started + 5.5),
+        ("windows-00000-of-00002.jsonl", started + 4.25),
+        ("errors-00000-of-00001.jsonl", started + 9.0),
+    ):  # not a windows shard
         path = tmp_path / name
         path.write_bytes(b"{}\n")
         os.utime(path, (mtime, mtime))
@@ -132,8 +163,8 @@ def test_split_in_halves_keeps_every_line_once_in_order_and_halves_the_bytes(tmp
     first, second = tmp_path / "h0.jsonl", tmp_path / "h1.jsonl"
     split_in_halves(str(src), str(first), str(second))
     a, b = first.read_bytes(), second.read_bytes()
-    assert a + b == src.read_bytes()               # nothing lost, nothing reordered
-    assert a.endswith(b"\n") and b                  # cut between lines, both non-empty
+    assert a + b == src.read_bytes()  # nothing lost, nothing reordered
+    assert a.endswith(b"\n") and b  # cut between lines, both non-empty
     longest = max(len(line) for line in lines)
     assert abs(len(a) - len(b)) <= 2 * longest
 
@@ -156,9 +187,26 @@ def test_bench_against_nemo_curator_itself(tmp_path):
     if not os.path.exists(default_nemo_python()):
         pytest.skip("NeMo Curator reference venv not installed (bash pipelines/nemo-reference.sh)")
     proc = subprocess.run(
-        [sys.executable, "-m", "alm_beam.bench", "--entries", "12", "--seed", "5", "--no-probe",
-         "--skip-reference", "--reference", "nemo", "--compact", "--workdir", str(tmp_path)],
-        capture_output=True, text=True, timeout=900)
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.bench",
+            "--entries",
+            "12",
+            "--seed",
+            "5",
+            "--no-probe",
+            "--skip-reference",
+            "--reference",
+            "nemo",
+            "--compact",
+            "--workdir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
     assert re.search(r"^\| n\. NeMo Curator's own ALM stages, 1 process \|", out, re.M)
@@ -167,26 +215,39 @@ def test_bench_against_nemo_curator_itself(tmp_path):
         assert re.search(rf"^  {ratio} .* \d+\.\d\dx", out, re.M), ratio
     assert "  n vs b: same values" in out
     assert "  d1c vs b: same values" in out
-    assert re.search(r"^NeMo Curator 1\.4\.0 stage files \(sha256\): alm_data_builder\.py [0-9a-f]{16}",
-                     out, re.M)
+    assert re.search(
+        r"^NeMo Curator 1\.4\.0 stage files \(sha256\): alm_data_builder\.py [0-9a-f]{16}", out, re.M
+    )
 
 
 def test_compare_values_drops_the_named_fields_on_both_sides(tmp_path):
-    ours = _write(tmp_path / "ours.jsonl", [
-        {"a": 1, "manifest_filepath": "/m.jsonl", "stats": {"x": 1, "lost_win_full_data": [1]}},
-        {"a": 2, "manifest_filepath": "/m.jsonl", "stats": {"x": 2, "lost_win_full_data": []}}])
-    nemo = _write(tmp_path / "nemo.jsonl", [
-        {"manifest_filepath": None, "a": 2, "stats": {"x": 2, "lost_win_full_data": []}},
-        {"manifest_filepath": None, "a": 1, "stats": {"x": 1, "lost_win_full_data": [1]}}])
-    compact = _write(tmp_path / "compact.jsonl", [
-        {"a": 1, "manifest_filepath": "/m.jsonl", "stats": {"x": 1}},
-        {"a": 2, "manifest_filepath": "/m.jsonl", "stats": {"x": 2}}])
+    ours = _write(
+        tmp_path / "ours.jsonl",
+        [
+            {"a": 1, "manifest_filepath": "/m.jsonl", "stats": {"x": 1, "lost_win_full_data": [1]}},
+            {"a": 2, "manifest_filepath": "/m.jsonl", "stats": {"x": 2, "lost_win_full_data": []}},
+        ],
+    )
+    nemo = _write(
+        tmp_path / "nemo.jsonl",
+        [
+            {"manifest_filepath": None, "a": 2, "stats": {"x": 2, "lost_win_full_data": []}},
+            {"manifest_filepath": None, "a": 1, "stats": {"x": 1, "lost_win_full_data": [1]}},
+        ],
+    )
+    compact = _write(
+        tmp_path / "compact.jsonl",
+        [
+            {"a": 1, "manifest_filepath": "/m.jsonl", "stats": {"x": 1}},
+            {"a": 2, "manifest_filepath": "/m.jsonl", "stats": {"x": 2}},
+        ],
+    )
     assert compare_values(ours, nemo, without_fields("manifest_filepath")) == "same values"
     assert compare_values(ours, nemo, without_fields()).startswith("DIFFERENT: 2 vs 2 lines")
-    assert compare_values(ours, compact, without_fields("stats.lost_win_full_data")) == \
-        "same values"
+    assert compare_values(ours, compact, without_fields("stats.lost_win_full_data")) == "same values"
     assert compare_values(ours, compact, without_fields("manifest_filepath")) == (
-        "DIFFERENT: 2 vs 2 lines, 2 expected lines missing, 2 unexpected")
+        "DIFFERENT: 2 vs 2 lines, 2 expected lines missing, 2 unexpected"
+    )
 
 
 def test_nemo_reference_is_used_only_where_installed(tmp_path):
@@ -202,12 +263,20 @@ def test_nemo_reference_is_used_only_where_installed(tmp_path):
 def test_profile_times_every_step_of_the_products_own_code(tmp_path, monkeypatch):
     """The profiled loop writes exactly what b writes, and every step it names was
     timed (a step curate_line stopped calling through its module name would stay 0)."""
-    from alm_beam import curate, synth
+    from alm_beam import synth
+    from alm_beam.core import curate
+
     src = str(tmp_path / "in.jsonl")
     synth.write_manifest(src, 12, 5)
     monkeypatch.setattr(curate, "orjson", curate.orjson)  # _phase_profile swaps these
-    for name in ("parse_line_exact", "validate_entry", "build_windows_serialized",
-                 "filter_overlaps", "entry_record", "training_lines"):
+    for name in (
+        "parse_line_exact",
+        "validate_entry",
+        "build_windows_serialized",
+        "filter_overlaps",
+        "entry_record",
+        "training_lines",
+    ):
         monkeypatch.setattr(curate, name, getattr(curate, name))
     plain = _phase_logic(src, str(tmp_path / "b.jsonl"), src, str(tmp_path / "sizes"))
     doc = _phase_profile(src, str(tmp_path / "p.jsonl"), src)
@@ -230,37 +299,65 @@ def test_profile_table_splits_the_pipeline_into_steps_logic_and_beam():
     assert beam and beam[0].endswith("| 4.00 | 40.0 |")
     # noise can make the pipeline faster than the timed loop: shown, not hidden
     slower_loop = profile_table(spent, logic_wall=10.5, pipeline_wall=10.0)
-    assert [line for line in slower_loop.splitlines()
-            if line.startswith("| Beam and the process")][0].endswith("| -0.50 | -5.0 |")
+    assert [line for line in slower_loop.splitlines() if line.startswith("| Beam and the process")][
+        0
+    ].endswith("| -0.50 | -5.0 |")
     assert rows["**= d1: the pipeline, 1 worker, whole process**"].endswith("| 10.00 | 100.0 |")
 
 
 @pytest.mark.e2e
 def test_bench_profile_run_compares_outputs_and_measures_the_fixed_cost(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "alm_beam.bench", "--profile", "--entries", "10",
-         "--workdir", str(tmp_path)], capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.bench",
+            "--profile",
+            "--entries",
+            "10",
+            "--workdir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
     for _, label in PROFILE_ROWS:
         assert re.search(rf"^\| {re.escape(label)} \| \d+\.\d\d \| \d+\.\d \|$", out, re.M), label
     assert "  profiled b vs d1: identical; training lines: identical" in out
-    for part in ("import apache_beam", "build the graph (build_pipeline)",
-                 "run the stages (the 40 entries and every sink)", "commit the result",
-                 "**= until main returned**"):
+    for part in (
+        "import apache_beam",
+        "build the graph (build_pipeline)",
+        "run the stages (the 40 entries and every sink)",
+        "commit the result",
+        "**= until main returned**",
+    ):
         assert re.search(rf"^\| {re.escape(part)} \| \d+\.\d\d \|$", out, re.M), part
-    for label in ("python -m alm_beam.run (bundled sample, 1 worker)",
-                  "python -m alm_beam.run (bundled sample, 2 workers)",
-                  "python -c 'import apache_beam'"):
-        assert re.search(rf"^\| {re.escape(label)} \| \d+\.\d\d \| ([\d.]+, ){{2}}[\d.]+ \|$",
-                         out, re.M), label
+    for label in (
+        "python -m alm_beam.run (bundled sample, 1 worker)",
+        "python -m alm_beam.run (bundled sample, 2 workers)",
+        "python -c 'import apache_beam'",
+    ):
+        assert re.search(rf"^\| {re.escape(label)} \| \d+\.\d\d \| ([\d.]+, ){{2}}[\d.]+ \|$", out, re.M), (
+            label
+        )
 
 
 def test_startup_parts_are_the_spans_between_the_traces_marks():
-    marks = [("import apache_beam", 0.5), ("import alm_beam", 0.6), ("build graph start", 0.7),
-             ("build graph end", 1.0), ("runner start", 1.05), ("stages start", 1.25),
-             ("stages end", 1.95), ("commit start", 1.96), ("commit end", 1.97),
-             ("main returned", 2.0)]
+    marks = [
+        ("import apache_beam", 0.5),
+        ("import alm_beam", 0.6),
+        ("build graph start", 0.7),
+        ("build graph end", 1.0),
+        ("runner start", 1.05),
+        ("stages start", 1.25),
+        ("stages end", 1.95),
+        ("commit start", 1.96),
+        ("commit end", 1.97),
+        ("main returned", 2.0),
+    ]
     parts = dict(startup_parts(marks))
     assert parts["import apache_beam"] == 0.5
     assert parts["build the graph (build_pipeline)"] == pytest.approx(0.3)
@@ -273,8 +370,11 @@ def test_split_into_files_keeps_every_line_once_in_order(tmp_path):
     src = tmp_path / "in.jsonl"
     src.write_bytes(b"".join(b'{"n": %d}\n' % i for i in range(10)))
     paths = split_into_files(str(src), str(tmp_path / "parts"), 3)
-    assert [os.path.basename(p) for p in paths] == ["part-00000.jsonl", "part-00001.jsonl",
-                                                   "part-00002.jsonl"]
+    assert [os.path.basename(p) for p in paths] == [
+        "part-00000.jsonl",
+        "part-00001.jsonl",
+        "part-00002.jsonl",
+    ]
     parts = [open(p, "rb").read().splitlines() for p in paths]
     assert [len(p) for p in parts] == [3, 3, 4]
     assert b"\n".join(line for part in parts for line in part) + b"\n" == src.read_bytes()
@@ -283,14 +383,31 @@ def test_split_into_files_keeps_every_line_once_in_order(tmp_path):
 @pytest.mark.e2e
 def test_bench_on_many_manifests_balances_two_workers_and_compares_outputs(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "alm_beam.bench", "--entries", "12", "--seed", "3", "--files", "5",
-         "--no-probe", "--skip-reference", "--workdir", str(tmp_path)],
-        capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.bench",
+            "--entries",
+            "12",
+            "--seed",
+            "3",
+            "--files",
+            "5",
+            "--no-probe",
+            "--skip-reference",
+            "--workdir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
     assert re.search(r"^d1: .*, 5 read ranges in 5 work units", out, re.M)
     assert re.search(r"^d2: .*, \d+ read ranges in 2 work units", out, re.M)
     assert "  d2 vs b: same values apart from manifest_filepath\n" in out
-    assert ("  d2 train vs b train: same values apart from line, byte_offset, window_id, "
-            "manifest_filepath\n") in out
+    assert (
+        "  d2 train vs b train: same values apart from line, byte_offset, window_id, manifest_filepath\n"
+    ) in out
     assert "=> outputs of b and d are IDENTICAL" in out

@@ -5,8 +5,8 @@ Expected values are worked out by hand from the spec, not produced by the code.
 
 import pytest
 
-from alm_beam.builder import build_windows
-from alm_beam.params import make_params
+from alm_beam.core.builder import build_windows
+from alm_beam.core.params import make_params
 
 
 def seg(start, end, speaker="a", bw=9000, **extra):
@@ -23,8 +23,7 @@ def entry(*segments, rate=16000, **extra):
 
 def build(e, **builder):
     # 10 s target, 10% tolerance -> windows of 9..11 s; 1-3 speakers.
-    defaults = {"target_window_duration": 10, "tolerance": 0.1, "min_speakers": 1,
-                "max_speakers": 3}
+    defaults = {"target_window_duration": 10, "tolerance": 0.1, "min_speakers": 1, "max_speakers": 3}
     defaults.update(builder)
     return build_windows(e, make_params(defaults).builder).entry
 
@@ -36,17 +35,30 @@ def starts(out):
 def test_stats_start_with_spec_keys_in_order():
     out = build(entry(seg(0, 5), seg(5, 10, "b")))
     assert list(out["stats"]) == [
-        "total_segments", "total_dur", "swift_path", "audio_sample_rate", "lost_bw",
-        "dur_lost_bw", "lost_sr", "dur_lost_sr", "lost_spk", "dur_lost_spk", "lost_win",
-        "dur_lost_win", "lost_no_spkr", "dur_lost_no_spkr", "lost_next_seg_bm",
-        "dur_lost_next_seg_bm", "lost_win_full_data"]
+        "total_segments",
+        "total_dur",
+        "swift_path",
+        "audio_sample_rate",
+        "lost_bw",
+        "dur_lost_bw",
+        "lost_sr",
+        "dur_lost_sr",
+        "lost_spk",
+        "dur_lost_spk",
+        "lost_win",
+        "dur_lost_win",
+        "lost_no_spkr",
+        "dur_lost_no_spkr",
+        "lost_next_seg_bm",
+        "dur_lost_next_seg_bm",
+        "lost_win_full_data",
+    ]
     assert list(out)[-3:] == ["windows", "stats", "truncation_events"]
     assert out["stats"]["swift_path"] == ""
 
 
 def test_sample_rate_gate_keeps_only_four_keys():
-    e = entry(seg(0, 5), seg(5, 10.5, "b"), rate=8000, swift_audio_filepath="s3://a",
-              duration=10.5, text="t")
+    e = entry(seg(0, 5), seg(5, 10.5, "b"), rate=8000, swift_audio_filepath="s3://a", duration=10.5, text="t")
     out = build(e)
     assert list(out) == ["audio_filepath", "windows", "stats", "truncation_events"]
     assert out["windows"] == [] and out["truncation_events"] == 0
@@ -92,10 +104,13 @@ def test_duration_bounds_are_inclusive():
 
 
 def test_truncation_keeps_words_ending_by_the_cut():
-    words = [{"word": "one", "start": 8, "end": 9}, {"word": "", "start": 9, "end": 10},
-             {"word": "three", "start": 10, "end": 11}, {"word": "four", "start": 11, "end": 12}]
-    out = build(entry(seg(0, 8), seg(8, 12, "b", words=words, text="one three four")),
-                drop_fields=[])
+    words = [
+        {"word": "one", "start": 8, "end": 9},
+        {"word": "", "start": 9, "end": 10},
+        {"word": "three", "start": 10, "end": 11},
+        {"word": "four", "start": 11, "end": 12},
+    ]
+    out = build(entry(seg(0, 8), seg(8, 12, "b", words=words, text="one three four")), drop_fields=[])
     part = out["windows"][0]["segments"][1]
     assert [w["word"] for w in part["words"]] == ["one", "", "three"]  # end <= cut (11)
     assert part["text"] == "one three"  # empty words skipped
@@ -200,8 +215,13 @@ def test_loss_when_run_reaches_the_end_uses_the_last_segment():
 
 
 def test_speaker_map_skips_null_empty_and_absent_speakers():
-    segs = [seg(0, 3), seg(3, 5, None), seg(5, 7, ""),
-            {"start": 7, "end": 8, "metrics": {"bandwidth": 9000}}, seg(8, 10, "b")]
+    segs = [
+        seg(0, 3),
+        seg(3, 5, None),
+        seg(5, 7, ""),
+        {"start": 7, "end": 8, "metrics": {"bandwidth": 9000}},
+        seg(8, 10, "b"),
+    ]
     out = build(entry(*segs))
     assert out["windows"][0]["speaker_durations"] == [3, 2, 0.0, 0.0, 0.0]
 
@@ -221,8 +241,15 @@ def test_too_many_speakers_stops_the_window():
 
 
 def test_speaker_durations_top_five_sorted_and_padded():
-    segs = [seg(0, 1.0, "a"), seg(1, 2.5, "b"), seg(2.5, 3, "c"), seg(3, 5, "d"),
-            seg(5, 7.5, "e"), seg(7.5, 8, "f"), seg(8, 9.5, "a")]
+    segs = [
+        seg(0, 1.0, "a"),
+        seg(1, 2.5, "b"),
+        seg(2.5, 3, "c"),
+        seg(3, 5, "d"),
+        seg(5, 7.5, "e"),
+        seg(7.5, 8, "f"),
+        seg(8, 9.5, "a"),
+    ]
     out = build(entry(*segs), max_speakers=6)
     assert out["windows"][0]["speaker_durations"] == [2.5, 2.5, 2, 1.5, 0.5]
 
@@ -235,11 +262,16 @@ def test_integer_timestamps_keep_integer_sums():
 
 
 def test_drop_fields_apply_to_window_segments_and_top_level():
-    e = entry(seg(0, 5, text="x", words=[]), seg(5, 10, "b", text="y", conf=0.5),
-              words=["top"], duration=10)
+    e = entry(seg(0, 5, text="x", words=[]), seg(5, 10, "b", text="y", conf=0.5), words=["top"], duration=10)
     out = build(e, drop_fields="words,conf", drop_fields_top_level=["words", "segments"])
-    assert list(out) == ["audio_filepath", "audio_sample_rate", "duration", "windows",
-                         "stats", "truncation_events"]
+    assert list(out) == [
+        "audio_filepath",
+        "audio_sample_rate",
+        "duration",
+        "windows",
+        "stats",
+        "truncation_events",
+    ]
     for s in out["windows"][0]["segments"]:
         assert "words" not in s and "conf" not in s and "text" in s
     assert "segments" not in out

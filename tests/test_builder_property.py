@@ -1,6 +1,6 @@
 """Property test: the incremental builder and overlap filter equal the literal spec.
 
-``alm_beam.literal_spec`` transcribes the spec step by step (speaker map
+``tests.literal_spec`` transcribes the spec step by step (speaker map
 rebuilt at every step, dict copies per window). Random manifests are built to
 hit the odd corners: unsorted and overlapping segments, end < start,
 zero-length segments, integer timestamps, null/absent/"no-speaker" speakers,
@@ -15,28 +15,39 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from alm_beam.builder import build_windows
-from alm_beam.curate import curate_line
-from alm_beam.literal_spec import literal_build, literal_filter
-from alm_beam.overlap import filter_overlaps
-from alm_beam.params import make_params
+from alm_beam.core.builder import build_windows
+from alm_beam.core.curate import curate_line
+from alm_beam.core.overlap import filter_overlaps
+from alm_beam.core.params import make_params
+from tests.literal_spec import literal_build, literal_filter
 
 # Small integers make exact boundary hits (duration == max_duration, start == cut,
 # equal timestamps) common; rounded floats exercise float arithmetic.
-times = st.one_of(st.integers(min_value=-5, max_value=60),
-                  st.integers(min_value=0, max_value=120).map(lambda x: x / 2),
-                  st.floats(min_value=-5, max_value=400, allow_nan=False).map(lambda x: round(x, 2)))
-speakers = st.one_of(st.sampled_from(["a", "b", "c", "d", "e", "f", "g"]),
-                     st.just("no-speaker"), st.none(), st.just(""))
+times = st.one_of(
+    st.integers(min_value=-5, max_value=60),
+    st.integers(min_value=0, max_value=120).map(lambda x: x / 2),
+    st.floats(min_value=-5, max_value=400, allow_nan=False).map(lambda x: round(x, 2)),
+)
+speakers = st.one_of(
+    st.sampled_from(["a", "b", "c", "d", "e", "f", "g"]), st.just("no-speaker"), st.none(), st.just("")
+)
 
 
 @st.composite
 def segment(draw):
     start = draw(times)
-    length = draw(st.one_of(st.floats(min_value=-3, max_value=60, allow_nan=False)
-                            .map(lambda x: round(x, 2)), st.integers(0, 12), st.integers(-2, 40)))
-    seg = {"text": draw(st.sampled_from(["", "hi there", "one two three"])),
-           "start": start, "end": start + length}
+    length = draw(
+        st.one_of(
+            st.floats(min_value=-3, max_value=60, allow_nan=False).map(lambda x: round(x, 2)),
+            st.integers(0, 12),
+            st.integers(-2, 40),
+        )
+    )
+    seg = {
+        "text": draw(st.sampled_from(["", "hi there", "one two three"])),
+        "start": start,
+        "end": start + length,
+    }
     if draw(st.integers(0, 9)):  # absent speaker key in ~10% of segments
         seg["speaker"] = draw(speakers)
     metrics = draw(st.sampled_from(["none", "nobw", "ok", "ok", "ok", "low"]))
@@ -49,9 +60,8 @@ def segment(draw):
     if draw(st.booleans()):
         n_words = draw(st.integers(0, 5))
         words, t = [], seg["start"]
-        for w in range(n_words):
-            t = t + draw(st.one_of(st.integers(0, 5), st.floats(min_value=0, max_value=30,
-                                                                allow_nan=False)))
+        for _ in range(n_words):
+            t = t + draw(st.one_of(st.integers(0, 5), st.floats(min_value=0, max_value=30, allow_nan=False)))
             word = {"start": t, "end": t}
             if draw(st.integers(0, 4)):
                 word["word"] = draw(st.sampled_from(["x", "yy", "", "zzz"]))
@@ -67,9 +77,11 @@ def manifest_entry(draw):
         segs.sort(key=lambda s: s["start"])
     if segs and draw(st.integers(0, 5)) == 0:
         segs.insert(draw(st.integers(0, len(segs))), dict(draw(st.sampled_from(segs))))
-    entry = {"audio_filepath": "/a.wav",
-             "audio_sample_rate": draw(st.sampled_from([8000, 16000, 16000.0, 44100])),
-             "segments": segs}
+    entry = {
+        "audio_filepath": "/a.wav",
+        "audio_sample_rate": draw(st.sampled_from([8000, 16000, 16000.0, 44100])),
+        "segments": segs,
+    }
     if draw(st.booleans()):
         entry["swift_audio_filepath"] = "s3://x/a.wav"
     if draw(st.booleans()):
@@ -87,9 +99,12 @@ def conversation_entry(draw):
     for _ in range(draw(st.integers(2, 30))):
         t += draw(st.sampled_from([0, 0, 1]))
         length = draw(st.integers(0, 6))
-        seg = {"start": t, "end": t + length,
-               "speaker": draw(st.sampled_from(["a", "b", "c", "d", "no-speaker", None])),
-               "metrics": {"bandwidth": draw(st.sampled_from([8000] * 12 + [100]))}}
+        seg = {
+            "start": t,
+            "end": t + length,
+            "speaker": draw(st.sampled_from(["a", "b", "c", "d", "no-speaker", None])),
+            "metrics": {"bandwidth": draw(st.sampled_from([8000] * 12 + [100]))},
+        }
         words = [{"word": f"w{n}", "start": t + n, "end": t + n + 1} for n in range(length)]
         if draw(st.integers(0, 4)):
             seg["words"] = words
@@ -97,9 +112,15 @@ def conversation_entry(draw):
         segs.append(seg)
         t += length
     if draw(st.booleans()):
-        segs = [{**s, "start": s["start"] / 2, "end": s["end"] / 2,
-                 **({"words": [{**w, "end": w["end"] / 2} for w in s["words"]]}
-                    if "words" in s else {})} for s in segs]
+        segs = [
+            {
+                **s,
+                "start": s["start"] / 2,
+                "end": s["end"] / 2,
+                **({"words": [{**w, "end": w["end"] / 2} for w in s["words"]]} if "words" in s else {}),
+            }
+            for s in segs
+        ]
     return {"audio_filepath": "/c.wav", "audio_sample_rate": 16000, "segments": segs}
 
 
@@ -113,11 +134,14 @@ def curation_params(draw):
         "min_speakers": min_spk,
         "max_speakers": draw(st.integers(min_spk, 6)),
         "truncation": draw(st.booleans()),
-        "drop_fields": draw(st.sampled_from([["words"], [], ["words", "text"],
-                                             ["speaker"], ["metrics", "words"]])),
+        "drop_fields": draw(
+            st.sampled_from([["words"], [], ["words", "text"], ["speaker"], ["metrics", "words"]])
+        ),
     }
-    overlap = {"overlap_percentage": draw(st.sampled_from([0, 10, 50, 99.5, 100])),
-               "target_duration": draw(st.sampled_from([target, 15.0, 120.0]))}
+    overlap = {
+        "overlap_percentage": draw(st.sampled_from([0, 10, 50, 99.5, 100])),
+        "target_duration": draw(st.sampled_from([target, 15.0, 120.0])),
+    }
     return make_params(builder, overlap)
 
 
@@ -147,8 +171,10 @@ def test_serialized_fast_path_equals_literal_spec(entry, params):
 def _seg(start, end, speaker, words=False):
     seg = {"start": start, "end": end, "speaker": speaker, "metrics": {"bandwidth": 9000}}
     if words:
-        seg["words"] = [{"word": "w", "start": start, "end": round(start + (end - start) / 2, 2)},
-                        {"word": "v", "start": start, "end": end}]
+        seg["words"] = [
+            {"word": "w", "start": start, "end": round(start + (end - start) / 2, 2)},
+            {"word": "v", "start": start, "end": end},
+        ]
     return seg
 
 
@@ -161,21 +187,42 @@ def _entry(*segs):
 REGRESSIONS = {
     # ends[k] - start exceeds 132 by one ulp although ends[k] <= start + 132 in
     # floats: a bisection on `ends` alone would misplace the cut.
-    "float_boundary_975": (_entry(_seg(975.61, 1000.0, "a"), _seg(1000.0, 1050.0, "b"),
-                                  _seg(1050.0, 1107.6100000000001, "a", words=True),
-                                  _seg(1107.7, 1120.0, "b")), {}),
-    "float_boundary_23": (_entry(_seg(23.33, 60.0, "a"), _seg(60.0, 100.0, "b"),
-                                 _seg(100.0, 155.33, "a", words=True),
-                                 _seg(155.5, 170.0, "b")), {}),
+    "float_boundary_975": (
+        _entry(
+            _seg(975.61, 1000.0, "a"),
+            _seg(1000.0, 1050.0, "b"),
+            _seg(1050.0, 1107.6100000000001, "a", words=True),
+            _seg(1107.7, 1120.0, "b"),
+        ),
+        {},
+    ),
+    "float_boundary_23": (
+        _entry(
+            _seg(23.33, 60.0, "a"),
+            _seg(60.0, 100.0, "b"),
+            _seg(100.0, 155.33, "a", words=True),
+            _seg(155.5, 170.0, "b"),
+        ),
+        {},
+    ),
     # equal int and float speaker totals: their order in speaker_durations
     # follows first appearance, so sums must be built in segment order
-    "int_and_float_ties": (_entry(_seg(0, 30, "x"), _seg(30.0, 60.0, "y"), _seg(60, 90, "x"),
-                                  _seg(90.0, 120.0, "y")), {}),
+    "int_and_float_ties": (
+        _entry(_seg(0, 30, "x"), _seg(30.0, 60.0, "y"), _seg(60, 90, "x"), _seg(90.0, 120.0, "y")),
+        {},
+    ),
     # "speaker" dropped: the window's map is empty, so with max_speakers 0 a
     # named segment is "bad" on its own and stops the window
-    "speaker_dropped_max0": (_entry(_seg(0, 50, None), _seg(50, 100, None), _seg(100, 118, None),
-                                    _seg(118, 125, "a"), _seg(125, 200, None)),
-                             {"drop_fields": ["speaker"], "min_speakers": 0, "max_speakers": 0}),
+    "speaker_dropped_max0": (
+        _entry(
+            _seg(0, 50, None),
+            _seg(50, 100, None),
+            _seg(100, 118, None),
+            _seg(118, 125, "a"),
+            _seg(125, 200, None),
+        ),
+        {"drop_fields": ["speaker"], "min_speakers": 0, "max_speakers": 0},
+    ),
 }
 
 

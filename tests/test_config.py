@@ -1,12 +1,11 @@
 """Configuration: defaults, YAML, --set, validation messages; all before any pipeline."""
 
 import pytest
+from conftest import REPO
 
 from alm_beam import run
 from alm_beam.config import build_config, load_yaml, parse_set
-from alm_beam.params import ConfigError
-
-from conftest import REPO
+from alm_beam.core.params import ConfigError
 
 
 def cfg(*sets, raw=None):
@@ -16,8 +15,12 @@ def cfg(*sets, raw=None):
 def test_defaults_are_the_tutorial_values():
     c = cfg()
     b, o = c.params.builder, c.params.overlap
-    assert (b.target_window_duration, b.tolerance, b.min_sample_rate, b.min_bandwidth) == \
-        (120.0, 0.1, 16000, 8000)
+    assert (b.target_window_duration, b.tolerance, b.min_sample_rate, b.min_bandwidth) == (
+        120.0,
+        0.1,
+        16000,
+        8000,
+    )
     assert (b.min_speakers, b.max_speakers, b.truncation) == (2, 5, True)
     assert b.drop_fields == ("words",) and b.drop_fields_top_level == ("words", "segments")
     assert (o.overlap_percentage, o.target_duration) == (50, 120.0)
@@ -41,9 +44,13 @@ def test_short_windows_recipe():
 
 
 def test_set_values_are_yaml():
-    c = cfg("builder.truncation=false", "builder.min_speakers=3",
-            "builder.drop_fields=[words, confidence]", "overlap.overlap_percentage=30",
-            "output.compact=true")
+    c = cfg(
+        "builder.truncation=false",
+        "builder.min_speakers=3",
+        "builder.drop_fields=[words, confidence]",
+        "overlap.overlap_percentage=30",
+        "output.compact=true",
+    )
     assert c.params.builder.truncation is False
     assert c.params.builder.min_speakers == 3
     assert c.params.builder.drop_fields == ("words", "confidence")
@@ -60,31 +67,34 @@ def test_set_wins_over_yaml():
     assert c.params.builder.max_speakers == 4
 
 
-@pytest.mark.parametrize("setting,needle", [
-    ("builder.tolerance=1", "builder.tolerance=1: out of range; allowed: 0 <= tolerance < 1"),
-    ("builder.tolerance=-0.1", "0 <= tolerance < 1"),
-    ("builder.target_window_duration=0", "builder.target_window_duration=0"),
-    ("overlap.overlap_percentage=101", "0 <= overlap_percentage <= 100"),
-    ("overlap.target_duration=-5", "overlap.target_duration=-5: out of range; allowed: > 0"),
-    ("builder.min_sample_rate=-1", "builder.min_sample_rate=-1"),
-    ("builder.min_bandwidth=-1", "builder.min_bandwidth=-1"),
-    ("builder.min_speakers=2.5", "expected an integer"),
-    ("builder.truncation=maybe", "builder.truncation='maybe': expected true or false"),
-    ("builder.tolerance=true", "expected a number"),
-    ("builder.drop_fields=5", "builder.drop_fields=5"),
-    ("builder.drop_fields=[start]", "may not drop 'start'"),
-    ("builder.window=3", "builder.window: unknown key"),
-    ("overlap.threshold=3", "overlap.threshold: unknown key"),
-    ("output.num_shards=-1", "output.num_shards=-1"),
-    ("input.max_error_fraction=2", "0 <= max_error_fraction <= 1"),
-    ("input.reshuffle=sometimes", "input.reshuffle='sometimes': allowed: auto, true, false"),
-    ("input.max_line_mb=0", "input.max_line_mb=0: allowed: a number of MB, 0.001 <= max_line_mb"),
-    ("input.max_line_mb=0.0001", "0.001 <= max_line_mb <= 1.04858e+06"),
-    ("input.max_line_mb=.inf", "input.max_line_mb=.inf: not a finite number"),
-    ("input.max_line_mb=.nan", "input.max_line_mb=.nan: not a finite number"),
-    ("input.max_line_mb=big", "input.max_line_mb='big'"),
-    ("nosection.x=1", "unknown section 'nosection'"),
-])
+@pytest.mark.parametrize(
+    "setting,needle",
+    [
+        ("builder.tolerance=1", "builder.tolerance=1: out of range; allowed: 0 <= tolerance < 1"),
+        ("builder.tolerance=-0.1", "0 <= tolerance < 1"),
+        ("builder.target_window_duration=0", "builder.target_window_duration=0"),
+        ("overlap.overlap_percentage=101", "0 <= overlap_percentage <= 100"),
+        ("overlap.target_duration=-5", "overlap.target_duration=-5: out of range; allowed: > 0"),
+        ("builder.min_sample_rate=-1", "builder.min_sample_rate=-1"),
+        ("builder.min_bandwidth=-1", "builder.min_bandwidth=-1"),
+        ("builder.min_speakers=2.5", "expected an integer"),
+        ("builder.truncation=maybe", "builder.truncation='maybe': expected true or false"),
+        ("builder.tolerance=true", "expected a number"),
+        ("builder.drop_fields=5", "builder.drop_fields=5"),
+        ("builder.drop_fields=[start]", "may not drop 'start'"),
+        ("builder.window=3", "builder.window: unknown key"),
+        ("overlap.threshold=3", "overlap.threshold: unknown key"),
+        ("output.num_shards=-1", "output.num_shards=-1"),
+        ("input.max_error_fraction=2", "0 <= max_error_fraction <= 1"),
+        ("input.reshuffle=sometimes", "input.reshuffle='sometimes': allowed: auto, true, false"),
+        ("input.max_line_mb=0", "input.max_line_mb=0: allowed: a number of MB, 0.001 <= max_line_mb"),
+        ("input.max_line_mb=0.0001", "0.001 <= max_line_mb <= 1.04858e+06"),
+        ("input.max_line_mb=.inf", "input.max_line_mb=.inf: not a finite number"),
+        ("input.max_line_mb=.nan", "input.max_line_mb=.nan: not a finite number"),
+        ("input.max_line_mb=big", "input.max_line_mb='big'"),
+        ("nosection.x=1", "unknown section 'nosection'"),
+    ],
+)
 def test_invalid_values_name_key_value_and_range(setting, needle):
     with pytest.raises(ConfigError) as err:
         cfg(setting)
@@ -117,17 +127,28 @@ def test_unknown_top_level_section_in_yaml(tmp_path):
 
 
 def test_pipeline_options_become_leading_flags():
-    c = build_config({"pipeline_options": {"direct_num_workers": 2, "save_main_session": True,
-                                            "experiments": ["a", "b"], "skip": False}})
-    assert c.pipeline_options == ("--direct_num_workers=2", "--save_main_session",
-                                  "--experiments=a", "--experiments=b")
+    c = build_config(
+        {
+            "pipeline_options": {
+                "direct_num_workers": 2,
+                "save_main_session": True,
+                "experiments": ["a", "b"],
+                "skip": False,
+            }
+        }
+    )
+    assert c.pipeline_options == (
+        "--direct_num_workers=2",
+        "--save_main_session",
+        "--experiments=a",
+        "--experiments=b",
+    )
 
 
 @pytest.mark.e2e
 def test_entry_point_rejects_bad_config_before_any_pipeline(tmp_path, capsys):
     out = tmp_path / "out"
-    code = run.main(["--input", str(tmp_path), "--output", str(out),
-                     "--set", "builder.min_speakers=9"])
+    code = run.main(["--input", str(tmp_path), "--output", str(out), "--set", "builder.min_speakers=9"])
     assert code == 2
     err = capsys.readouterr().err
     assert "builder.min_speakers=9 > builder.max_speakers=5" in err
@@ -138,8 +159,7 @@ def test_entry_point_rejects_bad_config_before_any_pipeline(tmp_path, capsys):
 def test_entry_point_rejects_unknown_flags(tmp_path, capsys):
     (tmp_path / "m.jsonl").write_text("")
     # (the input is the file: an output inside an input directory is refused too)
-    code = run.main(["--input", str(tmp_path / "m.jsonl"), "--output", str(tmp_path / "o"),
-                     "--inptu", "x"])
+    code = run.main(["--input", str(tmp_path / "m.jsonl"), "--output", str(tmp_path / "o"), "--inptu", "x"])
     assert code == 2
     assert "--inptu" in capsys.readouterr().err
 
@@ -150,7 +170,16 @@ def test_help_lists_our_options(capsys):
         run.main(["--help"])
     assert done.value.code == 0
     text = capsys.readouterr().out
-    for flag in ("--input", "--output", "--config", "--set", "--num_shards", "--compact",
-                 "--overwrite", "--max_error_fraction", "builder.min_speakers",
-                 "input.max_line_mb"):
+    for flag in (
+        "--input",
+        "--output",
+        "--config",
+        "--set",
+        "--num_shards",
+        "--compact",
+        "--overwrite",
+        "--max_error_fraction",
+        "builder.min_speakers",
+        "input.max_line_mb",
+    ):
         assert flag in text

@@ -10,27 +10,59 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.util import BeamAssertException, assert_that, equal_to
 
-from alm_beam import direct_workers
-from alm_beam.direct_workers import (WarmWorkerPool, make_direct_runner,
-                                     planned_worker_processes, worker_command)
+from alm_beam.execution import direct_workers
+from alm_beam.execution.direct_workers import (
+    WarmWorkerPool,
+    make_direct_runner,
+    planned_worker_processes,
+    worker_command,
+)
 
 
-@pytest.mark.parametrize("flags, expected", [
-    ([], 0),
-    (["--direct_num_workers", "2"], 0),                      # in_memory: no processes
-    (["--direct_num_workers", "2", "--direct_running_mode", "multi_processing"], 2),
-    (["--direct_num_workers=3", "--direct_running_mode=multi_processing"], 3),
-    (["--direct_running_mode", "multi_processing"], 1),
-    (["--direct_num_workers", "0", "--direct_running_mode", "multi_processing"],
-     os.cpu_count()),
-    (["--runner", "FlinkRunner", "--direct_num_workers", "2",
-      "--direct_running_mode", "multi_processing"], 0),
-    (["--runner=DirectRunner", "--direct_num_workers", "2",
-      "--direct_running_mode", "multi_processing"], 2),
-    (["--direct_num_workers", "two", "--direct_running_mode", "multi_processing"], 0),
-    (["--direct_num_workers", "1", "--direct_num_workers", "2",  # the last one wins
-      "--direct_running_mode", "multi_processing"], 2),
-])
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        ([], 0),
+        (["--direct_num_workers", "2"], 0),  # in_memory: no processes
+        (["--direct_num_workers", "2", "--direct_running_mode", "multi_processing"], 2),
+        (["--direct_num_workers=3", "--direct_running_mode=multi_processing"], 3),
+        (["--direct_running_mode", "multi_processing"], 1),
+        (["--direct_num_workers", "0", "--direct_running_mode", "multi_processing"], os.cpu_count()),
+        (
+            [
+                "--runner",
+                "FlinkRunner",
+                "--direct_num_workers",
+                "2",
+                "--direct_running_mode",
+                "multi_processing",
+            ],
+            0,
+        ),
+        (
+            [
+                "--runner=DirectRunner",
+                "--direct_num_workers",
+                "2",
+                "--direct_running_mode",
+                "multi_processing",
+            ],
+            2,
+        ),
+        (["--direct_num_workers", "two", "--direct_running_mode", "multi_processing"], 0),
+        (
+            [
+                "--direct_num_workers",
+                "1",
+                "--direct_num_workers",
+                "2",  # the last one wins
+                "--direct_running_mode",
+                "multi_processing",
+            ],
+            2,
+        ),
+    ],
+)
 def test_planned_worker_processes(flags, expected):
     assert planned_worker_processes(flags) == expected
 
@@ -40,13 +72,10 @@ def _taken(pool):
 
 
 def _run_two_worker_pipeline(worker_cmd):
-    options = PipelineOptions(["--direct_num_workers", "2",
-                               "--direct_running_mode", "multi_processing"])
+    options = PipelineOptions(["--direct_num_workers", "2", "--direct_running_mode", "multi_processing"])
     with beam.Pipeline(runner=make_direct_runner(worker_cmd), options=options) as p:
-        squares = (p | beam.Create(list(range(40)), reshuffle=True)
-                   | beam.Map(lambda x: (os.getpid(), x * x)))
-        assert_that(squares | beam.Map(lambda kv: kv[1]),
-                    equal_to([x * x for x in range(40)]))
+        squares = p | beam.Create(list(range(40)), reshuffle=True) | beam.Map(lambda x: (os.getpid(), x * x))
+        assert_that(squares | beam.Map(lambda kv: kv[1]), equal_to([x * x for x in range(40)]))
 
 
 def _gone(pids):
@@ -76,12 +105,19 @@ def test_warm_workers_run_the_pipeline_and_are_reaped(fork=False):
 def test_forked_warm_workers_in_a_fresh_process():
     # As `python -m alm_beam.run` does: fork before any gRPC exists in the process
     # (this pytest process has run pipelines with SDK workers by now).
-    script = ("import test_direct_workers as t\n"
-              "t.test_unclaimed_warm_workers_stop_at_once(fork=True)\n"
-              "t.test_warm_workers_run_the_pipeline_and_are_reaped(fork=True)\n"
-              "print('forked ok')\n")
-    proc = subprocess.run([sys.executable, "-c", script], cwd=os.path.dirname(__file__),
-                          capture_output=True, text=True, timeout=300)
+    script = (
+        "import test_direct_workers as t\n"
+        "t.test_unclaimed_warm_workers_stop_at_once(fork=True)\n"
+        "t.test_warm_workers_run_the_pipeline_and_are_reaped(fork=True)\n"
+        "print('forked ok')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=os.path.dirname(__file__),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0 and "forked ok" in proc.stdout, proc.stderr[-3000:]
 
 
@@ -126,8 +162,9 @@ def test_unclaimed_warm_workers_stop_at_once(fork=False):
 @pytest.mark.e2e
 def test_warm_worker_exits_when_its_runner_goes_away(tmp_path):
     sock = tmp_path / "w.sock"
-    proc = subprocess.Popen([sys.executable, "-m", direct_workers.WORKER_MODULE, "--warm",
-                             str(sock)], stdin=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", direct_workers.WORKER_MODULE, "--warm", str(sock)], stdin=subprocess.PIPE
+    )
     deadline = time.monotonic() + 60
     while not sock.exists() and time.monotonic() < deadline:
         assert proc.poll() is None
@@ -140,7 +177,7 @@ def test_warm_worker_exits_when_its_runner_goes_away(tmp_path):
 def test_attach_without_free_worker_runs_the_harness_itself(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(direct_workers, "run_worker", lambda: calls.append("own harness"))
-    direct_workers.attach(str(tmp_path))          # empty pool directory
+    direct_workers.attach(str(tmp_path))  # empty pool directory
     direct_workers.attach(str(tmp_path / "gone"))  # no pool directory at all
     assert calls == ["own harness", "own harness"]
 
@@ -180,6 +217,7 @@ def test_too_long_a_socket_path_means_no_warm_workers(tmp_path, monkeypatch):
 # it runs several workers. If this starts failing, Beam has fixed it and a
 # checkpointing read could balance DirectRunner workers.
 
+
 class _OffsetsOf(beam.transforms.core.RestrictionProvider):
     def initial_restriction(self, n):
         return beam.io.restriction_trackers.OffsetRange(0, n)
@@ -204,10 +242,13 @@ class _OnePerCallThenDefer(beam.DoFn):
 
 def _count_after_checkpoints(flags, check):
     sizes = [5, 7, 3, 4]
-    with beam.Pipeline(runner=make_direct_runner(worker_command()),
-                       options=PipelineOptions(flags)) as p:
-        count = (p | beam.Create(sizes, reshuffle=True) | beam.ParDo(_OnePerCallThenDefer())
-                 | beam.combiners.Count.Globally())
+    with beam.Pipeline(runner=make_direct_runner(worker_command()), options=PipelineOptions(flags)) as p:
+        count = (
+            p
+            | beam.Create(sizes, reshuffle=True)
+            | beam.ParDo(_OnePerCallThenDefer())
+            | beam.combiners.Count.Globally()
+        )
         assert_that(count, check)
     return sum(sizes)
 
@@ -216,6 +257,7 @@ def _fewer_than(total):
     def check(actual):
         if not (len(actual) == 1 and actual[0] < total):
             raise BeamAssertException(f"expected fewer than {total} outputs, got {actual}")
+
     return check
 
 
@@ -225,19 +267,23 @@ def test_fnapi_runner_keeps_checkpoint_residuals_with_one_worker():
 
 
 def count_with_two_workers():
-    _count_after_checkpoints(["--direct_num_workers", "2",
-                              "--direct_running_mode", "multi_processing"], _fewer_than(19))
+    _count_after_checkpoints(
+        ["--direct_num_workers", "2", "--direct_running_mode", "multi_processing"], _fewer_than(19)
+    )
 
 
 @pytest.mark.e2e
 def test_fnapi_runner_drops_checkpoint_residuals_with_two_workers():
     # In a fresh process started in tests/, so that the SDK workers (started
     # from there) can import this module's DoFn.
-    script = ("import test_direct_workers as t\n"
-              "t.count_with_two_workers()\n"
-              "print('residuals dropped')\n")
-    proc = subprocess.run([sys.executable, "-c", script], cwd=os.path.dirname(__file__),
-                          capture_output=True, text=True, timeout=300)
+    script = "import test_direct_workers as t\nt.count_with_two_workers()\nprint('residuals dropped')\n"
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=os.path.dirname(__file__),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0 and "residuals dropped" in proc.stdout, proc.stderr[-3000:]
 
 
@@ -246,21 +292,34 @@ def test_subprocess_workers_get_the_runs_options_in_a_private_file(tmp_path, mon
     credentials included, readable by the owner only; both go when the run ends."""
     import stat
     import tempfile
+
     from apache_beam.options.pipeline_options import PipelineOptions
     from apache_beam.runners.worker.sdk_worker_main import _load_pipeline_options
-    from alm_beam.direct_workers import options_for_subprocess_workers
+
+    from alm_beam.execution.direct_workers import options_for_subprocess_workers
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     monkeypatch.delenv("PIPELINE_OPTIONS_FILE", raising=False)
-    options = PipelineOptions(["--s3_endpoint_url=http://127.0.0.1:9", "--s3_access_key_id=k",
-                               "--s3_secret_access_key=s", "--direct_num_workers", "2"])
+    options = PipelineOptions(
+        [
+            "--s3_endpoint_url=http://127.0.0.1:9",
+            "--s3_access_key_id=k",
+            "--s3_secret_access_key=s",
+            "--direct_num_workers",
+            "2",
+        ]
+    )
     with options_for_subprocess_workers(options) as path:
         assert os.environ["PIPELINE_OPTIONS_FILE"] == path
         assert os.path.dirname(path) == str(tmp_path)
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
         with open(path, encoding="utf-8") as fh:
             seen = _load_pipeline_options(fh.read())
-        assert seen == {"s3_endpoint_url": "http://127.0.0.1:9", "s3_access_key_id": "k",
-                        "s3_secret_access_key": "s", "direct_num_workers": 2}
+        assert seen == {
+            "s3_endpoint_url": "http://127.0.0.1:9",
+            "s3_access_key_id": "k",
+            "s3_secret_access_key": "s",
+            "direct_num_workers": 2,
+        }
     assert "PIPELINE_OPTIONS_FILE" not in os.environ
     assert os.listdir(tmp_path) == []

@@ -6,11 +6,10 @@ import io
 import os
 
 import pytest
-
-from alm_beam.discovery import DiscoveryError, ManifestFile, discover, plan_ranges
-from alm_beam.reader import iter_lines
-
 from conftest import FIXTURES
+
+from alm_beam.io.discovery import DiscoveryError, ManifestFile, discover, plan_ranges
+from alm_beam.io.reader import iter_lines
 
 
 def _names(files):
@@ -36,10 +35,12 @@ def test_extensions_case_insensitive_and_compressed(tmp_path):
     (tmp_path / "deep" / "d.csv").write_text("x")
     (tmp_path / "e.jsonl.tmp").write_text("x")
     files = discover([str(tmp_path)])
-    assert sorted(os.path.basename(f.path) for f in files) == ["a.JSONL", "b.json.gz",
-                                                               "c.jsonl.bz2"]
+    assert sorted(os.path.basename(f.path) for f in files) == ["a.JSONL", "b.json.gz", "c.jsonl.bz2"]
     assert {os.path.basename(f.path): f.compressed for f in files} == {
-        "a.JSONL": False, "b.json.gz": True, "c.jsonl.bz2": True}
+        "a.JSONL": False,
+        "b.json.gz": True,
+        "c.jsonl.bz2": True,
+    }
 
 
 def test_glob_files_and_glob_matched_directories(tmp_path):
@@ -47,8 +48,7 @@ def test_glob_files_and_glob_matched_directories(tmp_path):
         (tmp_path / d).mkdir()
         (tmp_path / d / "m.jsonl").write_text("{}\n")
     files = discover([str(tmp_path / "2024-*")])
-    assert sorted(os.path.relpath(f.path, tmp_path) for f in files) == [
-        "2024-01/m.jsonl", "2024-02/m.jsonl"]
+    assert sorted(os.path.relpath(f.path, tmp_path) for f in files) == ["2024-01/m.jsonl", "2024-02/m.jsonl"]
     assert len(discover([str(tmp_path / "*" / "*.jsonl")])) == 3
 
 
@@ -63,11 +63,14 @@ def test_explicit_file_is_read_whatever_its_name(tmp_path):
     assert len(discover([str(tmp_path / "manifest.txt")])) == 1
 
 
-@pytest.mark.parametrize("make,needle", [
-    (lambda p: str(p / "missing.jsonl"), "no such file or directory"),
-    (lambda p: str(p), "holds no .jsonl/.json manifest"),
-    (lambda p: str(p / "*.jsonl"), "matched no .jsonl/.json manifest"),
-])
+@pytest.mark.parametrize(
+    "make,needle",
+    [
+        (lambda p: str(p / "missing.jsonl"), "no such file or directory"),
+        (lambda p: str(p), "holds no .jsonl/.json manifest"),
+        (lambda p: str(p / "*.jsonl"), "matched no .jsonl/.json manifest"),
+    ],
+)
 def test_nothing_matched_is_a_clear_error(tmp_path, make, needle):
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(DiscoveryError, match=needle):
@@ -75,11 +78,15 @@ def test_nothing_matched_is_a_clear_error(tmp_path, make, needle):
 
 
 def test_big_uncompressed_files_are_split_into_ranges():
-    files = [ManifestFile("a", 250, False), ManifestFile("b.gz", 1000, True),
-             ManifestFile("c", 50, False)]
+    files = [ManifestFile("a", 250, False), ManifestFile("b.gz", 1000, True), ManifestFile("c", 50, False)]
     ranges = plan_ranges(files, split_bytes=100)
     assert [(r.path, r.start, r.end) for r in ranges] == [
-        ("a", 0, 100), ("a", 100, 200), ("a", 200, -1), ("b.gz", 0, -1), ("c", 0, -1)]
+        ("a", 0, 100),
+        ("a", 100, 200),
+        ("a", 200, -1),
+        ("b.gz", 0, -1),
+        ("c", 0, -1),
+    ]
 
 
 def _lines(data, start=0, end=-1):
@@ -87,9 +94,14 @@ def _lines(data, start=0, end=-1):
 
 
 def test_lines_crlf_bom_blank_and_line_numbers():
-    data = b"\xef\xbb\xbf{\"a\":1}\r\n\n  \n{\"b\":2}\n{\"c\":3}"
-    assert _lines(data) == [(b'{"a":1}', 1, 0), (b"", 2, 12), (b"  ", 3, 13),
-                            (b'{"b":2}', 4, 16), (b'{"c":3}', 5, 24)]
+    data = b'\xef\xbb\xbf{"a":1}\r\n\n  \n{"b":2}\n{"c":3}'
+    assert _lines(data) == [
+        (b'{"a":1}', 1, 0),
+        (b"", 2, 12),
+        (b"  ", 3, 13),
+        (b'{"b":2}', 4, 16),
+        (b'{"c":3}', 5, 24),
+    ]
 
 
 def test_unicode_separators_are_not_line_breaks():

@@ -12,7 +12,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import FIXTURES
 
 pytestmark = pytest.mark.e2e
@@ -21,8 +20,13 @@ SAMPLE = FIXTURES / "sample_input.jsonl"
 
 
 def _run(args, cwd, timeout=300):
-    return subprocess.run([sys.executable, "-m", "alm_beam.run", "--num_shards", "1"] + args,
-                          cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "alm_beam.run", "--num_shards", "1"] + args,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _rows(out_dir, prefix="windows"):
@@ -43,28 +47,32 @@ def test_fifo_in_input_directory_is_skipped_and_listed(tmp_path, shared_dir):
     (data / "m.jsonl").write_text(SAMPLE.read_text())
     os.mkfifo(data / "stream.jsonl")
     # before: the reader opened the FIFO and waited for a writer forever
-    proc = _run(["--input", str(data), "--output", str(tmp_path / "out")], tmp_path,
-                timeout=240)
+    proc = _run(["--input", str(data), "--output", str(tmp_path / "out")], tmp_path, timeout=240)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    warnings = [l for l in proc.stderr.splitlines() if l.startswith("alm_beam: warning:")]
-    assert warnings == [f"alm_beam: warning: 1 input path(s) not read (listed in summary.json "
-                        f"skipped_inputs), e.g. {data / 'stream.jsonl'}: not a regular file: "
-                        "a FIFO (named pipe)"]
+    warnings = [ln for ln in proc.stderr.splitlines() if ln.startswith("alm_beam: warning:")]
+    assert warnings == [
+        f"alm_beam: warning: 1 input path(s) not read (listed in summary.json "
+        f"skipped_inputs), e.g. {data / 'stream.jsonl'}: not a regular file: "
+        "a FIFO (named pipe)"
+    ]
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["skipped_inputs"] == [
-        {"path": str(data / "stream.jsonl"), "reason": "not a regular file: a FIFO (named pipe)"}]
+        {"path": str(data / "stream.jsonl"), "reason": "not a regular file: a FIFO (named pipe)"}
+    ]
     assert summary["inputs"] == [str(data / "m.jsonl")]
     assert summary["entries_read"] == len(_sample_lines()) == 5
 
 
 def test_fifo_named_as_input_is_exit_2_with_one_line(tmp_path):
     os.mkfifo(tmp_path / "pipe.jsonl")
-    proc = _run(["--input", str(tmp_path / "pipe.jsonl"), "--output", str(tmp_path / "out")],
-                tmp_path, timeout=240)
+    proc = _run(
+        ["--input", str(tmp_path / "pipe.jsonl"), "--output", str(tmp_path / "out")], tmp_path, timeout=240
+    )
     assert proc.returncode == 2
     assert proc.stderr.splitlines() == [
         f"alm_beam: error: --input {str(tmp_path / 'pipe.jsonl')!r}: not a regular file: "
-        "a FIFO (named pipe); alm_beam reads only regular files"]
+        "a FIFO (named pipe); alm_beam reads only regular files"
+    ]
     assert not (tmp_path / "out").exists()
 
 
@@ -78,7 +86,8 @@ def test_output_inside_input_is_refused_before_the_pipeline(tmp_path, shared_dir
     assert proc.stderr.splitlines() == [
         f"alm_beam: error: --output {str(tmp_path / output)!r} is inside --input directory "
         f"{str(data)!r}: a later run would read the output back as input; choose an output "
-        "directory outside it"]
+        "directory outside it"
+    ]
     assert sorted(os.listdir(data)) == ["m.jsonl"]
 
 
@@ -115,8 +124,10 @@ def test_symlinked_duplicate_is_read_once(tmp_path, shared_dir):
     (data / "m-2024.jsonl").write_text(SAMPLE.read_text())
     os.symlink("m-2024.jsonl", data / "latest.jsonl")
     os.symlink(".", data / "loop")
-    proc = _run(["--input", str(data), "--input", str(data / "m-2024.jsonl"),
-                 "--output", str(tmp_path / "out")], tmp_path)
+    proc = _run(
+        ["--input", str(data), "--input", str(data / "m-2024.jsonl"), "--output", str(tmp_path / "out")],
+        tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["entries_read"] == 5 and summary["entries_written"] == 5
@@ -125,13 +136,12 @@ def test_symlinked_duplicate_is_read_once(tmp_path, shared_dir):
 
 
 def test_big_integer_passes_through_the_pipeline_exactly(tmp_path, shared_dir):
-    big = 2 ** 128 - 1
+    big = 2**128 - 1
     entry = json.loads(_sample_lines()[0])
     entry["request_id"] = big
     entry["segments"][0]["token"] = -big
     (tmp_path / "m.jsonl").write_text(json.dumps(entry) + "\n")
-    proc = _run(["--input", str(tmp_path / "m.jsonl"), "--output", str(tmp_path / "out")],
-                tmp_path)
+    proc = _run(["--input", str(tmp_path / "m.jsonl"), "--output", str(tmp_path / "out")], tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     (line,) = _rows(tmp_path / "out")
     row = json.loads(line)

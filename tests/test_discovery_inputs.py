@@ -10,8 +10,13 @@ import socket
 
 import pytest
 
-from alm_beam.discovery import (DiscoveryError, SkippedInput, check_output_outside_inputs,
-                                discover, find_inputs)
+from alm_beam.io.discovery import (
+    DiscoveryError,
+    SkippedInput,
+    check_output_outside_inputs,
+    discover,
+    find_inputs,
+)
 
 
 def _write(path, text='{"a": 1}\n'):
@@ -25,6 +30,7 @@ def _rel(files, root):
 
 
 # --- (a) an existing path is taken literally ---------------------------------
+
 
 @pytest.mark.parametrize("name", ["a[1].jsonl", "take*2.jsonl", "what?.jsonl", "[x].jsonl"])
 def test_existing_file_with_glob_characters_is_read_literally(tmp_path, name):
@@ -47,8 +53,7 @@ def test_a_path_that_does_not_exist_is_still_a_glob(tmp_path):
     _write(tmp_path / "a2.jsonl")
     _write(tmp_path / "b1.jsonl")
     assert _rel(discover([str(tmp_path / "a[12].jsonl")]), tmp_path) == ["a1.jsonl", "a2.jsonl"]
-    assert _rel(discover([str(tmp_path / "**.jsonl")]), tmp_path) == [
-        "a1.jsonl", "a2.jsonl", "b1.jsonl"]
+    assert _rel(discover([str(tmp_path / "**.jsonl")]), tmp_path) == ["a1.jsonl", "a2.jsonl", "b1.jsonl"]
 
 
 def test_relative_glob_is_resolved_from_the_working_directory(tmp_path, monkeypatch):
@@ -59,14 +64,16 @@ def test_relative_glob_is_resolved_from_the_working_directory(tmp_path, monkeypa
 
 # --- (b) FIFOs and other non-regular files -----------------------------------
 
+
 def test_fifo_in_a_directory_is_skipped_with_a_reason(tmp_path):
     _write(tmp_path / "good.jsonl")
     os.mkfifo(tmp_path / "pipe.jsonl")
     os.mkfifo(tmp_path / "pipe.txt")  # not a manifest name: ignored like notes.txt
     found = find_inputs([str(tmp_path)])
     assert _rel(found.files, tmp_path) == ["good.jsonl"]
-    assert found.skipped == [SkippedInput(str(tmp_path / "pipe.jsonl"),
-                                          "not a regular file: a FIFO (named pipe)")]
+    assert found.skipped == [
+        SkippedInput(str(tmp_path / "pipe.jsonl"), "not a regular file: a FIFO (named pipe)")
+    ]
     assert _rel(discover([str(tmp_path)]), tmp_path) == ["good.jsonl"]
 
 
@@ -81,9 +88,9 @@ def test_socket_and_broken_link_in_a_directory_are_skipped(tmp_path):
         sock.close()
     assert _rel(found.files, tmp_path) == ["good.jsonl"]
     assert found.skipped == [
-        SkippedInput(str(tmp_path / "dangling.jsonl"),
-                     "broken symbolic link (its target does not exist)"),
-        SkippedInput(str(tmp_path / "s.jsonl"), "not a regular file: a socket")]
+        SkippedInput(str(tmp_path / "dangling.jsonl"), "broken symbolic link (its target does not exist)"),
+        SkippedInput(str(tmp_path / "s.jsonl"), "not a regular file: a socket"),
+    ]
 
 
 def test_fifo_matched_by_a_glob_is_skipped(tmp_path):
@@ -98,14 +105,19 @@ def test_fifo_named_explicitly_is_refused(tmp_path):
     os.mkfifo(tmp_path / "pipe.jsonl")
     with pytest.raises(DiscoveryError) as info:
         discover([str(tmp_path / "pipe.jsonl")])
-    assert str(info.value) == (f"--input {str(tmp_path / 'pipe.jsonl')!r}: not a regular file: "
-                               "a FIFO (named pipe); alm_beam reads only regular files")
+    assert str(info.value) == (
+        f"--input {str(tmp_path / 'pipe.jsonl')!r}: not a regular file: "
+        "a FIFO (named pipe); alm_beam reads only regular files"
+    )
 
 
 def test_directory_holding_only_a_fifo_is_an_error_naming_it(tmp_path):
     os.mkfifo(tmp_path / "pipe.jsonl")
-    with pytest.raises(DiscoveryError, match=r"holds no \.jsonl/\.json manifest .*; skipped "
-                                             r".*pipe\.jsonl \(not a regular file: a FIFO"):
+    with pytest.raises(
+        DiscoveryError,
+        match=r"holds no \.jsonl/\.json manifest .*; skipped "
+        r".*pipe\.jsonl \(not a regular file: a FIFO",
+    ):
         discover([str(tmp_path)])
 
 
@@ -116,6 +128,7 @@ def test_broken_link_named_explicitly_is_refused(tmp_path):
 
 
 # --- (c) each real file once --------------------------------------------------
+
 
 def test_symlink_to_a_file_in_the_same_directory_is_read_once(tmp_path):
     _write(tmp_path / "m-2024.jsonl")
@@ -149,8 +162,12 @@ def test_symlink_loop_ends(tmp_path):
 def test_same_file_through_several_inputs_keeps_the_first_path(tmp_path):
     real = _write(tmp_path / "a" / "m.jsonl")
     os.symlink(tmp_path / "a", tmp_path / "b")
-    inputs = [str(tmp_path / "b" / "m.jsonl"), str(tmp_path / "a"), str(real),
-              str(tmp_path / "*" / "m.jsonl")]
+    inputs = [
+        str(tmp_path / "b" / "m.jsonl"),
+        str(tmp_path / "a"),
+        str(real),
+        str(tmp_path / "*" / "m.jsonl"),
+    ]
     assert _rel(discover(inputs), tmp_path) == ["b/m.jsonl"]
     assert _rel(discover(inputs[1:]), tmp_path) == ["a/m.jsonl"]
 
@@ -164,6 +181,7 @@ def test_hard_links_are_one_file_too(tmp_path):
 
 
 # --- (d) the output directory and the input tree -----------------------------
+
 
 @pytest.mark.parametrize("output", ["in", "in/out", "in/deep/er/out"])
 def test_output_inside_or_equal_to_an_input_directory_is_refused(tmp_path, output):
@@ -185,16 +203,18 @@ def test_output_reaching_into_the_input_through_a_symlink_is_refused(tmp_path):
 def test_input_inside_the_output_is_refused(tmp_path):
     _write(tmp_path / "out" / "windows-00000-of-00001.jsonl")
     with pytest.raises(DiscoveryError, match="is inside --output"):
-        check_output_outside_inputs([str(tmp_path / "out" / "windows-00000-of-00001.jsonl")],
-                                    str(tmp_path / "out"))
+        check_output_outside_inputs(
+            [str(tmp_path / "out" / "windows-00000-of-00001.jsonl")], str(tmp_path / "out")
+        )
 
 
 def test_output_beside_the_input_is_fine(tmp_path):
     _write(tmp_path / "in" / "m.jsonl")
     check_output_outside_inputs([str(tmp_path / "in")], str(tmp_path / "in-out"))
     check_output_outside_inputs([str(tmp_path / "in" / "m.jsonl")], str(tmp_path / "out"))
-    assert _rel(find_inputs([str(tmp_path / "in")], str(tmp_path / "in-out")).files,
-                tmp_path) == ["in/m.jsonl"]
+    assert _rel(find_inputs([str(tmp_path / "in")], str(tmp_path / "in-out")).files, tmp_path) == [
+        "in/m.jsonl"
+    ]
 
 
 def test_glob_never_discovers_the_output_directory(tmp_path):
@@ -202,13 +222,16 @@ def test_glob_never_discovers_the_output_directory(tmp_path):
     _write(tmp_path / "2024-out" / "windows-00000-of-00001.jsonl")
     found = find_inputs([str(tmp_path / "2024-*")], str(tmp_path / "2024-out"))
     assert _rel(found.files, tmp_path) == ["2024-01/m.jsonl"]
-    assert found.skipped == [SkippedInput(str(tmp_path / "2024-out"),
-                                          "inside the --output directory (never read as input)")]
+    assert found.skipped == [
+        SkippedInput(str(tmp_path / "2024-out"), "inside the --output directory (never read as input)")
+    ]
     found = find_inputs([str(tmp_path / "**.jsonl")], str(tmp_path / "2024-out"))
     assert _rel(found.files, tmp_path) == ["2024-01/m.jsonl"]
-    assert found.skipped == [SkippedInput(str(tmp_path / "2024-out"),
-                                          "inside the --output directory (never read as input)")]
+    assert found.skipped == [
+        SkippedInput(str(tmp_path / "2024-out"), "inside the --output directory (never read as input)")
+    ]
     found = find_inputs([str(tmp_path / "*" / "*.jsonl")], str(tmp_path / "2024-out"))
     assert _rel(found.files, tmp_path) == ["2024-01/m.jsonl"]
-    assert found.skipped == [SkippedInput(str(tmp_path / "2024-out"),
-                                          "inside the --output directory (never read as input)")]
+    assert found.skipped == [
+        SkippedInput(str(tmp_path / "2024-out"), "inside the --output directory (never read as input)")
+    ]

@@ -10,18 +10,19 @@ import sys
 import tempfile
 
 import pytest
+from conftest import FIXTURES, REPO, canonical, processes_mentioning
 
 from alm_beam import run as run_module
-from alm_beam.literal_spec import literal_build, literal_filter
-from alm_beam.params import make_params
-from conftest import FIXTURES, REPO, canonical, processes_mentioning
+from alm_beam.core.params import make_params
+from tests.literal_spec import literal_build, literal_filter
 
 pytestmark = pytest.mark.e2e  # every test runs the product in a subprocess
 
 
 def _run(args, cwd, check=True):
-    proc = subprocess.run([sys.executable, "-m", "alm_beam.run"] + args, cwd=cwd,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "alm_beam.run"] + args, cwd=cwd, capture_output=True, text=True, timeout=600
+    )
     if check:
         assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
@@ -60,8 +61,10 @@ def test_no_arguments_curates_the_bundled_sample(tmp_path):
     _run(["--compact", "--output", "compact"], cwd=tmp_path)
     path_bytes = 40 * len(summary["inputs"][0])
     base = 40 * len("/work/main/alm_beam/data/sample_manifest.jsonl.gz")
-    sizes = [sum(os.path.getsize(p) for p in glob.glob(str(d / "windows-*.jsonl")))
-             for d in (out, tmp_path / "compact")]
+    sizes = [
+        sum(os.path.getsize(p) for p in glob.glob(str(d / "windows-*.jsonl")))
+        for d in (out, tmp_path / "compact")
+    ]
     assert [size - path_bytes for size in sizes] == [9107127 - base, 293137 - base]
     # a second run into the same directory must not mix outputs
     again = _run([], cwd=tmp_path, check=False)
@@ -71,8 +74,18 @@ def test_no_arguments_curates_the_bundled_sample(tmp_path):
 def test_two_workers_multiprocessing_equal_one_worker(tmp_path):
     args = ["--input", str(FIXTURES / "nested_manifests"), "--set", "input.split_mb=0.01"]
     _run(args + ["--output", str(tmp_path / "one"), "--direct_num_workers", "1"], tmp_path)
-    two_workers = _run(args + ["--output", str(tmp_path / "two"), "--direct_num_workers", "2",
-                               "--direct_running_mode", "multi_processing"], tmp_path)
+    two_workers = _run(
+        args
+        + [
+            "--output",
+            str(tmp_path / "two"),
+            "--direct_num_workers",
+            "2",
+            "--direct_running_mode",
+            "multi_processing",
+        ],
+        tmp_path,
+    )
     # the SDK workers' start-up INFO lines and known warnings stay out of the way
     assert "INFO" not in two_workers.stderr, two_workers.stderr[-2000:]
     assert "semi_persistent_directory" not in two_workers.stderr
@@ -87,14 +100,18 @@ def test_two_workers_multiprocessing_equal_one_worker(tmp_path):
 
 def test_num_shards_config_file_and_compact(tmp_path):
     sample = str(FIXTURES / "sample_input.jsonl")
-    _run(["--input", sample, "--output", str(tmp_path / "full"), "--num_shards", "1"],
-         tmp_path)
+    _run(["--input", sample, "--output", str(tmp_path / "full"), "--num_shards", "1"], tmp_path)
     assert sorted(os.listdir(tmp_path / "full")) == [
-        ".alm_beam-run.json", "errors-00000-of-00001.jsonl", "report.html", "summary.json",
+        ".alm_beam-run.json",
+        "errors-00000-of-00001.jsonl",
+        "report.html",
+        "summary.json",
         "train-00000-of-00001.jsonl",
-        "windows-00000-of-00001.jsonl"]
-    _run(["--input", sample, "--output", str(tmp_path / "compact"), "--num_shards", "1",
-          "--compact"], tmp_path)
+        "windows-00000-of-00001.jsonl",
+    ]
+    _run(
+        ["--input", sample, "--output", str(tmp_path / "compact"), "--num_shards", "1", "--compact"], tmp_path
+    )
     full = _entries(tmp_path / "full")
     compact = _entries(tmp_path / "compact")
     by_path = {e["audio_filepath"]: e for e in full}
@@ -111,18 +128,25 @@ def test_num_shards_config_file_and_compact(tmp_path):
     path_bytes = 5 * len(sample)
     assert (full_size - path_bytes, compact_size - path_bytes) == (307830 - 200, 36682 - 200)
 
-    _run(["--config", str(REPO / "configs" / "short_windows.yaml"), "--input", sample,
-          "--output", str(tmp_path / "short")], tmp_path)
+    _run(
+        [
+            "--config",
+            str(REPO / "configs" / "short_windows.yaml"),
+            "--input",
+            sample,
+            "--output",
+            str(tmp_path / "short"),
+        ],
+        tmp_path,
+    )
     summary = json.loads((tmp_path / "short" / "summary.json").read_text())
     assert summary["params"]["builder"]["target_window_duration"] == 30
     assert summary["params"]["overlap"]["overlap_percentage"] == 30
-    assert all(24 <= e - s <= 36 for entry in _entries(tmp_path / "short")
-               for e, s in entry["filtered"])
+    assert all(24 <= e - s <= 36 for entry in _entries(tmp_path / "short") for e, s in entry["filtered"])
 
 
 def test_missing_input_fails_before_the_pipeline(tmp_path):
-    proc = _run(["--input", str(tmp_path / "nope"), "--output", str(tmp_path / "o")],
-                tmp_path, check=False)
+    proc = _run(["--input", str(tmp_path / "nope"), "--output", str(tmp_path / "o")], tmp_path, check=False)
     assert proc.returncode == 2
     assert "no such file or directory" in proc.stderr
     assert not (tmp_path / "o").exists()
@@ -131,18 +155,30 @@ def test_missing_input_fails_before_the_pipeline(tmp_path):
 def test_a_run_that_fails_to_start_leaves_no_worker_processes(tmp_path):
     # the warm SDK workers start before the input is checked; they must go with the run
     def pool_dirs():
-        return {name for name in os.listdir(tempfile.gettempdir())
-                if name.startswith("alm_beam_workers_")}
+        return {name for name in os.listdir(tempfile.gettempdir()) if name.startswith("alm_beam_workers_")}
 
     before = pool_dirs()
-    proc = subprocess.Popen([sys.executable, "-m", "alm_beam.run", "--input",
-                             str(tmp_path / "missing.jsonl"), "--direct_num_workers", "2",
-                             "--direct_running_mode", "multi_processing"], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "alm_beam.run",
+            "--input",
+            str(tmp_path / "missing.jsonl"),
+            "--direct_num_workers",
+            "2",
+            "--direct_running_mode",
+            "multi_processing",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 2 and "missing.jsonl" in stderr
     assert processes_mentioning(str(tmp_path).encode()) == []
-    assert processes_mentioning(b"alm_beam.direct_workers") == []
+    assert processes_mentioning(b"alm_beam.execution.direct_workers") == []
     assert pool_dirs() <= before
 
 
@@ -152,8 +188,12 @@ def test_two_workers_share_one_big_manifest_equally(tmp_path):
     file's bytes: 8 equal ranges, the even ones to one worker, the odd ones to
     the other (longest first, ties by position)."""
     src = tmp_path / "big.jsonl"
-    subprocess.run([sys.executable, "-m", "alm_beam.synth", "--entries", "120", "--seed", "4",
-                    "--out", str(src)], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "alm_beam.synth", "--entries", "120", "--seed", "4", "--out", str(src)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     data = src.read_bytes()
     size = len(data)
     step = -(-size // 8)
@@ -162,8 +202,20 @@ def test_two_workers_share_one_big_manifest_equally(tmp_path):
     expected = sorted([sum(per_piece[0::2]), sum(per_piece[1::2])])
 
     out = tmp_path / "two"
-    _run(["--input", str(src), "--output", str(out), "--direct_num_workers", "2",
-          "--direct_running_mode", "multi_processing", "--compact"], tmp_path)
+    _run(
+        [
+            "--input",
+            str(src),
+            "--output",
+            str(out),
+            "--direct_num_workers",
+            "2",
+            "--direct_running_mode",
+            "multi_processing",
+            "--compact",
+        ],
+        tmp_path,
+    )
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["run"]["work_units"], summary["run"]["read_ranges"]) == (2, 8)
     shards = sorted(glob.glob(str(out / "windows-*.jsonl")))

@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from alm_beam.output_dir import RECORD_NAME
-from alm_beam.summary import ErrorBudgetExceeded, check_error_budget
 from bad_inputs.corpus import bad_lines, read_output, run_in_process, run_subprocess
 from conftest import FIXTURES
+
+from alm_beam.io.output_dir import RECORD_NAME
+from alm_beam.results.summary import ErrorBudgetExceeded, check_error_budget
 
 WARNING = "WARNING: 2 input lines were rejected"
 
@@ -23,13 +23,11 @@ WARNING = "WARNING: 2 input lines were rejected"
 @pytest.fixture(scope="module")
 def manifests(tmp_path_factory, shared_dir):
     """6 valid fixture lines and 2 bad ones (25% rejected), and a clean manifest."""
-    valid = [line for line in (FIXTURES / "sample_input.jsonl").read_bytes().splitlines()
-             if line.strip()]
+    valid = [line for line in (FIXTURES / "sample_input.jsonl").read_bytes().splitlines() if line.strip()]
     bad = {b.name: b.raw for b in bad_lines(valid)}
     root = tmp_path_factory.mktemp("budget")
     mixed = root / "mixed.jsonl"
-    mixed.write_bytes(b"\n".join(valid + [bad["segment_end_null"], valid[0],
-                                          bad["cut_mid_object"]]) + b"\n")
+    mixed.write_bytes(b"\n".join(valid + [bad["segment_end_null"], valid[0], bad["cut_mid_object"]]) + b"\n")
     clean = root / "clean.jsonl"
     clean.write_bytes(b"\n".join(valid) + b"\n")
     return {"mixed": str(mixed), "clean": str(clean)}
@@ -38,8 +36,9 @@ def manifests(tmp_path_factory, shared_dir):
 @pytest.mark.e2e
 def test_over_budget_fails_with_one_line_and_no_summary(manifests, tmp_path):
     out = tmp_path / "out"
-    result = run_subprocess(["--input", manifests["mixed"], "--output", str(out),
-                             "--max_error_fraction", "0.1"])
+    result = run_subprocess(
+        ["--input", manifests["mixed"], "--output", str(out), "--max_error_fraction", "0.1"]
+    )
     assert result.code == 1, result.stderr
     ours = [line for line in result.stderr.splitlines() if line.startswith("alm_beam:")]
     assert len(ours) == 1, result.stderr
@@ -51,8 +50,11 @@ def test_over_budget_fails_with_one_line_and_no_summary(manifests, tmp_path):
     assert written.summary is None and "summary.json" not in written.names
     # The shards are there to read the rejected lines, and the run record marks the run
     # as failed (and makes them alm_beam's own, so --overwrite can clean them).
-    assert written.names == ["errors-00000-of-00001.jsonl", "train-00000-of-00001.jsonl",
-                             "windows-00000-of-00001.jsonl"]
+    assert written.names == [
+        "errors-00000-of-00001.jsonl",
+        "train-00000-of-00001.jsonl",
+        "windows-00000-of-00001.jsonl",
+    ]
     assert len(written.errors) == 2 and len(written.windows) == 6
     record = json.loads((out / RECORD_NAME).read_text())
     assert record["state"] == "failed" and sorted(record["files"]) == written.names
@@ -61,8 +63,9 @@ def test_over_budget_fails_with_one_line_and_no_summary(manifests, tmp_path):
 
 @pytest.mark.e2e
 def test_over_budget_stderr_is_only_the_one_line(manifests, tmp_path):
-    result = run_subprocess(["--input", manifests["mixed"], "--output", str(tmp_path / "o"),
-                             "--max_error_fraction", "0.1"])
+    result = run_subprocess(
+        ["--input", manifests["mixed"], "--output", str(tmp_path / "o"), "--max_error_fraction", "0.1"]
+    )
     assert result.code == 1
     assert "Traceback" not in result.stderr, result.stderr
     assert result.stderr.strip().splitlines()[-1].endswith("for each line and its reason")
@@ -70,8 +73,9 @@ def test_over_budget_stderr_is_only_the_one_line(manifests, tmp_path):
 
 @pytest.mark.e2e
 def test_over_budget_in_process_returns_1(manifests, tmp_path):
-    result = run_in_process(["--input", manifests["mixed"], "--output", str(tmp_path / "o"),
-                             "--max_error_fraction", "0.2499"])
+    result = run_in_process(
+        ["--input", manifests["mixed"], "--output", str(tmp_path / "o"), "--max_error_fraction", "0.2499"]
+    )
     assert result.code == 1
     assert "more than --max_error_fraction=0.2499" in result.stderr
     assert not (tmp_path / "o" / "summary.json").exists()
@@ -80,8 +84,9 @@ def test_over_budget_in_process_returns_1(manifests, tmp_path):
 @pytest.mark.e2e
 @pytest.mark.parametrize("budget", ["0.25", "0.3", "1"])
 def test_at_or_under_budget_succeeds_without_warning(manifests, tmp_path, budget):
-    result = run_in_process(["--input", manifests["mixed"], "--output", str(tmp_path / "o"),
-                             "--max_error_fraction", budget])
+    result = run_in_process(
+        ["--input", manifests["mixed"], "--output", str(tmp_path / "o"), "--max_error_fraction", budget]
+    )
     assert result.code == 0, result.stderr
     summary = read_output(tmp_path / "o").summary
     assert summary["max_error_fraction"] == float(budget)
@@ -118,8 +123,9 @@ def test_clean_input_no_warning_and_zero_budget_passes(manifests, tmp_path, budg
 @pytest.mark.e2e
 @pytest.mark.parametrize("budget", ["1.5", "-0.1", "nan"])
 def test_invalid_budget_is_a_usage_error(manifests, tmp_path, budget):
-    result = run_in_process(["--input", manifests["clean"], "--output", str(tmp_path / "o"),
-                             f"--max_error_fraction={budget}"])
+    result = run_in_process(
+        ["--input", manifests["clean"], "--output", str(tmp_path / "o"), f"--max_error_fraction={budget}"]
+    )
     assert result.code == 2
     assert "max_error_fraction" in result.stderr
     assert not (tmp_path / "o").exists()
@@ -132,4 +138,4 @@ def test_check_error_budget_boundaries():
     with pytest.raises(ErrorBudgetExceeded, match=r"1 of 4 lines .*25\.00%.*--max_error_fraction=0\.2"):
         check_error_budget({"entries_read": 4, "entries_failed": 1}, 0.2)
     with pytest.raises(ErrorBudgetExceeded):
-        check_error_budget({"entries_read": 10 ** 6, "entries_failed": 1}, 0.0)
+        check_error_budget({"entries_read": 10**6, "entries_failed": 1}, 0.0)

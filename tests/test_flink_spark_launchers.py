@@ -16,11 +16,18 @@ import os
 import urllib.request
 
 import pytest
-
-from alm_beam.runners import cache_root
 from conftest import require_or_skip
-from runner_helpers import (assert_matches_golden, descendants, free_ports, golden_input,
-                            listening, script, wait_gone)
+from runner_helpers import (
+    assert_matches_golden,
+    descendants,
+    free_ports,
+    golden_input,
+    listening,
+    script,
+    wait_gone,
+)
+
+from alm_beam.execution.runners import cache_root
 
 pytestmark = pytest.mark.e2e
 
@@ -37,8 +44,7 @@ def _get_json(url: str):
 
 class Cluster:
     def __init__(self, script_name, state, env, names, ports):
-        self.script, self.state, self.env, self.names, self.ports = (
-            script_name, state, env, names, ports)
+        self.script, self.state, self.env, self.names, self.ports = (script_name, state, env, names, ports)
         self.pids: set = set()
 
     def remember(self):
@@ -55,8 +61,10 @@ class Cluster:
 
 
 def _cluster(script_name, tmp_path, installed, install_hint, names, port_vars, state_var):
-    require_or_skip(os.path.isfile(os.path.join(installed, ".installed")),
-                    f"no distribution at {installed}; run `{install_hint}`")
+    require_or_skip(
+        os.path.isfile(os.path.join(installed, ".installed")),
+        f"no distribution at {installed}; run `{install_hint}`",
+    )
     ports = free_ports(len(port_vars))
     env = dict(os.environ, **{var: str(port) for var, port in zip(port_vars, ports)})
     env[state_var] = str(tmp_path / "state")
@@ -73,10 +81,15 @@ def _cluster(script_name, tmp_path, installed, install_hint, names, port_vars, s
 
 @pytest.fixture
 def flink(tmp_path):
-    cluster = _cluster("flink.sh", tmp_path, FLINK_HOME, "bash pipelines/flink.sh install",
-                       ["jobmanager", "taskmanager", "pool"],
-                       ["ALM_FLINK_REST_PORT", "ALM_FLINK_RPC_PORT", "ALM_FLINK_POOL_PORT"],
-                       "ALM_FLINK_STATE_DIR")
+    cluster = _cluster(
+        "flink.sh",
+        tmp_path,
+        FLINK_HOME,
+        "bash pipelines/flink.sh install",
+        ["jobmanager", "taskmanager", "pool"],
+        ["ALM_FLINK_REST_PORT", "ALM_FLINK_RPC_PORT", "ALM_FLINK_POOL_PORT"],
+        "ALM_FLINK_STATE_DIR",
+    )
     try:
         yield cluster
     finally:
@@ -85,11 +98,20 @@ def flink(tmp_path):
 
 @pytest.fixture
 def spark(tmp_path):
-    cluster = _cluster("spark.sh", tmp_path, SPARK_HOME, "bash pipelines/spark.sh install",
-                       ["master", "worker", "pool"],
-                       ["ALM_SPARK_MASTER_PORT", "ALM_SPARK_MASTER_WEBUI_PORT",
-                        "ALM_SPARK_WORKER_WEBUI_PORT", "ALM_SPARK_POOL_PORT"],
-                       "ALM_SPARK_STATE_DIR")
+    cluster = _cluster(
+        "spark.sh",
+        tmp_path,
+        SPARK_HOME,
+        "bash pipelines/spark.sh install",
+        ["master", "worker", "pool"],
+        [
+            "ALM_SPARK_MASTER_PORT",
+            "ALM_SPARK_MASTER_WEBUI_PORT",
+            "ALM_SPARK_WORKER_WEBUI_PORT",
+            "ALM_SPARK_POOL_PORT",
+        ],
+        "ALM_SPARK_STATE_DIR",
+    )
     try:
         yield cluster
     finally:
@@ -122,22 +144,36 @@ def test_spark_up_reports_its_cluster_and_down_leaves_nothing(spark):
 def _jar_or_skip(variable: str) -> str:
     jar = os.environ.get(variable)
     if not jar:  # not require_or_skip: the jar is not obtainable here (README, Engines)
-        pytest.skip(f"{variable} is not set: Beam's job-server jar is needed to submit a job "
-                    "(not served by the Maven registry reachable here)")
+        pytest.skip(
+            f"{variable} is not set: Beam's job-server jar is needed to submit a job "
+            "(not served by the Maven registry reachable here)"
+        )
     return jar
 
 
 @pytest.mark.parametrize("environment_type", ["LOOPBACK", "EXTERNAL"])
 def test_flink_submit_matches_golden(environment_type, tmp_path):
     _jar_or_skip("ALM_FLINK_JOB_SERVER_JAR")
-    cluster = _cluster("flink.sh", tmp_path, FLINK_HOME, "bash pipelines/flink.sh install",
-                       ["jobmanager", "taskmanager", "pool"],
-                       ["ALM_FLINK_REST_PORT", "ALM_FLINK_RPC_PORT", "ALM_FLINK_POOL_PORT"],
-                       "ALM_FLINK_STATE_DIR")
+    cluster = _cluster(
+        "flink.sh",
+        tmp_path,
+        FLINK_HOME,
+        "bash pipelines/flink.sh install",
+        ["jobmanager", "taskmanager", "pool"],
+        ["ALM_FLINK_REST_PORT", "ALM_FLINK_RPC_PORT", "ALM_FLINK_POOL_PORT"],
+        "ALM_FLINK_STATE_DIR",
+    )
     try:
         cluster.env["ALM_FLINK_ENVIRONMENT_TYPE"] = environment_type
-        done = script("flink.sh", "submit", "--input", golden_input("sample_default"),
-                      "--output", str(tmp_path / "out"), env=cluster.env)
+        done = script(
+            "flink.sh",
+            "submit",
+            "--input",
+            golden_input("sample_default"),
+            "--output",
+            str(tmp_path / "out"),
+            env=cluster.env,
+        )
         assert done.returncode == 0, done.stderr[-3000:]
         assert_matches_golden(tmp_path / "out", "sample_default")
         overview = _get_json(f"http://127.0.0.1:{cluster.ports[0]}/overview")
@@ -149,15 +185,31 @@ def test_flink_submit_matches_golden(environment_type, tmp_path):
 @pytest.mark.parametrize("environment_type", ["LOOPBACK", "EXTERNAL"])
 def test_spark_submit_matches_golden(environment_type, tmp_path):
     _jar_or_skip("ALM_SPARK_JOB_SERVER_JAR")
-    cluster = _cluster("spark.sh", tmp_path, SPARK_HOME, "bash pipelines/spark.sh install",
-                       ["master", "worker", "pool"],
-                       ["ALM_SPARK_MASTER_PORT", "ALM_SPARK_MASTER_WEBUI_PORT",
-                        "ALM_SPARK_WORKER_WEBUI_PORT", "ALM_SPARK_POOL_PORT"],
-                       "ALM_SPARK_STATE_DIR")
+    cluster = _cluster(
+        "spark.sh",
+        tmp_path,
+        SPARK_HOME,
+        "bash pipelines/spark.sh install",
+        ["master", "worker", "pool"],
+        [
+            "ALM_SPARK_MASTER_PORT",
+            "ALM_SPARK_MASTER_WEBUI_PORT",
+            "ALM_SPARK_WORKER_WEBUI_PORT",
+            "ALM_SPARK_POOL_PORT",
+        ],
+        "ALM_SPARK_STATE_DIR",
+    )
     try:
         cluster.env["ALM_SPARK_ENVIRONMENT_TYPE"] = environment_type
-        done = script("spark.sh", "submit", "--input", golden_input("sample_default"),
-                      "--output", str(tmp_path / "out"), env=cluster.env)
+        done = script(
+            "spark.sh",
+            "submit",
+            "--input",
+            golden_input("sample_default"),
+            "--output",
+            str(tmp_path / "out"),
+            env=cluster.env,
+        )
         assert done.returncode == 0, done.stderr[-3000:]
         assert_matches_golden(tmp_path / "out", "sample_default")
         master = _get_json(f"http://127.0.0.1:{cluster.ports[1]}/json/")
@@ -167,8 +219,7 @@ def test_spark_submit_matches_golden(environment_type, tmp_path):
 
 
 def test_submit_without_up_is_a_one_line_error(tmp_path):
-    for name, state_var in (("flink.sh", "ALM_FLINK_STATE_DIR"),
-                            ("spark.sh", "ALM_SPARK_STATE_DIR")):
+    for name, state_var in (("flink.sh", "ALM_FLINK_STATE_DIR"), ("spark.sh", "ALM_SPARK_STATE_DIR")):
         done = script(name, "submit", env=dict(os.environ, **{state_var: str(tmp_path)}))
         assert done.returncode == 2
         assert done.stderr.strip().startswith(f"{name}: error: the ")

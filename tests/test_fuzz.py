@@ -27,84 +27,148 @@ import math
 
 import orjson
 import pytest
+from conftest import FIXTURES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from alm_beam.curate import Curated, Failed, OutputOptions, curate_line
-from alm_beam.params import make_params
-from alm_beam.stats import FLOAT_FIELDS, INT_FIELDS, RunStats
-from alm_beam.validate import MAX_NESTING, MAX_SECONDS, validate_entry
-from conftest import FIXTURES
+from alm_beam.core.curate import Curated, Failed, OutputOptions, curate_line
+from alm_beam.core.params import make_params
+from alm_beam.core.stats import FLOAT_FIELDS, INT_FIELDS, RunStats
+from alm_beam.core.validate import MAX_NESTING, MAX_SECONDS, validate_entry
 
-FIXTURE_LINES = [line for line in (FIXTURES / "sample_input.jsonl").read_bytes().splitlines()
-                 if line.strip()]
+FIXTURE_LINES = [line for line in (FIXTURES / "sample_input.jsonl").read_bytes().splitlines() if line.strip()]
 FIXTURE_ENTRIES = [orjson.loads(line) for line in FIXTURE_LINES]
 
 # A short, valid entry: mutations of it are cheap to curate, so many more
 # examples fit in the time budget than with the ~5 KB fixture lines.
 SMALL_ENTRY = {
-    "audio_filepath": "/a.wav", "audio_sample_rate": 16000, "duration": 140.0,
+    "audio_filepath": "/a.wav",
+    "audio_sample_rate": 16000,
+    "duration": 140.0,
     "swift_audio_filepath": "s3://b/a.wav",
     "segments": [
-        {"text": "hello there", "start": 0.0, "end": 50.0, "speaker": "s0",
-         "metrics": {"bandwidth": 9000},
-         "words": [{"word": "hello", "start": 0.0, "end": 20.0},
-                   {"word": "there", "start": 20.0, "end": 50.0}]},
-        {"text": "general kenobi", "start": 50.0, "end": 100.0, "speaker": "s1",
-         "metrics": {"bandwidth": 9000},
-         "words": [{"word": "general", "start": 50.0, "end": 80.0},
-                   {"word": "kenobi", "start": 80.0, "end": 100.0}]},
-        {"text": "you are a bold one", "start": 100.0, "end": 140.0, "speaker": "s0",
-         "metrics": {"bandwidth": 9000},
-         "words": [{"word": "you", "start": 100.0, "end": 110.0},
-                   {"word": "are", "start": 110.0, "end": 118.0},
-                   {"word": "bold", "start": 118.0, "end": 140.0}]},
+        {
+            "text": "hello there",
+            "start": 0.0,
+            "end": 50.0,
+            "speaker": "s0",
+            "metrics": {"bandwidth": 9000},
+            "words": [
+                {"word": "hello", "start": 0.0, "end": 20.0},
+                {"word": "there", "start": 20.0, "end": 50.0},
+            ],
+        },
+        {
+            "text": "general kenobi",
+            "start": 50.0,
+            "end": 100.0,
+            "speaker": "s1",
+            "metrics": {"bandwidth": 9000},
+            "words": [
+                {"word": "general", "start": 50.0, "end": 80.0},
+                {"word": "kenobi", "start": 80.0, "end": 100.0},
+            ],
+        },
+        {
+            "text": "you are a bold one",
+            "start": 100.0,
+            "end": 140.0,
+            "speaker": "s0",
+            "metrics": {"bandwidth": 9000},
+            "words": [
+                {"word": "you", "start": 100.0, "end": 110.0},
+                {"word": "are", "start": 110.0, "end": 118.0},
+                {"word": "bold", "start": 118.0, "end": 140.0},
+            ],
+        },
     ],
 }
 SMALL_LINE = orjson.dumps(SMALL_ENTRY)
 # Integer timestamps (sums stay integers: the int64 range matters), and an
 # entry that builds no window (the overlap filter then keeps its keys as given).
-INT_LINE = orjson.dumps({
-    "audio_filepath": "/i.wav", "audio_sample_rate": 16000,
-    "segments": [{"start": 0, "end": 70, "speaker": "a", "metrics": {"bandwidth": 8000}},
-                 {"start": 70, "end": 125, "speaker": "b", "metrics": {"bandwidth": 8000},
-                  "words": [{"word": "w", "start": 70, "end": 100}, {"end": 125}]}]})
-NO_WINDOW_LINE = orjson.dumps({
-    "audio_filepath": "/n.wav", "audio_sample_rate": 16000, "filtered_dur": 0.0,
-    "segments": [{"start": 0, "end": 3, "speaker": "a", "metrics": {"bandwidth": 8000}}]})
+INT_LINE = orjson.dumps(
+    {
+        "audio_filepath": "/i.wav",
+        "audio_sample_rate": 16000,
+        "segments": [
+            {"start": 0, "end": 70, "speaker": "a", "metrics": {"bandwidth": 8000}},
+            {
+                "start": 70,
+                "end": 125,
+                "speaker": "b",
+                "metrics": {"bandwidth": 8000},
+                "words": [{"word": "w", "start": 70, "end": 100}, {"end": 125}],
+            },
+        ],
+    }
+)
+NO_WINDOW_LINE = orjson.dumps(
+    {
+        "audio_filepath": "/n.wav",
+        "audio_sample_rate": 16000,
+        "filtered_dur": 0.0,
+        "segments": [{"start": 0, "end": 3, "speaker": "a", "metrics": {"bandwidth": 8000}}],
+    }
+)
 SEED_LINES = [SMALL_LINE, INT_LINE, NO_WINDOW_LINE] + FIXTURE_LINES
 
 # Parameter sets the per-line path must survive with: the defaults, the
 # compact output, no truncation, and keeping words / segments in the output.
-PARAMS = [make_params({}, {}),
-          make_params({"truncation": False, "min_speakers": 1}, {"overlap_percentage": 0}),
-          make_params({"drop_fields": [], "drop_fields_top_level": []}, {}),
-          make_params({"target_window_duration": 60, "min_bandwidth": 0, "min_sample_rate": 0},
-                      {"overlap_percentage": 100, "target_duration": 60})]
+PARAMS = [
+    make_params({}, {}),
+    make_params({"truncation": False, "min_speakers": 1}, {"overlap_percentage": 0}),
+    make_params({"drop_fields": [], "drop_fields_top_level": []}, {}),
+    make_params(
+        {"target_window_duration": 60, "min_bandwidth": 0, "min_sample_rate": 0},
+        {"overlap_percentage": 100, "target_duration": 60},
+    ),
+]
 OPTIONS = [OutputOptions(), OutputOptions(compact=True, max_raw_chars=50)]
 
-FUZZ = settings(deadline=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                       HealthCheck.filter_too_much])
+FUZZ = settings(
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+)
 
 # Every number orjson can parse: integers in [-2**63, 2**64 - 1] (others
 # become floats) and finite floats of any magnitude.
-EXTREMES = [1e308, -1e308, 1.7976931348623157e308, -1.7976931348623157e308, 2 ** 53,
-            2 ** 53 + 1, -(2 ** 53) - 1, 2 ** 62, 2 ** 63 - 1, 2 ** 64 - 1, -(2 ** 63),
-            9.1e15, 1e19, -1e19, 5e-324]
+EXTREMES = [
+    1e308,
+    -1e308,
+    1.7976931348623157e308,
+    -1.7976931348623157e308,
+    2**53,
+    2**53 + 1,
+    -(2**53) - 1,
+    2**62,
+    2**63 - 1,
+    2**64 - 1,
+    -(2**63),
+    9.1e15,
+    1e19,
+    -1e19,
+    5e-324,
+]
 json_numbers = st.one_of(
-    st.integers(min_value=-(2 ** 63), max_value=2 ** 64 - 1),
+    st.integers(min_value=-(2**63), max_value=2**64 - 1),
     st.integers(min_value=-300, max_value=300),
     st.floats(allow_nan=False, allow_infinity=False),
     st.sampled_from([0, 1, -1, 0.5, 16000, 8000, 120.0, 132.0] + EXTREMES),
 )
-json_scalars = st.one_of(st.none(), st.booleans(), json_numbers,
-                         st.text(max_size=8), st.sampled_from(["", "no-speaker", "s0", "words"]))
+json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    json_numbers,
+    st.text(max_size=8),
+    st.sampled_from(["", "no-speaker", "s0", "words"]),
+)
 json_values = st.recursive(
     json_scalars,
-    lambda inner: st.one_of(st.lists(inner, max_size=4),
-                            st.dictionaries(st.text(max_size=6), inner, max_size=4)),
-    max_leaves=12)
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
 
 
 def check_outcome(raw: bytes, params, options: OutputOptions) -> None:
@@ -119,8 +183,7 @@ def check_outcome(raw: bytes, params, options: OutputOptions) -> None:
         record = orjson.loads(outcome.line)
         assert record["reason"] == outcome.reason
         assert record["detail"] and "\n" not in record["detail"]
-        assert (record["manifest_filepath"], record["line"], record["byte_offset"]) == \
-            ("fuzz.jsonl", 7, 123)
+        assert (record["manifest_filepath"], record["line"], record["byte_offset"]) == ("fuzz.jsonl", 7, 123)
         assert record["raw_bytes"] == len(raw)
         assert len(record["raw"]) <= options.max_raw_chars
         return
@@ -149,10 +212,10 @@ def check_outcome(raw: bytes, params, options: OutputOptions) -> None:
 
 # --- byte-level inputs -----------------------------------------------------------
 
+
 @pytest.mark.fuzz
 @settings(FUZZ, max_examples=600)
-@given(raw=st.binary(max_size=300), params=st.sampled_from(PARAMS),
-       options=st.sampled_from(OPTIONS))
+@given(raw=st.binary(max_size=300), params=st.sampled_from(PARAMS), options=st.sampled_from(OPTIONS))
 def test_arbitrary_bytes(raw, params, options):
     check_outcome(raw, params, options)
 
@@ -171,15 +234,32 @@ def byte_mutation(draw):
             line = line[:pos]
         elif kind == "splice":
             other = draw(st.sampled_from(SEED_LINES))
-            line = line[:pos] + other[draw(st.integers(0, len(other))):]
+            line = line[:pos] + other[draw(st.integers(0, len(other))) :]
         elif kind == "insert":
-            line[pos:pos] = draw(st.one_of(
-                st.binary(min_size=1, max_size=6),
-                st.sampled_from([b"NaN", b"Infinity", b"-Infinity", b"null", b"true", b"{}",
-                                 b"[]", b'"\\u2028"', "\u2028\u0085".encode(), b"\xef\xbb\xbf",
-                                 b"\r", b"1e400", b"18446744073709551616"])))
+            line[pos:pos] = draw(
+                st.one_of(
+                    st.binary(min_size=1, max_size=6),
+                    st.sampled_from(
+                        [
+                            b"NaN",
+                            b"Infinity",
+                            b"-Infinity",
+                            b"null",
+                            b"true",
+                            b"{}",
+                            b"[]",
+                            b'"\\u2028"',
+                            "\u2028\u0085".encode(),
+                            b"\xef\xbb\xbf",
+                            b"\r",
+                            b"1e400",
+                            b"18446744073709551616",
+                        ]
+                    ),
+                )
+            )
         elif kind == "delete":
-            del line[pos:pos + draw(st.integers(1, 20))]
+            del line[pos : pos + draw(st.integers(1, 20))]
     return bytes(line)
 
 
@@ -191,6 +271,7 @@ def test_byte_mutations_of_valid_lines(raw, params, options):
 
 
 # --- structure-aware mutations ---------------------------------------------------
+
 
 def _containers(value, path=()):
     """Every (path, container) inside a parsed entry, the entry itself first."""
@@ -208,23 +289,31 @@ def structural_mutation(draw):
     for _ in range(draw(st.integers(1, 4))):
         places = [c for _, c in _containers(entry) if c]
         target = draw(st.sampled_from(places))
-        key = draw(st.sampled_from(list(target.keys()) if isinstance(target, dict)
-                                   else list(range(len(target)))))
-        kind = draw(st.sampled_from(["swap", "swap", "swap", "delete", "nest", "add_key",
-                                     "duplicate", "extreme", "extreme"]))
+        key = draw(
+            st.sampled_from(list(target.keys()) if isinstance(target, dict) else list(range(len(target))))
+        )
+        kind = draw(
+            st.sampled_from(
+                ["swap", "swap", "swap", "delete", "nest", "add_key", "duplicate", "extreme", "extreme"]
+            )
+        )
         if kind == "swap":  # type swap: any JSON value in place of this field
             target[key] = draw(json_values)
         elif kind == "extreme":  # a number at the edge of what JSON readers accept
-            numbers = [(c, k) for _, c in _containers(entry) if isinstance(c, dict)
-                       for k, v in c.items() if type(v) in (int, float)]
+            numbers = [
+                (c, k)
+                for _, c in _containers(entry)
+                if isinstance(c, dict)
+                for k, v in c.items()
+                if type(v) in (int, float)
+            ]
             if numbers:
                 container, name = draw(st.sampled_from(numbers))
                 container[name] = draw(st.sampled_from(EXTREMES))
         elif kind == "delete":
             del target[key]
         elif kind == "nest":  # shallow or very deep nesting around the value
-            depth = draw(st.one_of(st.integers(1, 5), st.integers(240, 260),
-                                   st.integers(1000, 1030)))
+            depth = draw(st.one_of(st.integers(1, 5), st.integers(240, 260), st.integers(1000, 1030)))
             levels = draw(st.lists(st.booleans(), min_size=depth, max_size=depth))
             prefix = b"".join(b"[" if lst else b'{"k":' for lst in levels)
             suffix = b"".join(b"]" if lst else b"}" for lst in reversed(levels))
@@ -232,12 +321,30 @@ def structural_mutation(draw):
             deep.append((placeholder, prefix, target[key], suffix))
             target[key] = placeholder
         elif kind == "add_key" and isinstance(target, dict):
-            name = draw(st.sampled_from(["filtered", "filtered_windows", "filtered_dur",
-                                         "total_dur_window", "filtered_dur_list",
-                                         "total_dur_list_window", "windows", "stats",
-                                         "manifest_filepath", "swift_filepath",
-                                         "truncation_events", "metrics", "words", "speaker",
-                                         "bandwidth", "word", "end", "start"]))
+            name = draw(
+                st.sampled_from(
+                    [
+                        "filtered",
+                        "filtered_windows",
+                        "filtered_dur",
+                        "total_dur_window",
+                        "filtered_dur_list",
+                        "total_dur_list_window",
+                        "windows",
+                        "stats",
+                        "manifest_filepath",
+                        "swift_filepath",
+                        "truncation_events",
+                        "metrics",
+                        "words",
+                        "speaker",
+                        "bandwidth",
+                        "word",
+                        "end",
+                        "start",
+                    ]
+                )
+            )
             target[name] = draw(json_values)
         elif kind == "duplicate" and isinstance(target, list):
             target.append(target[key])
@@ -249,8 +356,7 @@ def structural_mutation(draw):
 
 @pytest.mark.fuzz
 @settings(FUZZ, max_examples=900)
-@given(raw=structural_mutation(), params=st.sampled_from(PARAMS),
-       options=st.sampled_from(OPTIONS))
+@given(raw=structural_mutation(), params=st.sampled_from(PARAMS), options=st.sampled_from(OPTIONS))
 def test_structural_mutations_of_valid_entries(raw, params, options):
     check_outcome(raw, params, options)
 
@@ -263,46 +369,71 @@ numbers_or_any = st.one_of(json_numbers, json_numbers, json_values)
 @st.composite
 def entry_like(draw):
     """Objects with the required keys and random (often nearly valid) values."""
+
     def segment():
         seg = {"start": draw(numbers_or_any), "end": draw(numbers_or_any)}
         if draw(st.booleans()):
-            seg["speaker"] = draw(st.one_of(st.sampled_from(["a", "b", None, "", "no-speaker"]),
-                                            json_values))
+            seg["speaker"] = draw(st.one_of(st.sampled_from(["a", "b", None, "", "no-speaker"]), json_values))
         if draw(st.booleans()):
-            seg["metrics"] = draw(st.one_of(
-                st.fixed_dictionaries({"bandwidth": numbers_or_any}), json_values))
+            seg["metrics"] = draw(
+                st.one_of(st.fixed_dictionaries({"bandwidth": numbers_or_any}), json_values)
+            )
         if draw(st.booleans()):
-            seg["words"] = draw(st.one_of(
-                st.lists(st.fixed_dictionaries({"end": numbers_or_any},
-                                               optional={"word": json_scalars,
-                                                         "start": json_numbers}),
-                         max_size=4),
-                json_values))
+            seg["words"] = draw(
+                st.one_of(
+                    st.lists(
+                        st.fixed_dictionaries(
+                            {"end": numbers_or_any}, optional={"word": json_scalars, "start": json_numbers}
+                        ),
+                        max_size=4,
+                    ),
+                    json_values,
+                )
+            )
         for key in draw(st.lists(st.sampled_from(["start", "end", "speaker"]), max_size=1)):
             seg.pop(key, None)
         return seg
 
-    entry = {"audio_filepath": draw(st.one_of(st.text(max_size=5), json_values)),
-             "audio_sample_rate": draw(st.one_of(st.sampled_from([16000, 8000, 48000.0]),
-                                                 numbers_or_any)),
-             "segments": [segment() for _ in range(draw(st.integers(0, 6)))]}
-    extra = draw(st.dictionaries(st.sampled_from(["filtered", "filtered_dur", "windows", "x",
-                                                  "total_dur_window", "filtered_windows",
-                                                  "stats", "swift_audio_filepath"]),
-                                 json_values, max_size=2))
+    entry = {
+        "audio_filepath": draw(st.one_of(st.text(max_size=5), json_values)),
+        "audio_sample_rate": draw(st.one_of(st.sampled_from([16000, 8000, 48000.0]), numbers_or_any)),
+        "segments": [segment() for _ in range(draw(st.integers(0, 6)))],
+    }
+    extra = draw(
+        st.dictionaries(
+            st.sampled_from(
+                [
+                    "filtered",
+                    "filtered_dur",
+                    "windows",
+                    "x",
+                    "total_dur_window",
+                    "filtered_windows",
+                    "stats",
+                    "swift_audio_filepath",
+                ]
+            ),
+            json_values,
+            max_size=2,
+        )
+    )
     entry.update(extra)
     return orjson.dumps(entry)
 
 
 @pytest.mark.fuzz
 @settings(FUZZ, max_examples=900)
-@given(raw=st.one_of(json_values.map(orjson.dumps), entry_like()),
-       params=st.sampled_from(PARAMS), options=st.sampled_from(OPTIONS))
+@given(
+    raw=st.one_of(json_values.map(orjson.dumps), entry_like()),
+    params=st.sampled_from(PARAMS),
+    options=st.sampled_from(OPTIONS),
+)
 def test_random_json_values(raw, params, options):
     check_outcome(raw, params, options)
 
 
 # --- regressions: gaps the fuzzing found in validate.py --------------------------
+
 
 def _entry(**changes):
     entry = orjson.loads(SMALL_LINE)
@@ -321,34 +452,31 @@ def _curate(entry_or_raw, params=PARAMS[0]):
 
 REGRESSIONS = [
     # Integers orjson reads (up to 2**64 - 1) whose differences or sums it cannot write.
-    (_entry(segments=[_seg(2 ** 64 - 1, 0)]),
-     "out_of_range:segments[].start", "segments[0].start"),
-    (_entry(segments=[_seg(0, 2 ** 63), _seg(0, 2 ** 63)]),
-     "out_of_range:segments[].end", "segments[0].end"),
-    (_entry(segments=[_seg(-(2 ** 52), 2 ** 52)] * 3),
-     "out_of_range:segments", "segments"),
+    (_entry(segments=[_seg(2**64 - 1, 0)]), "out_of_range:segments[].start", "segments[0].start"),
+    (_entry(segments=[_seg(0, 2**63), _seg(0, 2**63)]), "out_of_range:segments[].end", "segments[0].end"),
+    (_entry(segments=[_seg(-(2**52), 2**52)] * 3), "out_of_range:segments", "segments"),
     # Finite floats whose duration overflows to inf (written as null; summary breaks).
-    (_entry(segments=[_seg(-1.7e308, 1.7e308)]), "out_of_range:segments[].start",
-     "segments[0].start"),
-    (_entry(segments=[_seg(0.0, 1.0, words=[{"word": "x", "end": -1e300}])]),
-     "out_of_range:segments[].words[].end", "segments[0].words[0].end"),
+    (_entry(segments=[_seg(-1.7e308, 1.7e308)]), "out_of_range:segments[].start", "segments[0].start"),
+    (
+        _entry(segments=[_seg(0.0, 1.0, words=[{"word": "x", "end": -1e300}])]),
+        "out_of_range:segments[].words[].end",
+        "segments[0].words[0].end",
+    ),
     # The overlap filter keeps these keys as given on an entry without windows, and
     # the run statistics read them: a string filtered_dur failed the whole job.
     (_entry(segments=[], filtered_dur="x"), "wrong_type:filtered_dur", "filtered_dur"),
-    (_entry(segments=[], total_dur_window=[1]), "wrong_type:total_dur_window",
-     "total_dur_window"),
+    (_entry(segments=[], total_dur_window=[1]), "wrong_type:total_dur_window", "total_dur_window"),
     (_entry(segments=[], filtered_dur=True), "wrong_type:filtered_dur", "filtered_dur"),
     (_entry(segments=[], filtered_dur=1e308), "out_of_range:filtered_dur", "filtered_dur"),
-    (_entry(segments=[], filtered_windows=5), "wrong_type:filtered_windows",
-     "filtered_windows"),
+    (_entry(segments=[], filtered_windows=5), "wrong_type:filtered_windows", "filtered_windows"),
     (_entry(segments=[], filtered=None), "wrong_type:filtered", "filtered"),
-    (_entry(segments=[], filtered_dur_list={}), "wrong_type:filtered_dur_list",
-     "filtered_dur_list"),
+    (_entry(segments=[], filtered_dur_list={}), "wrong_type:filtered_dur_list", "filtered_dur_list"),
 ]
 
 
-@pytest.mark.parametrize("entry, code, field", REGRESSIONS,
-                         ids=[r[1] + "-" + str(i) for i, r in enumerate(REGRESSIONS)])
+@pytest.mark.parametrize(
+    "entry, code, field", REGRESSIONS, ids=[r[1] + "-" + str(i) for i, r in enumerate(REGRESSIONS)]
+)
 def test_regression_rejected_by_validation(entry, code, field):
     rejection = validate_entry(entry)
     assert rejection is not None and rejection.code == code, rejection
@@ -367,6 +495,7 @@ def test_regression_nesting_limit(where):
     accepted is written fine, one level more is rejected as too_deep (it was an
     internal_error, the serializer failing after the window building).
     swift_audio_filepath is copied one level deeper, into stats.swift_path."""
+
     def line(depth_inside: int) -> bytes:
         deep = _nested(depth_inside)
         if where == "top":
@@ -374,11 +503,12 @@ def test_regression_nesting_limit(where):
         elif where == "swift":
             body = b'"swift_audio_filepath":' + deep + b',"segments":[]'
         elif where == "segment":
-            body = b'"segments":[{"start":0,"end":1,"metrics":{"bandwidth":9000},"x":' + deep \
-                + b"}]"
+            body = b'"segments":[{"start":0,"end":1,"metrics":{"bandwidth":9000},"x":' + deep + b"}]"
         else:
-            body = (b'"segments":[{"start":0,"end":1,"metrics":{"bandwidth":9000},'
-                    b'"words":[{"end":0.5,"w":' + deep + b"}]}]")
+            body = (
+                b'"segments":[{"start":0,"end":1,"metrics":{"bandwidth":9000},'
+                b'"words":[{"end":0.5,"w":' + deep + b"}]}]"
+            )
         return b'{"audio_filepath":"a","audio_sample_rate":16000,' + body + b"}"
 
     # levels above the innermost value: entry object (1), plus the path to it
@@ -402,8 +532,12 @@ def test_regression_nesting_limit(where):
             continue
         assert bad.reason == "too_deep", bad
         detail = orjson.loads(bad.line)["detail"]
-        assert detail.startswith({"top": "extra", "swift": "swift_audio_filepath",
-                                  "segment": "segments", "word": "segments"}[where] + ":"), detail
+        assert detail.startswith(
+            {"top": "extra", "swift": "swift_audio_filepath", "segment": "segments", "word": "segments"}[
+                where
+            ]
+            + ":"
+        ), detail
 
 
 def test_regression_limits_keep_real_values():
@@ -412,8 +546,7 @@ def test_regression_limits_keep_real_values():
     assert validate_entry(entry) is None
     entry = _entry(segments=[_seg(-MAX_SECONDS, 0.0)], filtered_dur=1e15)
     assert validate_entry(entry) is None
-    assert validate_entry(_entry(segments=[_seg(0, MAX_SECONDS + 1)])).code == \
-        "out_of_range:segments[].end"
+    assert validate_entry(_entry(segments=[_seg(0, MAX_SECONDS + 1)])).code == "out_of_range:segments[].end"
     for entry in FIXTURE_ENTRIES:
         assert validate_entry(entry) is None
 
@@ -424,7 +557,8 @@ def test_regression_limits_keep_real_values():
 def test_inline_segment_check_never_accepts_what_the_exact_check_rejects(raw):
     """validate_entry trusts _plain_segment for the common case; it must never
     accept a segment that _validate_segment would reject."""
-    from alm_beam.validate import _plain_segment, _validate_segment
+    from alm_beam.core.validate import _plain_segment, _validate_segment
+
     try:
         entry = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -438,9 +572,9 @@ def test_inline_segment_check_never_accepts_what_the_exact_check_rejects(raw):
 def test_inline_segment_check_serves_real_segments():
     """The inline check must accept ordinary segments (else it only costs time)."""
     from alm_beam import synth
-    from alm_beam.validate import _plain_segment, _validate_segment
-    segments = [s for e in FIXTURE_ENTRIES + list(synth.generate_entries(40, 3))
-                for s in e["segments"]]
+    from alm_beam.core.validate import _plain_segment, _validate_segment
+
+    segments = [s for e in FIXTURE_ENTRIES + list(synth.generate_entries(40, 3)) for s in e["segments"]]
     assert all(map(_plain_segment, segments))
     # values orjson never produces but a caller's dict may hold
     for bad in (float("inf"), float("nan"), True):

@@ -29,8 +29,8 @@ import zstandard
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from alm_beam.codecs import DecodedStream
-from alm_beam.reader import BOM, RAW_PREFIX, iter_lines
+from alm_beam.io.codecs import DecodedStream
+from alm_beam.io.reader import BOM, RAW_PREFIX, iter_lines
 
 COMPRESS = {
     "gzip": lambda d: zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS).compress(d),
@@ -81,7 +81,8 @@ def expected_lines(text: bytes, complete_only: bool, max_line):
 line_bytes = st.one_of(
     st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"")),
     st.sampled_from([b"", b" ", b"\t", b"\r", b'{"a": 1}', b"\x0c"]),
-    st.integers(200, 3000).map(lambda n: b"x" * n))
+    st.integers(200, 3000).map(lambda n: b"x" * n),
+)
 
 
 @st.composite
@@ -97,8 +98,11 @@ def damaged_files(draw):
     texts = [text[:split], text[split:]] if draw(st.booleans()) else [text]
     streams = [COMPRESS[codec](t) for t in texts]
     tail = draw(st.sampled_from(["none", "zeros", "garbage"]))
-    tail_bytes = {"none": b"", "zeros": b"\0" * draw(st.integers(1, 9)),
-                  "garbage": b"\xff" + draw(st.binary(max_size=20))}[tail]
+    tail_bytes = {
+        "none": b"",
+        "zeros": b"\0" * draw(st.integers(1, 9)),
+        "garbage": b"\xff" + draw(st.binary(max_size=20)),
+    }[tail]
     blob = b"".join(streams) + tail_bytes
     cut = draw(st.one_of(st.none(), st.integers(0, len(blob))))
     max_line = draw(st.one_of(st.none(), st.integers(1, 300)))
@@ -116,7 +120,7 @@ def test_reader_keeps_every_line_before_the_damage(case, block_size):
     # The oracle: decode each stream's surviving bytes on its own.
     decoded, damaged, at = b"", False, 0
     for stream in streams:
-        piece = blob[at:at + len(stream)]
+        piece = blob[at : at + len(stream)]
         at += len(stream)
         if len(piece) == len(stream):
             decoded += one_shot(codec, piece)
@@ -125,15 +129,14 @@ def test_reader_keeps_every_line_before_the_damage(case, block_size):
             decoded += one_shot(codec, piece)
             damaged = True
         break
-    rest = blob[sum(len(s) for s in streams):]
+    rest = blob[sum(len(s) for s in streams) :]
     if rest.strip(b"\0"):
-        damaged = True   # garbage survives the cut
+        damaged = True  # garbage survives the cut
     if len(blob) == 0:
         damaged = False  # a 0-byte file is empty, not damaged
     expect, end = expected_lines(decoded, damaged, max_line)
 
-    got = list(iter_lines(DecodedStream(io.BytesIO(blob), codec), block_size=block_size,
-                          max_line=max_line))
+    got = list(iter_lines(DecodedStream(io.BytesIO(blob), codec), block_size=block_size, max_line=max_line))
     records = [r for r in got if r.problem and r.problem.code == "unreadable_file"]
     lines = [r for r in got if not (r.problem and r.problem.code == "unreadable_file")]
     assert [(r.data, r.line, r.offset, r.problem and r.problem.size) for r in lines] == expect
@@ -143,4 +146,4 @@ def test_reader_keeps_every_line_before_the_damage(case, block_size):
         assert record is records[0]
         assert (record.line, record.offset) == (len(expect) + 1, end)
         assert record.problem.size == len(decoded) - end
-        assert record.data == decoded[end:end + RAW_PREFIX]
+        assert record.data == decoded[end : end + RAW_PREFIX]

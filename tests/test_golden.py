@@ -11,9 +11,9 @@ import json
 import os
 
 import pytest
+from conftest import FIXTURES, GOLDEN, canonical
 
 from alm_beam import run
-from conftest import FIXTURES, GOLDEN, canonical
 
 pytestmark = pytest.mark.e2e  # every case runs the real entry point
 
@@ -23,16 +23,20 @@ CASES = {
     "sample_overlap100": ["--set", "overlap.overlap_percentage=100"],
     "sample_notrunc": ["--set", "builder.truncation=false"],
     "sample_spk2to3": ["--set", "builder.max_speakers=3"],
-    "sample_target60_tol015_td60": ["--set", "builder.target_window_duration=60",
-                                    "--set", "builder.tolerance=0.15",
-                                    "--set", "overlap.target_duration=60"],
+    "sample_target60_tol015_td60": [
+        "--set",
+        "builder.target_window_duration=60",
+        "--set",
+        "builder.tolerance=0.15",
+        "--set",
+        "overlap.target_duration=60",
+    ],
     "nested_default": [],
 }
 
 
 def _input_for(case):
-    return str(FIXTURES / ("nested_manifests" if case.startswith("nested") else
-                           "sample_input.jsonl"))
+    return str(FIXTURES / ("nested_manifests" if case.startswith("nested") else "sample_input.jsonl"))
 
 
 def _read_shards(out_dir, prefix):
@@ -68,9 +72,16 @@ def test_entry_point_matches_golden(case, tmp_path, shared_dir, capsys):
         summary = json.load(fh)
     assert summary["entries_read"] == summary["entries_written"] == expected["entries"]
     assert summary["entries_failed"] == 0
-    for key in ("windows", "filtered_windows", "filtered_timestamps", "truncation_events",
-                "entries_with_windows", "entries_with_filtered_windows",
-                "entries_below_min_sample_rate", "lost_win_full_data_records"):
+    for key in (
+        "windows",
+        "filtered_windows",
+        "filtered_timestamps",
+        "truncation_events",
+        "entries_with_windows",
+        "entries_with_filtered_windows",
+        "entries_below_min_sample_rate",
+        "lost_win_full_data_records",
+    ):
         assert summary[key] == expected[key], key
     # Totals are exact sums (correctly rounded); the reference summed naively in
     # file order, so allow only last-bit differences there.

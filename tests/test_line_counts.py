@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import orjson
 import pytest
-
-from alm_beam.curate import Failed, curate_line
-from alm_beam.params import make_params
-from alm_beam.stats import FLOAT_FIELDS, INT_FIELDS, ErrorItem, ReadCount, RunStats
-from alm_beam.summary import LinesUnaccounted, build_summary, check_line_balance
 from bad_inputs.corpus import read_output, run_in_process
 from conftest import FIXTURES
+
+from alm_beam.core.curate import Failed, curate_line
+from alm_beam.core.params import make_params
+from alm_beam.core.stats import FLOAT_FIELDS, INT_FIELDS, ErrorItem, ReadCount, RunStats
+from alm_beam.results.summary import LinesUnaccounted, build_summary, check_line_balance
 
 WRITTEN = ((1,) + (0,) * (len(INT_FIELDS) - 1), (0.0,) * len(FLOAT_FIELDS), "m.jsonl", (), ())
 
@@ -27,8 +27,9 @@ def stats(lines, blank, written, failed) -> RunStats:
 
 
 def summarize(acc: RunStats) -> dict:
-    return build_summary(acc, params={}, inputs=[], window_files=[], error_files=[],
-                         max_error_fraction=None, run_info={})
+    return build_summary(
+        acc, params={}, inputs=[], window_files=[], error_files=[], max_error_fraction=None, run_info={}
+    )
 
 
 @pytest.mark.parametrize("raw", [b"\x0c", b"\x0b\x0b", b" \x0c\t", b"\x1c", b"\xc2\xa0"])
@@ -44,20 +45,27 @@ def test_json_whitespace_is_blank(raw):
 
 def test_balanced_counts_give_a_summary():
     doc = summarize(stats(10, 3, 5, 2))
-    assert (doc["lines_read"], doc["blank_lines"], doc["entries_written"],
-            doc["entries_failed"], doc["entries_read"]) == (10, 3, 5, 2, 7)
+    assert (
+        doc["lines_read"],
+        doc["blank_lines"],
+        doc["entries_written"],
+        doc["entries_failed"],
+        doc["entries_read"],
+    ) == (10, 3, 5, 2, 7)
 
 
-@pytest.mark.parametrize("lines, blank, written, failed, word", [
-    (10, 3, 4, 2, "1 lines were lost"),        # a line vanished after the reader
-    (10, 3, 5, 3, "1 lines were duplicated"),  # a line came out twice
-    (10, 0, 5, 2, "3 lines were lost"),        # blank lines not counted as blank
-])
+@pytest.mark.parametrize(
+    "lines, blank, written, failed, word",
+    [
+        (10, 3, 4, 2, "1 lines were lost"),  # a line vanished after the reader
+        (10, 3, 5, 3, "1 lines were duplicated"),  # a line came out twice
+        (10, 0, 5, 2, "3 lines were lost"),  # blank lines not counted as blank
+    ],
+)
 def test_unbalanced_counts_fail_the_summary(lines, blank, written, failed, word):
     with pytest.raises(LinesUnaccounted, match=rf"^ALM_BEAM_LINE_BALANCE: .*{word}"):
         summarize(stats(lines, blank, written, failed))
-    check_line_balance({"lines_read": 0, "blank_lines": 0, "entries_written": 0,
-                        "entries_failed": 0})
+    check_line_balance({"lines_read": 0, "blank_lines": 0, "entries_written": 0, "entries_failed": 0})
 
 
 @pytest.mark.e2e
@@ -65,10 +73,9 @@ def test_a_line_lost_inside_the_pipeline_fails_the_run(tmp_path, shared_dir, mon
     """A curation step that silently drops one line (a bug, simulated by
     patching the DoFn's curate_line in this in-process run): exit 1, one
     line naming the imbalance, no summary.json."""
-    import alm_beam.transforms as transforms
+    import alm_beam.beam.transforms as transforms
 
-    valid = [line for line in (FIXTURES / "sample_input.jsonl").read_bytes().splitlines()
-             if line.strip()]
+    valid = [line for line in (FIXTURES / "sample_input.jsonl").read_bytes().splitlines() if line.strip()]
     manifest = tmp_path / "m.jsonl"
     manifest.write_bytes(b"\n".join(valid) + b"\n\n")
     real = transforms.curate_line
@@ -83,13 +90,13 @@ def test_a_line_lost_inside_the_pipeline_fails_the_run(tmp_path, shared_dir, mon
     assert result.stderr.strip().splitlines() == [
         "alm_beam: error: job failed: the reader read 6 lines but 5 are accounted for "
         "(4 written + 0 rejected + 1 blank); 1 lines were lost inside the pipeline, so no "
-        "summary.json was written (please report this as a bug)"]
+        "summary.json was written (please report this as a bug)"
+    ]
     assert read_output(tmp_path / "out").summary is None
 
     monkeypatch.setattr(transforms, "curate_line", real)
     result = run_in_process(["--input", str(manifest), "--output", str(tmp_path / "ok")])
     assert result.code == 0, result.stderr
     summary = read_output(tmp_path / "ok").summary
-    assert (summary["lines_read"], summary["blank_lines"], summary["entries_written"]) == \
-        (6, 1, 5)
+    assert (summary["lines_read"], summary["blank_lines"], summary["entries_written"]) == (6, 1, 5)
     assert orjson.loads(orjson.dumps(summary))["entries_read"] == 5

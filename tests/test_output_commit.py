@@ -17,7 +17,6 @@ import socket
 import time
 
 import pytest
-
 from bad_inputs.corpus import bad_lines, run_in_process, run_subprocess
 from conftest import FIXTURES
 from run_control import result_of, run_record, start_run, visible_names
@@ -25,16 +24,19 @@ from run_control import result_of, run_record, start_run, visible_names
 SHARDS = 3
 # The commit renames in name order (errors-0..2, report.html, train-0..2, windows-0..2),
 # then summary.json (see OutputRun.commit).
-FINAL = ([f"errors-0000{i}-of-00003.jsonl" for i in range(SHARDS)] + ["report.html"]
-         + [f"train-0000{i}-of-00003.jsonl" for i in range(SHARDS)]
-         + [f"windows-0000{i}-of-00003.jsonl" for i in range(SHARDS)] + ["summary.json"])
+FINAL = (
+    [f"errors-0000{i}-of-00003.jsonl" for i in range(SHARDS)]
+    + ["report.html"]
+    + [f"train-0000{i}-of-00003.jsonl" for i in range(SHARDS)]
+    + [f"windows-0000{i}-of-00003.jsonl" for i in range(SHARDS)]
+    + ["summary.json"]
+)
 
 
 @pytest.fixture(scope="module")
 def manifest(tmp_path_factory, shared_dir):
     """The 5 fixture entries and 2 bad lines: every output kind has lines."""
-    valid = [line for line in (FIXTURES / "sample_input.jsonl").read_bytes().splitlines()
-             if line.strip()]
+    valid = [line for line in (FIXTURES / "sample_input.jsonl").read_bytes().splitlines() if line.strip()]
     bad = {b.name: b.raw for b in bad_lines(valid)}
     path = tmp_path_factory.mktemp("commit") / "mixed.jsonl"
     path.write_bytes(b"\n".join(valid + [bad["segment_end_null"], bad["cut_mid_object"]]) + b"\n")
@@ -78,9 +80,9 @@ def snapshot(directory):
 
 # --- item 4: two runs, one output directory --------------------------------------
 
+
 @pytest.mark.e2e
-def test_second_run_is_refused_while_the_first_holds_the_directory(
-        manifest, reference, tmp_path):
+def test_second_run_is_refused_while_the_first_holds_the_directory(manifest, reference, tmp_path):
     out = tmp_path / "out"
     with start_run(args_for(manifest, out), pause_at="summary", marker_dir=tmp_path) as first:
         first.wait_paused()  # shards finalized in the staging area, summary not yet
@@ -90,9 +92,11 @@ def test_second_run_is_refused_while_the_first_holds_the_directory(
             assert second.code == 2, second.stderr
             assert "Traceback" not in second.stderr
             [line] = alm_lines(second.stderr)
-            assert line.startswith(f"alm_beam: error: --output {out}: in use by another "
-                                   f"alm_beam run (pid {first.pid} on host "
-                                   f"{socket.gethostname()}, started 20"), line
+            assert line.startswith(
+                f"alm_beam: error: --output {out}: in use by another "
+                f"alm_beam run (pid {first.pid} on host "
+                f"{socket.gethostname()}, started 20"
+            ), line
             assert snapshot(out) == before  # nothing deleted, nothing written
         first.resume()
         code, _, err = first.finish()
@@ -102,8 +106,7 @@ def test_second_run_is_refused_while_the_first_holds_the_directory(
 
 
 @pytest.mark.e2e
-def test_two_runs_started_together_one_wins_and_the_result_is_consistent(
-        manifest, reference, tmp_path):
+def test_two_runs_started_together_one_wins_and_the_result_is_consistent(manifest, reference, tmp_path):
     out = tmp_path / "out"
     runs = [start_run(args_for(manifest, out)) for _ in range(2)]
     finished = [run.finish() for run in runs]
@@ -123,8 +126,10 @@ def test_lock_of_a_killed_run_is_taken_over(manifest, reference, tmp_path):
     assert (out / ".alm_beam.lock").exists()  # the file stays; its flock died with the run
     result = run_subprocess(list(map(str, args_for(manifest, out, "--overwrite"))))
     assert result.code == 0, result.stderr
-    assert (f"alm_beam: note: took over the lock of a run that is gone (pid {dead.pid} on host "
-            f"{socket.gethostname()}, started ") in result.stderr
+    assert (
+        f"alm_beam: note: took over the lock of a run that is gone (pid {dead.pid} on host "
+        f"{socket.gethostname()}, started "
+    ) in result.stderr
     assert result_of(out) == reference
     assert not (out / ".alm_beam.lock").exists()
 
@@ -137,7 +142,8 @@ STAGES = ["locked", "started", "summary"] + [f"commit:{i}" for i in range(len(FI
 @pytest.mark.e2e
 @pytest.mark.parametrize("stage", STAGES)
 def test_sigkill_at_every_stage_then_overwrite_gives_the_uninterrupted_result(
-        manifest, reference, tmp_path, stage):
+    manifest, reference, tmp_path, stage
+):
     out = tmp_path / "out"
     with start_run(args_for(manifest, out), pause_at=stage, marker_dir=tmp_path) as run:
         run.wait_paused()

@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import FIXTURES, REPO
 
 DOC = REPO / "docs" / "output.md"
@@ -30,9 +29,22 @@ def test_every_key_of_a_real_run_is_documented(tmp_path):
     lines = (FIXTURES / "sample_input.jsonl").read_bytes().splitlines()
     manifest.write_bytes(b"\n".join(lines + [b'{"audio_filepath": 3}']) + b"\n")
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "alm_beam.run", "--input", str(manifest),
-                           "--output", str(out), "--num_shards", "1"],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "alm_beam.run",
+            "--input",
+            str(manifest),
+            "--output",
+            str(out),
+            "--num_shards",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
 
     inputs = [json.loads(line) for line in lines]

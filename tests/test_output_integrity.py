@@ -21,18 +21,22 @@ import time
 import uuid
 
 import pytest
-
-from alm_beam.output_dir import (RECORD_NAME, STAGING_PREFIX, OutputDirError,
-                                 prepare_output_dir)
-from alm_beam.pipeline import ERRORS_PREFIX, SUMMARY_NAME, WINDOWS_PREFIX
 from bad_inputs.corpus import REPO, read_output, run_in_process
 from conftest import FIXTURES, processes_mentioning
 
+from alm_beam.beam.pipeline import ERRORS_PREFIX, SUMMARY_NAME, WINDOWS_PREFIX
+from alm_beam.io.output_dir import RECORD_NAME, STAGING_PREFIX, OutputDirError, prepare_output_dir
+
 SAMPLE = str(FIXTURES / "sample_input.jsonl")
-ONE_SHARD = ["errors-00000-of-00001.jsonl", "report.html", "summary.json",
-             "train-00000-of-00001.jsonl", "windows-00000-of-00001.jsonl"]
+ONE_SHARD = [
+    "errors-00000-of-00001.jsonl",
+    "report.html",
+    "summary.json",
+    "train-00000-of-00001.jsonl",
+    "windows-00000-of-00001.jsonl",
+]
 WITH_RECORD = sorted(ONE_SHARD + [RECORD_NAME])
-SYNTH_ENTRIES = 2000   # ~70 MB, several seconds of curation: time to kill it half-way
+SYNTH_ENTRIES = 2000  # ~70 MB, several seconds of curation: time to kill it half-way
 
 
 def snapshot(directory):
@@ -55,12 +59,27 @@ def finished_run(out_dir, *extra, inputs=SAMPLE):
 
 # --- a run killed half-way -------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def big_manifest(tmp_path_factory):
     path = tmp_path_factory.mktemp("synth") / "big.jsonl"
-    subprocess.run([sys.executable, "-m", "alm_beam.synth", "--entries", str(SYNTH_ENTRIES),
-                    "--seed", "11", "--out", str(path)], cwd=REPO, check=True,
-                   capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "alm_beam.synth",
+            "--entries",
+            str(SYNTH_ENTRIES),
+            "--seed",
+            "11",
+            "--out",
+            str(path),
+        ],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     return path
 
 
@@ -70,8 +89,11 @@ def _sinks_writing(out):
         return False
     for name in os.listdir(out):
         staging = out / name
-        if name.startswith(STAGING_PREFIX) and staging.is_dir() and any(
-                n.startswith("beam-temp-") for n in os.listdir(staging)):
+        if (
+            name.startswith(STAGING_PREFIX)
+            and staging.is_dir()
+            and any(n.startswith("beam-temp-") for n in os.listdir(staging))
+        ):
             return True
     return False
 
@@ -85,18 +107,22 @@ def wait_until_curating(proc, out):
             break
         time.sleep(0.05)
     time.sleep(0.5)
-    assert proc.poll() is None, ("the run finished before it could be stopped half-way; "
-                                 "raise SYNTH_ENTRIES")
+    assert proc.poll() is None, "the run finished before it could be stopped half-way; raise SYNTH_ENTRIES"
 
 
 @pytest.mark.e2e
 @pytest.mark.slow
 def test_sigkill_half_way_leaves_only_temporary_files_then_overwrite_cleans(
-        big_manifest, tmp_path, shared_dir):
+    big_manifest, tmp_path, shared_dir
+):
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "alm_beam.run", "--input", str(big_manifest),
-                             "--output", str(out)], cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "alm_beam.run", "--input", str(big_manifest), "--output", str(out)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         wait_until_curating(proc, out)
         os.killpg(proc.pid, signal.SIGKILL)  # the run's own process group
@@ -136,16 +162,31 @@ def test_sigkill_half_way_leaves_only_temporary_files_then_overwrite_cleans(
 
 @pytest.mark.e2e
 @pytest.mark.slow
-def test_ctrl_c_half_way_with_two_workers_exits_130_and_leaves_no_workers(
-        big_manifest, tmp_path):
+def test_ctrl_c_half_way_with_two_workers_exits_130_and_leaves_no_workers(big_manifest, tmp_path):
     out = tmp_path / "out"
     marker = str(tmp_path)  # on every process of this run's tree (forked workers too)
-    proc = subprocess.Popen([sys.executable, "-m", "alm_beam.run", "--input", str(big_manifest),
-                             "--output", str(out), "--direct_num_workers", "2",
-                             "--direct_running_mode", "multi_processing",
-                             "--set", "input.split_mb=8"], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "alm_beam.run",
+            "--input",
+            str(big_manifest),
+            "--output",
+            str(out),
+            "--direct_num_workers",
+            "2",
+            "--direct_running_mode",
+            "multi_processing",
+            "--set",
+            "input.split_mb=8",
+        ],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         wait_until_curating(proc, out)
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the whole foreground process group
@@ -157,13 +198,15 @@ def test_ctrl_c_half_way_with_two_workers_exits_130_and_leaves_no_workers(
     assert proc.returncode == 130
     assert stderr.splitlines() == [  # one line: no traceback from the runner or a worker
         "alm_beam: interrupted by SIGINT; an output directory without summary.json holds an "
-        "incomplete run (rerun with --overwrite)"]
+        "incomplete run (rerun with --overwrite)"
+    ]
     assert SUMMARY_NAME not in os.listdir(out)
     assert processes_mentioning(marker.encode()) == []
-    assert processes_mentioning(b"alm_beam.direct_workers") == []
+    assert processes_mentioning(b"alm_beam.execution.direct_workers") == []
 
 
 # --- refusing and overwriting ----------------------------------------------------
+
 
 @pytest.mark.e2e
 def test_non_empty_output_dir_is_refused_without_overwrite(tmp_path, shared_dir):
@@ -182,12 +225,11 @@ def test_overwrite_replaces_previous_run_completely(tmp_path, shared_dir):
     out = tmp_path / "out"
     finished_run(out, "--num_shards", "3")
     assert read_output(out).names == sorted(
-        [f"{p}-0000{i}-of-00003.jsonl" for p in ("errors", "train", "windows")
-         for i in range(3)]
-        + ["report.html", "summary.json"])
+        [f"{p}-0000{i}-of-00003.jsonl" for p in ("errors", "train", "windows") for i in range(3)]
+        + ["report.html", "summary.json"]
+    )
     two = tmp_path / "two.jsonl"
-    two.write_bytes(b"\n".join(FIXTURES.joinpath("sample_input.jsonl").read_bytes()
-                               .splitlines()[:2]) + b"\n")
+    two.write_bytes(b"\n".join(FIXTURES.joinpath("sample_input.jsonl").read_bytes().splitlines()[:2]) + b"\n")
     result = finished_run(out, "--overwrite", inputs=str(two))
     assert "removed 12 entries" in result.stderr  # 11 result files and the record
     written = read_output(out)
@@ -195,9 +237,13 @@ def test_overwrite_replaces_previous_run_completely(tmp_path, shared_dir):
     assert len(written.windows) == 2 and written.summary["entries_read"] == 2
     record = json.loads((out / RECORD_NAME).read_text())
     assert record["state"] == "committed"
-    assert record["files"] == ["errors-00000-of-00001.jsonl", "report.html",
-                               "train-00000-of-00001.jsonl", "windows-00000-of-00001.jsonl",
-                               "summary.json"]
+    assert record["files"] == [
+        "errors-00000-of-00001.jsonl",
+        "report.html",
+        "train-00000-of-00001.jsonl",
+        "windows-00000-of-00001.jsonl",
+        "summary.json",
+    ]
 
 
 @pytest.mark.e2e
@@ -218,7 +264,7 @@ def test_overwrite_refuses_a_directory_with_foreign_files(tmp_path, shared_dir):
     before = snapshot(out)
     result = run_in_process(["--input", SAMPLE, "--output", str(out), "--overwrite"])
     assert result.code == 2
-    [line] = [l for l in result.stderr.splitlines() if l.startswith("alm_beam:")]
+    [line] = [ln for ln in result.stderr.splitlines() if ln.startswith("alm_beam:")]
     assert "notes.txt" in line and "--overwrite only removes" in line and "nothing was deleted" in line
     assert snapshot(out) == before  # nothing deleted, the old summary included
 
@@ -233,8 +279,6 @@ def test_output_path_that_is_a_file_is_refused(tmp_path, shared_dir):
     assert target.read_text() == "x"
 
 
-
-
 # --- ownership: what the previous run recorded, never names alone -----------------
 
 RESULT_FILES = ["windows-00000-of-00001.jsonl", "errors-00000-of-00001.jsonl", "summary.json"]
@@ -242,8 +286,15 @@ STAGING = STAGING_PREFIX + "20261202T000000-0123abcd"
 
 
 def write_record(out, files, staging=STAGING, state="committed", **changes):
-    doc = {"tool": "alm_beam", "format": 1, "run_id": "20261202T000000-0123abcd",
-           "state": state, "staging": staging, "files": files, **changes}
+    doc = {
+        "tool": "alm_beam",
+        "format": 1,
+        "run_id": "20261202T000000-0123abcd",
+        "state": state,
+        "staging": staging,
+        "files": files,
+        **changes,
+    }
     (out / RECORD_NAME).write_text(json.dumps(doc))
 
 
@@ -276,9 +327,10 @@ def test_overwrite_of_another_tools_output_is_refused_through_the_cli(tmp_path, 
     before = snapshot(out)
     result = run_in_process(["--input", SAMPLE, "--output", str(out), "--overwrite"])
     assert result.code == 2
-    [line] = [l for l in result.stderr.splitlines() if l.startswith("alm_beam:")]
-    assert line.startswith(f"alm_beam: error: --output {out}: --overwrite only removes files "
-                           "an alm_beam run recorded"), line
+    [line] = [ln for ln in result.stderr.splitlines() if ln.startswith("alm_beam:")]
+    assert line.startswith(
+        f"alm_beam: error: --output {out}: --overwrite only removes files an alm_beam run recorded"
+    ), line
     assert snapshot(out) == before
 
 
@@ -303,13 +355,17 @@ def test_files_missing_from_a_record_are_fine(tmp_path):
     out.mkdir()
     (out / "errors-00000-of-00001.jsonl").write_text("x")
     write_record(out, RESULT_FILES, state="committing")
-    assert prepare_output_dir(str(out), overwrite=True) == [
-        "errors-00000-of-00001.jsonl", RECORD_NAME]
+    assert prepare_output_dir(str(out), overwrite=True) == ["errors-00000-of-00001.jsonl", RECORD_NAME]
     assert list(out.iterdir()) == []
 
 
-FOREIGN = ["notes.txt", "summary.json.bak", "windows-00001-of-00002.jsonl",
-           STAGING_PREFIX + "other", f"beam-temp-windows-{uuid.uuid1().hex}"]
+FOREIGN = [
+    "notes.txt",
+    "summary.json.bak",
+    "windows-00001-of-00002.jsonl",
+    STAGING_PREFIX + "other",
+    f"beam-temp-windows-{uuid.uuid1().hex}",
+]
 
 
 @pytest.mark.parametrize("name", FOREIGN)
@@ -330,7 +386,7 @@ def test_a_recorded_name_of_the_wrong_kind_is_not_ours(tmp_path, name):
     out.mkdir()
     write_record(out, ["summary.json"], staging=STAGING_PREFIX + "x")
     if name == "summary.json":
-        (out / name).mkdir()   # recorded as a file, found a directory
+        (out / name).mkdir()  # recorded as a file, found a directory
         (out / name / "inside.txt").write_text("keep me")
     else:
         (out / name).write_text("keep me")  # recorded as the staging directory, found a file

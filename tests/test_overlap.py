@@ -1,18 +1,24 @@
 """The overlap filter's rules (spec section 4), worked out by hand."""
 
-from alm_beam.overlap import filter_overlaps, surviving_timestamps
-from alm_beam.params import OverlapParams
+from alm_beam.core.overlap import filter_overlaps, surviving_timestamps
+from alm_beam.core.params import OverlapParams
 
 
 def window(start, end, mid=None):
-    segs = [{"start": start, "end": mid if mid is not None else (start + end) / 2},
-            {"start": mid if mid is not None else (start + end) / 2, "end": end}]
+    segs = [
+        {"start": start, "end": mid if mid is not None else (start + end) / 2},
+        {"start": mid if mid is not None else (start + end) / 2, "end": end},
+    ]
     return {"segments": segs, "speaker_durations": [0.0] * 5}
 
 
 def built(*windows, **extra):
-    e = {"audio_filepath": "/a.wav", "windows": list(windows),
-         "stats": {"swift_path": "s3://a"}, "truncation_events": 0}
+    e = {
+        "audio_filepath": "/a.wav",
+        "windows": list(windows),
+        "stats": {"swift_path": "s3://a"},
+        "truncation_events": 0,
+    }
     e.update(extra)
     return e
 
@@ -28,10 +34,17 @@ def test_empty_windows_add_defaults_without_overwriting():
 def test_timestamps_are_end_first_and_keys_in_spec_order():
     e = filter_overlaps(built(window(0, 10)), OverlapParams(), "m.jsonl")
     assert e["total_dur_list_window_timestamps"] == [[10, 0]]
-    assert list(e)[-9:] == ["total_dur_window", "total_dur_list_window",
-                            "total_dur_list_window_timestamps", "filtered", "filtered_windows",
-                            "filtered_dur", "filtered_dur_list", "manifest_filepath",
-                            "swift_filepath"]
+    assert list(e)[-9:] == [
+        "total_dur_window",
+        "total_dur_list_window",
+        "total_dur_list_window_timestamps",
+        "filtered",
+        "filtered_windows",
+        "filtered_dur",
+        "filtered_dur_list",
+        "manifest_filepath",
+        "swift_filepath",
+    ]
     assert e["swift_filepath"] == "s3://a"
 
 
@@ -83,10 +96,9 @@ def test_identical_timestamps_return_both_windows():
 
 def test_filtered_windows_keep_original_order_and_sums():
     w1, w2, w3 = window(30, 40), window(0, 10), window(5, 14)
-    e = filter_overlaps(built(w1, w2, w3), OverlapParams(overlap_percentage=50,
-                                                         target_duration=10), "m")
-    assert e["filtered"] == [[10, 0], [40, 30]]       # sorted by start
-    assert e["filtered_windows"] == [w1, w2]          # original order
+    e = filter_overlaps(built(w1, w2, w3), OverlapParams(overlap_percentage=50, target_duration=10), "m")
+    assert e["filtered"] == [[10, 0], [40, 30]]  # sorted by start
+    assert e["filtered_windows"] == [w1, w2]  # original order
     assert e["total_dur_window"] == 29 and e["total_dur_list_window"] == [10, 10, 9]
     assert e["filtered_dur"] == 20
 

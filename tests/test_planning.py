@@ -2,8 +2,8 @@
 
 import pytest
 
-from alm_beam.discovery import ManifestFile, ReadRange
-from alm_beam.planning import MAX_PIECE_BYTES, MIN_PIECE_BYTES, cut_file, pack, plan_units
+from alm_beam.io.discovery import ManifestFile, ReadRange
+from alm_beam.io.planning import MAX_PIECE_BYTES, MIN_PIECE_BYTES, cut_file, pack, plan_units
 
 MB = 1 << 20
 

@@ -18,12 +18,22 @@ import sys
 import time
 
 import pytest
-
-from alm_beam.runners import job_states, prism_binary_path
 from conftest import FIXTURES, REPO, require_or_skip
-from runner_helpers import (GOLDEN_CASES, assert_matches_golden, descendants, free_ports,
-                            golden_input, listening, pid_alive, run_cli, same_result, script,
-                            wait_gone)
+from runner_helpers import (
+    GOLDEN_CASES,
+    assert_matches_golden,
+    descendants,
+    free_ports,
+    golden_input,
+    listening,
+    pid_alive,
+    run_cli,
+    same_result,
+    script,
+    wait_gone,
+)
+
+from alm_beam.execution.runners import job_states, prism_binary_path
 
 pytestmark = pytest.mark.e2e
 
@@ -33,8 +43,12 @@ BUNDLE_LINE = re.compile(r"alm_beam worker pid=(\d+) ppid=(\d+) worker_id=(\S+) 
 
 def _env(state_dir, ports) -> dict:
     env = dict(os.environ)
-    env.update(ALM_PORTABLE_STATE_DIR=str(state_dir), ALM_PRISM_JOB_PORT=str(ports[0]),
-               ALM_PRISM_WEB_PORT=str(ports[1]), ALM_WORKER_POOL_PORT=str(ports[2]))
+    env.update(
+        ALM_PORTABLE_STATE_DIR=str(state_dir),
+        ALM_PRISM_JOB_PORT=str(ports[0]),
+        ALM_PRISM_WEB_PORT=str(ports[1]),
+        ALM_WORKER_POOL_PORT=str(ports[2]),
+    )
     return env
 
 
@@ -62,8 +76,10 @@ class Deployment:
 
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory):
-    require_or_skip(os.access(PRISM, os.X_OK),
-                    f"no Prism binary at {PRISM}; build it with `bash pipelines/prism.sh build`")
+    require_or_skip(
+        os.access(PRISM, os.X_OK),
+        f"no Prism binary at {PRISM}; build it with `bash pipelines/prism.sh build`",
+    )
     dep = Deployment(tmp_path_factory.mktemp("portable_state"), free_ports(3))
     up = script("portable.sh", "up", env=dep.env)
     assert up.returncode == 0, up.stderr
@@ -80,8 +96,7 @@ def deployment(tmp_path_factory):
 @pytest.mark.parametrize("case", sorted(GOLDEN_CASES))
 def test_golden_case_on_the_portable_deployment(case, deployment, tmp_path, shared_dir):
     out = tmp_path / "out"
-    done = deployment.submit("--input", golden_input(case), "--output", str(out),
-                             *GOLDEN_CASES[case])
+    done = deployment.submit("--input", golden_input(case), "--output", str(out), *GOLDEN_CASES[case])
     assert done.returncode == 0, done.stderr[-3000:]
     assert "alm_beam run summary" in done.stdout
     assert_matches_golden(out, case)
@@ -91,8 +106,9 @@ def test_work_ran_in_the_pool_workers_and_prism_reports_done(deployment, tmp_pat
     before = job_states(f"localhost:{deployment.ports[0]}")
     log = deployment.state / "pool.log"
     log_start = log.stat().st_size
-    done = deployment.submit("--input", str(FIXTURES / "sample_input.jsonl"),
-                             "--output", str(tmp_path / "out"))
+    done = deployment.submit(
+        "--input", str(FIXTURES / "sample_input.jsonl"), "--output", str(tmp_path / "out")
+    )
     assert done.returncode == 0, done.stderr[-3000:]
 
     # Prism's JobService (GetJobs) has one more job, in state DONE.
@@ -116,9 +132,10 @@ def test_split_input_equals_direct_one_and_two_workers(deployment, tmp_path, sha
     args = ["--input", str(FIXTURES / "nested_manifests"), "--set", "input.split_mb=0.01"]
     done = deployment.submit(*args, "--output", str(tmp_path / "portable"))
     assert done.returncode == 0, done.stderr[-3000:]
-    for name, flags in {"direct1": ["--direct_num_workers", "1"],
-                        "direct2": ["--direct_num_workers", "2", "--direct_running_mode",
-                                    "multi_processing"]}.items():
+    for name, flags in {
+        "direct1": ["--direct_num_workers", "1"],
+        "direct2": ["--direct_num_workers", "2", "--direct_running_mode", "multi_processing"],
+    }.items():
         ran = run_cli(args + flags + ["--output", str(tmp_path / name)], cwd=tmp_path)
         assert ran.returncode == 0, ran.stderr[-3000:]
         same_result(tmp_path / name, tmp_path / "portable")
@@ -133,9 +150,12 @@ def test_up_twice_is_refused_and_changes_nothing(deployment):
 
 
 def test_a_busy_port_is_a_one_line_error_and_starts_nothing(tmp_path):
-    require_or_skip(os.access(PRISM, os.X_OK),
-                    f"no Prism binary at {PRISM}; build it with `bash pipelines/prism.sh build`")
+    require_or_skip(
+        os.access(PRISM, os.X_OK),
+        f"no Prism binary at {PRISM}; build it with `bash pipelines/prism.sh build`",
+    )
     import socket
+
     ports = free_ports(3)
     with socket.socket() as busy:
         busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -143,9 +163,11 @@ def test_a_busy_port_is_a_one_line_error_and_starts_nothing(tmp_path):
         busy.listen()
         up = script("portable.sh", "up", env=_env(tmp_path, ports))
     assert up.returncode == 2
-    assert up.stderr.strip() == (f"portable.sh: error: port {ports[2]} (ALM_WORKER_POOL_PORT) is "
-                                 "already in use; free it or set ALM_WORKER_POOL_PORT to "
-                                 "another port")
+    assert up.stderr.strip() == (
+        f"portable.sh: error: port {ports[2]} (ALM_WORKER_POOL_PORT) is "
+        "already in use; free it or set ALM_WORKER_POOL_PORT to "
+        "another port"
+    )
     assert not (tmp_path / "prism.pid").exists() and not (tmp_path / "pool.pid").exists()
     assert not listening(ports[0])
 
@@ -170,32 +192,50 @@ def test_down_stops_only_what_up_started(tmp_path):
 
 
 def test_submit_without_up_is_a_one_line_error(tmp_path):
-    done = script("portable.sh", "submit", "--output", str(tmp_path / "o"),
-                  env=_env(tmp_path, free_ports(3)))
+    done = script("portable.sh", "submit", "--output", str(tmp_path / "o"), env=_env(tmp_path, free_ports(3)))
     assert done.returncode == 2
-    assert done.stderr.strip() == ("portable.sh: error: the portable deployment is not up; "
-                                   "start it with 'bash pipelines/portable.sh up'")
+    assert done.stderr.strip() == (
+        "portable.sh: error: the portable deployment is not up; start it with 'bash pipelines/portable.sh up'"
+    )
 
 
 def test_a_job_service_lost_mid_run_is_one_line_and_commits_nothing(tmp_path):
     """Prism killed while a job runs: the CLI says which job service went away, in
     one line, exit 1, and the output directory holds no result (no shard, no
     summary.json); `down` then cleans up what is left."""
-    require_or_skip(os.access(PRISM, os.X_OK),
-                    f"no Prism binary at {PRISM}; build it with `bash pipelines/prism.sh build`")
+    require_or_skip(
+        os.access(PRISM, os.X_OK),
+        f"no Prism binary at {PRISM}; build it with `bash pipelines/prism.sh build`",
+    )
     dep = Deployment(tmp_path / "state", free_ports(3))
     dep.state.mkdir()
     manifest = tmp_path / "big.jsonl"
-    subprocess.run([sys.executable, "-m", "alm_beam.synth", "--entries", "3000",
-                    "--out", str(manifest)], check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "alm_beam.synth", "--entries", "3000", "--out", str(manifest)],
+        check=True,
+        capture_output=True,
+    )
     up = script("portable.sh", "up", env=dep.env)
     assert up.returncode == 0, up.stderr
     try:
         out = tmp_path / "out"
         env = dict(dep.env, PATH=os.path.dirname(sys.executable) + os.pathsep + dep.env["PATH"])
-        cli = subprocess.Popen(["bash", str(REPO / "pipelines" / "portable.sh"), "submit",
-                                "--input", str(manifest), "--output", str(out), "--quiet"],
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cli = subprocess.Popen(
+            [
+                "bash",
+                str(REPO / "pipelines" / "portable.sh"),
+                "submit",
+                "--input",
+                str(manifest),
+                "--output",
+                str(out),
+                "--quiet",
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         endpoint = f"localhost:{dep.ports[0]}"
         deadline = time.monotonic() + 120
         while not any(state == "RUNNING" for _, _, state in job_states(endpoint)):
@@ -208,8 +248,9 @@ def test_a_job_service_lost_mid_run_is_one_line_and_commits_nothing(tmp_path):
         down = script("portable.sh", "down", env=dep.env)
     assert cli.returncode == 1, stderr
     assert stderr.count("\n") == 1 and "Traceback" not in stderr, stderr
-    assert stderr.startswith(f"alm_beam: error: job failed: the job service at {endpoint} "
-                             "stopped answering during the run ("), stderr
+    assert stderr.startswith(
+        f"alm_beam: error: job failed: the job service at {endpoint} stopped answering during the run ("
+    ), stderr
     assert stderr.rstrip().endswith(f"nothing was committed to {out}"), stderr
     assert "alm_beam run summary" not in stdout
     assert not (out / "summary.json").exists()

@@ -16,11 +16,21 @@ import sys
 import time
 
 import pytest
+from conftest import FIXTURES, require_or_skip
+from runner_helpers import (
+    GOLDEN_CASES,
+    assert_matches_golden,
+    children,
+    golden_input,
+    listening,
+    pid_alive,
+    run_cli,
+    same_result,
+    script,
+    wait_gone,
+)
 
-from alm_beam.runners import prism_binary_path
-from conftest import FIXTURES, REPO, require_or_skip
-from runner_helpers import (GOLDEN_CASES, assert_matches_golden, children, golden_input,
-                            listening, pid_alive, run_cli, same_result, script, wait_gone)
+from alm_beam.execution.runners import prism_binary_path
 
 pytestmark = pytest.mark.e2e
 
@@ -30,8 +40,10 @@ STARTED = re.compile(r"Prism (\S+) \(pid (\d+)\) serving jobs at localhost:(\d+)
 
 @pytest.fixture
 def prism():
-    require_or_skip(os.access(PRISM, os.X_OK),
-                    f"no Prism binary at {PRISM}; build it with `bash pipelines/prism.sh build`")
+    require_or_skip(
+        os.access(PRISM, os.X_OK),
+        f"no Prism binary at {PRISM}; build it with `bash pipelines/prism.sh build`",
+    )
     return PRISM
 
 
@@ -45,8 +57,10 @@ def _started(stderr: str) -> tuple:
 @pytest.mark.parametrize("case", sorted(GOLDEN_CASES))
 def test_golden_case_on_prism(case, prism, tmp_path, shared_dir):
     out = tmp_path / "out"
-    done = run_cli(["--runner", "PrismRunner", "--input", golden_input(case),
-                    "--output", str(out)] + GOLDEN_CASES[case], cwd=tmp_path)
+    done = run_cli(
+        ["--runner", "PrismRunner", "--input", golden_input(case), "--output", str(out)] + GOLDEN_CASES[case],
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "alm_beam run summary" in done.stdout
     assert_matches_golden(out, case)
@@ -55,6 +69,7 @@ def test_golden_case_on_prism(case, prism, tmp_path, shared_dir):
     assert not pid_alive(pid), "the Prism process outlived the run"
     assert not listening(port)
     import json
+
     assert json.loads((out / "summary.json").read_text())["run"]["runner"] == "PrismRunner"
 
 
@@ -63,9 +78,11 @@ def test_prism_split_input_equals_direct_one_and_two_workers(prism, tmp_path, sh
     with one worker and with two (Prism runs one SDK worker per environment and
     several bundles at once inside it)."""
     args = ["--input", str(FIXTURES / "nested_manifests"), "--set", "input.split_mb=0.01"]
-    runs = {"prism": ["--runner", "PrismRunner"], "direct1": ["--direct_num_workers", "1"],
-            "direct2": ["--direct_num_workers", "2", "--direct_running_mode",
-                        "multi_processing"]}
+    runs = {
+        "prism": ["--runner", "PrismRunner"],
+        "direct1": ["--direct_num_workers", "1"],
+        "direct2": ["--direct_num_workers", "2", "--direct_running_mode", "multi_processing"],
+    }
     for name, flags in runs.items():
         done = run_cli(args + flags + ["--output", str(tmp_path / name)], cwd=tmp_path)
         assert done.returncode == 0, (name, done.stderr[-3000:])
@@ -106,16 +123,26 @@ def test_prism_never_outlives_the_run(ending, prism, tmp_path):
     local = tmp_path / "bin" / "prism"
     local.parent.mkdir()
     shutil.copy(prism, local)
-    args = [sys.executable, "-m", "alm_beam.run", "--runner", "PrismRunner",
-            "--prism_location", str(local), "--output", str(tmp_path / "out")]
+    args = [
+        sys.executable,
+        "-m",
+        "alm_beam.run",
+        "--runner",
+        "PrismRunner",
+        "--prism_location",
+        str(local),
+        "--output",
+        str(tmp_path / "out"),
+    ]
     if ending == "pipeline_error":
         args += ["--input", _failing_input(tmp_path), "--max_error_fraction", "0"]
     else:
         args += ["--input", str(FIXTURES / "nested_manifests")]
     stderr_path = tmp_path / "stderr"
     with open(stderr_path, "w") as stderr:
-        cli = subprocess.Popen(args, cwd=str(tmp_path), stdout=subprocess.DEVNULL,
-                               stderr=stderr, stdin=subprocess.DEVNULL)
+        cli = subprocess.Popen(
+            args, cwd=str(tmp_path), stdout=subprocess.DEVNULL, stderr=stderr, stdin=subprocess.DEVNULL
+        )
         try:
             pid, port = _serving_prism(cli, str(local), stderr_path)
             if ending.startswith("SIG"):
@@ -126,8 +153,9 @@ def test_prism_never_outlives_the_run(ending, prism, tmp_path):
                 cli.kill()
                 cli.wait()
     text = stderr_path.read_text()
-    expected = {"normal": 0, "pipeline_error": 1, "SIGINT": 130, "SIGTERM": 143,
-                "SIGKILL": -signal.SIGKILL}[ending]
+    expected = {"normal": 0, "pipeline_error": 1, "SIGINT": 130, "SIGTERM": 143, "SIGKILL": -signal.SIGKILL}[
+        ending
+    ]
     if ending in ("SIGINT", "SIGTERM"):  # run.py's one line (alm_beam/interrupts.py)
         assert f"alm_beam: interrupted by {ending};" in text, text[-3000:]
     assert code == expected, text[-3000:]

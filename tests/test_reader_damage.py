@@ -2,7 +2,7 @@
 
 Expected values come from how the test builds its input (which stream a cut
 lands in, where a line starts), or from Python's own one-shot / byte-by-byte
-decoders, never from ``alm_beam.codecs``.
+decoders, never from ``alm_beam.io.codecs``.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import zlib
 import pytest
 import zstandard
 
-from alm_beam.codecs import DamagedStream, DecodedStream, codec_for_name
-from alm_beam.reader import RAW_PREFIX, is_blank, iter_lines
+from alm_beam.io.codecs import DamagedStream, DecodedStream, codec_for_name
+from alm_beam.io.reader import RAW_PREFIX, is_blank, iter_lines
 
 COMPRESS = {
     "gzip": gzip.compress,
@@ -29,8 +29,7 @@ COMPRESS = {
     "deflate": zlib.compress,
     "zstd": lambda data: zstandard.ZstdCompressor().compress(data),
 }
-SUFFIX = {"gzip": ".gz", "bzip2": ".bz2", "xz": ".xz", "lzma": ".lzma", "deflate": ".deflate",
-          "zstd": ".zst"}
+SUFFIX = {"gzip": ".gz", "bzip2": ".bz2", "xz": ".xz", "lzma": ".lzma", "deflate": ".deflate", "zstd": ".zst"}
 CODECS = list(COMPRESS)
 
 
@@ -54,9 +53,9 @@ def offsets(lines: list) -> list:
 
 def test_suffixes_match_beams_compression_detection():
     from apache_beam.io.filesystem import CompressionTypes
+
     for suffix in (".gz", ".bz2", ".deflate", ".zst", ".zstd", ".xz", ".lzma", ".GZ"):
-        assert CompressionTypes.detect_compression_type("a.jsonl" + suffix) != \
-            CompressionTypes.UNCOMPRESSED
+        assert CompressionTypes.detect_compression_type("a.jsonl" + suffix) != CompressionTypes.UNCOMPRESSED
         assert codec_for_name("a.jsonl" + suffix) is not None
     assert codec_for_name("a.jsonl") is None
 
@@ -72,8 +71,9 @@ def test_truncated_second_stream_every_line_of_the_first_then_one_record(codec, 
     body1 = b"\n".join(first) + b"\n" + partial
     blob = COMPRESS[codec](body1) + COMPRESS[codec](b'{"n": 99}\n')[:3]
     got = decode(blob, codec)
-    assert [(r.data, r.line, r.offset, r.problem) for r in got[:-1]] == \
-        [(d, i + 1, off, None) for i, (d, off) in enumerate(zip(first, offsets(first)))]
+    assert [(r.data, r.line, r.offset, r.problem) for r in got[:-1]] == [
+        (d, i + 1, off, None) for i, (d, off) in enumerate(zip(first, offsets(first)))
+    ]
     last = got[-1]
     assert (last.line, last.offset, last.data) == (8, len(body1) - len(partial), partial)
     assert last.problem.code == "unreadable_file" and last.problem.size == len(partial)
@@ -116,12 +116,15 @@ def test_corruption_mid_stream_is_exact_to_the_byte(codec):
     lines = numbered(20000)
     blob = bytearray(COMPRESS[codec](b"\n".join(lines) + b"\n"))
     blob[len(blob) // 2] ^= 0x5A
-    make = {"gzip": lambda: zlib.decompressobj(16 + zlib.MAX_WBITS),
-            "deflate": zlib.decompressobj, "xz": lzma.LZMADecompressor}[codec]
+    make = {
+        "gzip": lambda: zlib.decompressobj(16 + zlib.MAX_WBITS),
+        "deflate": zlib.decompressobj,
+        "xz": lzma.LZMADecompressor,
+    }[codec]
     ref, out = make(), bytearray()
     try:
         for i in range(len(blob)):
-            out += ref.decompress(bytes(blob[i:i + 1]))
+            out += ref.decompress(bytes(blob[i : i + 1]))
         raise AssertionError("the flipped byte was not detected")
     except (zlib.error, lzma.LZMAError):
         pass
@@ -137,8 +140,12 @@ def test_corruption_mid_stream_is_exact_to_the_byte(codec):
 def test_concatenated_streams_and_zero_padding_are_read_whole(codec):
     a, b = numbered(5), numbered(4, start=6)
     # stream 1 ends mid-line: the line continues in stream 2 (as `cat` of two files)
-    blob = (COMPRESS[codec](b"\n".join(a) + b"\n" + b'{"join"') + b"\0" * 8
-            + COMPRESS[codec](b': 1}\n' + b"\n".join(b) + b"\n") + b"\0" * 3)
+    blob = (
+        COMPRESS[codec](b"\n".join(a) + b"\n" + b'{"join"')
+        + b"\0" * 8
+        + COMPRESS[codec](b": 1}\n" + b"\n".join(b) + b"\n")
+        + b"\0" * 3
+    )
     if codec == "lzma":  # the legacy .lzma format has no concatenation: trailing data is damage
         got = decode(blob, codec)
         assert [r.data for r in got[:-1]] == a and got[-1].problem.code == "unreadable_file"
@@ -210,6 +217,7 @@ def test_blank_means_json_whitespace_only():
 
 # --- long lines ------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("block_size", [7, 64, 1 << 20])
 def test_long_lines_become_problems_and_the_next_lines_are_read(block_size):
     long1 = b'{"a": "' + b"x" * 300 + b'"}'
@@ -221,8 +229,10 @@ def test_long_lines_become_problems_and_the_next_lines_are_read(block_size):
     for line in lines:
         starts.append(pos)
         pos += len(line) + 2
-    expect = [(line, i + 1, off, None if len(line) <= 64 else len(line))
-              for i, (line, off) in enumerate(zip(lines, starts))]
+    expect = [
+        (line, i + 1, off, None if len(line) <= 64 else len(line))
+        for i, (line, off) in enumerate(zip(lines, starts))
+    ]
     expect.append((b"w" * 90, 7, pos, 90))
     assert [(r.data, r.line, r.offset, r.problem and r.problem.size) for r in got] == expect
     assert {r.problem.code for r in got if r.problem} == {"line_too_long"}
@@ -232,10 +242,14 @@ def test_long_line_in_split_ranges_is_reported_once():
     lines = [b'{"n": 1}', b"x" * 500, b'{"n": 2}']
     data = b"\n".join(lines) + b"\n"
     for cut in range(1, len(data)):
-        got = (list(iter_lines(io.BytesIO(data), 0, cut, block_size=16, max_line=100))
-               + list(iter_lines(io.BytesIO(data), cut, -1, block_size=16, max_line=100)))
-        assert [(r.offset, r.problem and r.problem.size) for r in got] == \
-            [(0, None), (9, 500), (510, None)], cut
+        got = list(iter_lines(io.BytesIO(data), 0, cut, block_size=16, max_line=100)) + list(
+            iter_lines(io.BytesIO(data), cut, -1, block_size=16, max_line=100)
+        )
+        assert [(r.offset, r.problem and r.problem.size) for r in got] == [
+            (0, None),
+            (9, 500),
+            (510, None),
+        ], cut
 
 
 def test_a_huge_compressed_line_is_streamed_past_in_bounded_memory():
@@ -252,13 +266,14 @@ def test_a_huge_compressed_line_is_streamed_past_in_bounded_memory():
     assert len(blob) < 4 << 20
     tracemalloc.start()
     try:
-        got = list(iter_lines(DecodedStream(io.BytesIO(bytes(blob)), "gzip"),
-                              max_line=1 << 20))
+        got = list(iter_lines(DecodedStream(io.BytesIO(bytes(blob)), "gzip"), max_line=1 << 20))
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert [(r.line, r.offset, r.problem and r.problem.size) for r in got] == \
-        [(1, 0, huge + 12), (2, huge + 13, None)]
+    assert [(r.line, r.offset, r.problem and r.problem.size) for r in got] == [
+        (1, 0, huge + 12),
+        (2, huge + 13, None),
+    ]
     assert got[0].data == (b'{"text": "' + b"a" * huge)[:RAW_PREFIX]
     assert got[1].data == b'{"n": 2}'
     assert peak < 64 << 20, peak

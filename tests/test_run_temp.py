@@ -14,11 +14,11 @@ import subprocess
 import sys
 
 import pytest
-
-from alm_beam.process_owner import is_alive, owner_is_alive, process_start_ticks, this_process
-from alm_beam.run_temp import ROOT_PREFIX, sweep_dead_runs
 from conftest import FIXTURES
 from run_control import start_run
+
+from alm_beam.io.process_owner import is_alive, owner_is_alive, process_start_ticks, this_process
+from alm_beam.io.run_temp import ROOT_PREFIX, sweep_dead_runs
 
 SAMPLE = str(FIXTURES / "sample_input.jsonl")
 TWO_WORKERS = ["--direct_num_workers", "2", "--direct_running_mode", "multi_processing"]
@@ -47,7 +47,7 @@ def test_sweep_removes_dead_runs_only(tmp_path):
     old_dead = tmp_path / "alm_beam_workers_dead"
     old_live = tmp_path / "alm_beam_workers_live"
     old_unknown = tmp_path / "alm_beam_workers_norecord"
-    beams = tmp_path / "beam-pipeline-tempxyz"   # cannot tell whose: left alone
+    beams = tmp_path / "beam-pipeline-tempxyz"  # cannot tell whose: left alone
     other = tmp_path / "alm_beam-run-notes"
     for path in (live, reused, gone, old_dead, old_live, old_unknown, beams, other):
         path.mkdir()
@@ -59,7 +59,8 @@ def test_sweep_removes_dead_runs_only(tmp_path):
     removed = sweep_dead_runs(str(tmp_path))
     assert sorted(removed) == sorted(map(str, (reused, gone, old_dead)))
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        p.name for p in (live, old_live, old_unknown, beams, other))
+        p.name for p in (live, old_live, old_unknown, beams, other)
+    )
 
 
 @pytest.mark.e2e
@@ -67,7 +68,7 @@ def test_a_killed_runs_temp_files_are_removed_by_the_next_run_and_a_live_runs_ke
     temp = tmp_path / "tmp"
     temp.mkdir()
     env = {"TMPDIR": str(temp)}
-    old_dead = temp / "alm_beam_workers_old"   # the layout before run roots
+    old_dead = temp / "alm_beam_workers_old"  # the layout before run roots
     old_dead.mkdir()
     (old_dead / "worker-0.taken").write_text(str(dead_pid()))
     foreign = temp / "beam-pipeline-tempforeign"
@@ -76,8 +77,12 @@ def test_a_killed_runs_temp_files_are_removed_by_the_next_run_and_a_live_runs_ke
     def roots():
         return sorted(p.name for p in temp.iterdir() if p.name.startswith(ROOT_PREFIX))
 
-    with start_run(["--input", SAMPLE, "--output", tmp_path / "killed", *TWO_WORKERS],
-                   pause_at="summary", marker_dir=tmp_path, env=env) as killed:
+    with start_run(
+        ["--input", SAMPLE, "--output", tmp_path / "killed", *TWO_WORKERS],
+        pause_at="summary",
+        marker_dir=tmp_path,
+        env=env,
+    ) as killed:
         killed.wait_paused()
         [killed_root] = roots()
         assert killed_root.startswith(f"{ROOT_PREFIX}{killed.pid}-")
@@ -87,8 +92,9 @@ def test_a_killed_runs_temp_files_are_removed_by_the_next_run_and_a_live_runs_ke
         killed.kill()
     assert roots() == [killed_root]  # what a SIGKILL leaves behind
 
-    with start_run(["--input", SAMPLE, "--output", tmp_path / "live"], pause_at="started",
-                   marker_dir=tmp_path, env=env) as live:
+    with start_run(
+        ["--input", SAMPLE, "--output", tmp_path / "live"], pause_at="started", marker_dir=tmp_path, env=env
+    ) as live:
         live.wait_paused()
         [live_root] = [r for r in roots() if r != killed_root]
         with start_run(["--input", SAMPLE, "--output", tmp_path / "next"], env=env) as nxt:
@@ -105,8 +111,10 @@ def test_a_killed_runs_temp_files_are_removed_by_the_next_run_and_a_live_runs_ke
 
 # --- the output directory lock (unit: in this process) -----------------------------
 
+
 def test_lock_is_exclusive_and_names_its_holder(tmp_path):
-    from alm_beam.output_dir import OutputInUse, OutputLock
+    from alm_beam.io.output_dir import OutputInUse, OutputLock
+
     out = str(tmp_path / "out")
     first = OutputLock.acquire(out, "run-1")
     try:
@@ -124,12 +132,14 @@ def test_lock_is_exclusive_and_names_its_holder(tmp_path):
 def test_object_store_lock_takes_over_only_a_dead_holder_on_this_host(tmp_path):
     """The FileSystems lock (used for gs://, s3://, ...) run against a local path."""
     import json
-    from alm_beam.output_dir import LOCK_NAME, OutputInUse, OutputLock
+
+    from alm_beam.io.output_dir import LOCK_NAME, OutputInUse, OutputLock
+
     out = tmp_path / "out"
     out.mkdir()
     lock_file = out / LOCK_NAME
     holder = {**this_process().as_dict(), "run_id": "live"}
-    for host, alive in ((holder["host"], True), ("elsewhere.example", None)):
+    for host in (holder["host"], "elsewhere.example"):
         lock_file.write_text(json.dumps({**holder, "host": host}))
         with pytest.raises(OutputInUse, match=f"if that run is gone, delete {lock_file}"):
             OutputLock._acquire_remote(str(out), "mine")

@@ -6,17 +6,25 @@ from __future__ import annotations
 import os
 
 import pytest
-
-from alm_beam.runners import prism_binary_path, runner_key
 from conftest import FIXTURES
 from runner_helpers import run_cli
 
+from alm_beam.execution.runners import prism_binary_path, runner_key
 
-@pytest.mark.parametrize("name, key", [
-    ("PrismRunner", "prism"), ("prism", "prism"),
-    ("apache_beam.runners.portability.prism_runner.PrismRunner", "prism"),
-    ("DaskRunner", "dask"), ("apache_beam.runners.dask.dask_runner.DaskRunner", "dask"),
-    ("daskrunner", "dask"), ("DirectRunner", "direct"), (None, "")])
+
+@pytest.mark.parametrize(
+    "name, key",
+    [
+        ("PrismRunner", "prism"),
+        ("prism", "prism"),
+        ("apache_beam.runners.portability.prism_runner.PrismRunner", "prism"),
+        ("DaskRunner", "dask"),
+        ("apache_beam.runners.dask.dask_runner.DaskRunner", "dask"),
+        ("daskrunner", "dask"),
+        ("DirectRunner", "direct"),
+        (None, ""),
+    ],
+)
 def test_runner_key_follows_beams_lookup(name, key):
     assert runner_key(name) == key
 
@@ -26,12 +34,13 @@ def _error_lines(stderr: str) -> list:
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("runner", ["DaskRunner",
-                                    "apache_beam.runners.dask.dask_runner.DaskRunner"])
+@pytest.mark.parametrize("runner", ["DaskRunner", "apache_beam.runners.dask.dask_runner.DaskRunner"])
 def test_dask_is_refused_before_the_pipeline(runner, tmp_path):
     out = tmp_path / "out"
-    done = run_cli(["--runner", runner, "--input", str(FIXTURES / "sample_input.jsonl"),
-                    "--output", str(out)], cwd=tmp_path)
+    done = run_cli(
+        ["--runner", runner, "--input", str(FIXTURES / "sample_input.jsonl"), "--output", str(out)],
+        cwd=tmp_path,
+    )
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     [line] = _error_lines(done.stderr)
@@ -45,8 +54,18 @@ def test_dask_is_refused_before_the_pipeline(runner, tmp_path):
 @pytest.mark.e2e
 def test_prism_without_a_binary_names_the_build_command(tmp_path):
     env = dict(os.environ, ALM_BEAM_CACHE=str(tmp_path / "empty_cache"))
-    done = run_cli(["--runner", "PrismRunner", "--input", str(FIXTURES / "sample_input.jsonl"),
-                    "--output", str(tmp_path / "out")], cwd=tmp_path, env=env)
+    done = run_cli(
+        [
+            "--runner",
+            "PrismRunner",
+            "--input",
+            str(FIXTURES / "sample_input.jsonl"),
+            "--output",
+            str(tmp_path / "out"),
+        ],
+        cwd=tmp_path,
+        env=env,
+    )
     assert done.returncode == 2
     [line] = _error_lines(done.stderr)
     assert done.stderr.strip() == line
@@ -57,10 +76,19 @@ def test_prism_without_a_binary_names_the_build_command(tmp_path):
 
 @pytest.mark.e2e
 def test_prism_location_url_is_refused_not_downloaded(tmp_path):
-    done = run_cli(["--runner", "PrismRunner", "--prism_location",
-                    "https://github.com/apache/beam/releases/tag/v2.77.0",
-                    "--input", str(FIXTURES / "sample_input.jsonl"),
-                    "--output", str(tmp_path / "out")], cwd=tmp_path)
+    done = run_cli(
+        [
+            "--runner",
+            "PrismRunner",
+            "--prism_location",
+            "https://github.com/apache/beam/releases/tag/v2.77.0",
+            "--input",
+            str(FIXTURES / "sample_input.jsonl"),
+            "--output",
+            str(tmp_path / "out"),
+        ],
+        cwd=tmp_path,
+    )
     assert done.returncode == 2
     [line] = _error_lines(done.stderr)
     assert "never downloads Prism" in line
@@ -75,7 +103,8 @@ def test_prism_binary_path_is_keyed_by_the_beam_version(monkeypatch, tmp_path):
 def test_lost_job_service_names_the_endpoint_and_only_for_unavailable():
     import grpc
     from apache_beam.options.pipeline_options import PipelineOptions
-    from alm_beam.runners import lost_job_service
+
+    from alm_beam.execution.runners import lost_job_service
 
     class Failed(grpc.RpcError):
         def __init__(self, code, details):
@@ -91,8 +120,10 @@ def test_lost_job_service_names_the_endpoint_and_only_for_unavailable():
     gone = Failed(grpc.StatusCode.UNAVAILABLE, "Socket closed\nmore")
     assert lost_job_service(gone, options) == (
         "the job service at localhost:18073 stopped answering during the run (Socket closed); "
-        "the job service's own log says why")
+        "the job service's own log says why"
+    )
     assert lost_job_service(gone, PipelineOptions([])).startswith(
-        "the job service stopped answering during the run (Socket closed)")
+        "the job service stopped answering during the run (Socket closed)"
+    )
     assert lost_job_service(Failed(grpc.StatusCode.INTERNAL, "boom"), options) is None
     assert lost_job_service(RuntimeError("UNAVAILABLE"), options) is None

@@ -19,25 +19,37 @@ import tempfile
 import time
 
 import pytest
-
-from test_output_integrity import _sinks_writing
 from conftest import FIXTURES, REPO, processes_mentioning
+from test_output_integrity import _sinks_writing
 
 pytestmark = pytest.mark.e2e
 
 SAMPLE = str(FIXTURES / "sample_input.jsonl")
-TWO_WORKERS = ["--direct_num_workers", "2", "--direct_running_mode", "multi_processing",
-               "--set", "input.split_mb=8"]
+TWO_WORKERS = [
+    "--direct_num_workers",
+    "2",
+    "--direct_running_mode",
+    "multi_processing",
+    "--set",
+    "input.split_mb=8",
+]
 TAIL = "an output directory without summary.json holds an incomplete run (rerun with --overwrite)"
-LINES = {signal.SIGINT: f"alm_beam: interrupted by SIGINT; {TAIL}",
-         signal.SIGTERM: f"alm_beam: interrupted by SIGTERM; {TAIL}"}
+LINES = {
+    signal.SIGINT: f"alm_beam: interrupted by SIGINT; {TAIL}",
+    signal.SIGTERM: f"alm_beam: interrupted by SIGTERM; {TAIL}",
+}
 
 
 @pytest.fixture(scope="module")
 def big_manifest(tmp_path_factory):
     path = tmp_path_factory.mktemp("synth") / "big.jsonl"
-    subprocess.run([sys.executable, "-m", "alm_beam.synth", "--entries", "2000", "--seed", "11",
-                    "--out", str(path)], cwd=REPO, check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "alm_beam.synth", "--entries", "2000", "--seed", "11", "--out", str(path)],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     return path
 
 
@@ -59,7 +71,7 @@ def _tree(root: int) -> set:
                 stat = fh.read()
         except OSError:
             continue
-        fields = stat[stat.rindex(b")") + 2:].split()
+        fields = stat[stat.rindex(b")") + 2 :].split()
         if fields[0] not in (b"Z", b"X"):
             parents.setdefault(int(fields[1]), []).append(int(pid))
     found, todo = {root}, [root]
@@ -76,7 +88,7 @@ def _alive(pid: int) -> bool:
             stat = fh.read()
     except OSError:
         return False
-    return stat[stat.rindex(b")") + 2:][:1] not in (b"Z", b"X")
+    return stat[stat.rindex(b")") + 2 :][:1] not in (b"Z", b"X")
 
 
 def _full_pipe():
@@ -120,16 +132,29 @@ MOMENTS = ["start-up", "start-up + 1 s", "curating", "printing the report"]
 @pytest.mark.parametrize("workers", ["one worker", "two workers"])
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 @pytest.mark.parametrize("moment", MOMENTS)
-def test_a_signal_stops_the_run_with_one_line(moment, signum, workers, big_manifest, tmp_path,
-                                              short_tmpdir):
+def test_a_signal_stops_the_run_with_one_line(moment, signum, workers, big_manifest, tmp_path, short_tmpdir):
     out = tmp_path / "out"
     at_end = moment == "printing the report"
-    args = [sys.executable, "-m", "alm_beam.run", "--input", SAMPLE if at_end else str(big_manifest),
-            "--output", str(out), "--quiet"] + (TWO_WORKERS if workers == "two workers" else [])
-    stdout, keep = (_full_pipe() if at_end else (subprocess.DEVNULL, None))
-    proc = subprocess.Popen(args, cwd=REPO, stdout=keep if at_end else stdout,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            env={**os.environ, "TMPDIR": short_tmpdir})
+    args = [
+        sys.executable,
+        "-m",
+        "alm_beam.run",
+        "--input",
+        SAMPLE if at_end else str(big_manifest),
+        "--output",
+        str(out),
+        "--quiet",
+    ] + (TWO_WORKERS if workers == "two workers" else [])
+    stdout, keep = _full_pipe() if at_end else (subprocess.DEVNULL, None)
+    proc = subprocess.Popen(
+        args,
+        cwd=REPO,
+        stdout=keep if at_end else stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "TMPDIR": short_tmpdir},
+    )
     started = set()
     try:
         if moment.startswith("start-up"):

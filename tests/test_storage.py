@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from alm_beam import storage
+from alm_beam.io import storage
 
 
 def test_scheme_of():
@@ -19,9 +19,11 @@ def test_missing_extra_names_the_exact_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "azure", None)  # as if azure-storage-blob were absent
     with pytest.raises(storage.StorageError) as err:
         storage.check_filesystem("--output", "azfs://acct/container/out")
-    assert str(err.value) == ("--output azfs://acct/container/out: azfs:// needs "
-                              "azure.storage.blob, azure.identity, which is not installed; "
-                              "install it with: pip install 'alm_beam[azure]'")
+    assert str(err.value) == (
+        "--output azfs://acct/container/out: azfs:// needs "
+        "azure.storage.blob, azure.identity, which is not installed; "
+        "install it with: pip install 'alm_beam[azure]'"
+    )
 
 
 def test_unknown_scheme():
@@ -35,11 +37,14 @@ def test_local_paths_are_not_checked_here():
 
 def test_describe_error_unwraps_beam_io_error_and_names_the_fix():
     from apache_beam.io.filesystem import BeamIOError
-    inner = Exception("An error occurred (SignatureDoesNotMatch) when calling the "
-                      "ListObjectsV2 operation: ...")
+
+    inner = Exception(
+        "An error occurred (SignatureDoesNotMatch) when calling the ListObjectsV2 operation: ..."
+    )
     wrapped = BeamIOError("Match operation failed", {"s3://b/": BeamIOError("List", {"s3://b/": inner})})
     assert storage.describe_error(wrapped, "b").startswith(
-        "the secret key does not match the access key; check --s3_secret_access_key")
+        "the secret key does not match the access key; check --s3_secret_access_key"
+    )
 
 
 def test_describe_error_is_one_line():
@@ -52,11 +57,13 @@ def test_line_coder_applies_the_empty_object_fix_where_it_is_unpickled():
     """A sink's coder is unpickled in every process that writes a shard: that is where
     Beam's S3 uploader must learn to write empty objects."""
     blob = pickle.dumps(storage.LineCoder())
-    code = ("import pickle, sys; from apache_beam.io.aws import s3io; "
-            "assert not getattr(s3io.S3Uploader.finish, 'alm_beam_allows_empty', False); "
-            f"coder = pickle.loads({blob!r}); "
-            "assert s3io.S3Uploader.finish.alm_beam_allows_empty; "
-            "print(coder.encode(b'line'))")
+    code = (
+        "import pickle, sys; from apache_beam.io.aws import s3io; "
+        "assert not getattr(s3io.S3Uploader.finish, 'alm_beam_allows_empty', False); "
+        f"coder = pickle.loads({blob!r}); "
+        "assert s3io.S3Uploader.finish.alm_beam_allows_empty; "
+        "print(coder.encode(b'line'))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "b'line'"

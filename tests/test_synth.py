@@ -31,8 +31,13 @@ def check_entry(entry: dict) -> None:
     keys = list(entry)
     assert keys[:3] == ["audio_filepath", "audio_sample_rate", "duration"]
     assert keys[-1] == "segments"
-    assert set(keys) <= {"audio_filepath", "audio_sample_rate", "duration",
-                         "swift_audio_filepath", "segments"}
+    assert set(keys) <= {
+        "audio_filepath",
+        "audio_sample_rate",
+        "duration",
+        "swift_audio_filepath",
+        "segments",
+    }
     assert isinstance(entry["audio_filepath"], str)
     assert entry["audio_filepath"].startswith("/data/synth/conv_")
     assert entry["audio_filepath"].endswith(".wav")
@@ -97,6 +102,7 @@ def sample() -> list[dict]:
 
 # --- determinism -----------------------------------------------------------
 
+
 def test_same_arguments_same_bytes(tmp_path):
     a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     assert synth.write_manifest(a, 40, 5) == synth.write_manifest(b, 40, 5)
@@ -131,9 +137,11 @@ def test_independent_of_hash_seed(tmp_path):
         out = tmp_path / f"h{hash_seed}.jsonl"
         env = dict(os.environ, PYTHONHASHSEED=hash_seed, PYTHONPATH=str(REPO_ROOT))
         subprocess.run(
-            [sys.executable, "-m", "alm_beam.synth", "--entries", "8", "--seed", "9",
-             "--out", str(out)],
-            cwd=REPO_ROOT, env=env, check=True, capture_output=True,
+            [sys.executable, "-m", "alm_beam.synth", "--entries", "8", "--seed", "9", "--out", str(out)],
+            cwd=REPO_ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
         )
         outputs.append(out.read_bytes())
     assert outputs[0] == outputs[1] == _manifest_bytes(8, 9)
@@ -151,6 +159,7 @@ PINNED_DIGEST = "bd310bb9c85ba07f6bd3c64fdbfa319f38246d9d2848a271b69bc831336694e
 
 
 # --- schema and realism ----------------------------------------------------
+
 
 def test_every_entry_matches_schema(sample):
     for entry in sample:
@@ -210,8 +219,7 @@ def test_oddities_appear_at_their_rates(sample):
         "null speaker": sum("speaker" in s and s["speaker"] is None for s in segs) / n,
         "missing speaker": sum("speaker" not in s for s in segs) / n,
         "missing metrics": sum("metrics" not in s for s in segs) / n,
-        "low bandwidth": sum("metrics" in s and s["metrics"]["bandwidth"] < 8000
-                             for s in segs) / n,
+        "low bandwidth": sum("metrics" in s and s["metrics"]["bandwidth"] < 8000 for s in segs) / n,
         "missing words": sum("words" not in s for s in segs) / n,
     }
     expected = {
@@ -225,8 +233,7 @@ def test_oddities_appear_at_their_rates(sample):
     for kind, rate in expected.items():
         assert 0.5 * rate < observed[kind] < 2 * rate, (kind, observed[kind], rate)
 
-    low_bw = [s["metrics"]["bandwidth"] for s in segs
-              if "metrics" in s and s["metrics"]["bandwidth"] < 8000]
+    low_bw = [s["metrics"]["bandwidth"] for s in segs if "metrics" in s and s["metrics"]["bandwidth"] < 8000]
     assert all(3000 <= bw <= 7900 for bw in low_bw)
 
     assert {e["audio_sample_rate"] for e in sample} == SAMPLE_RATES
@@ -268,18 +275,22 @@ def test_hours_gives_exact_duration(seconds):
     assert abs(entry["duration"] - seconds) <= 0.0051
 
 
-@pytest.mark.parametrize("kw", [
-    {"min_minutes": 0.001},
-    {"min_minutes": 5.0, "max_minutes": 4.0},
-    {"hours": 0.0},
-    {"hours": -1.0},
-])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"min_minutes": 0.001},
+        {"min_minutes": 5.0, "max_minutes": 4.0},
+        {"hours": 0.0},
+        {"hours": -1.0},
+    ],
+)
 def test_invalid_lengths_rejected(kw):
     with pytest.raises(ValueError):
         synth.generate_entry(0, 0, **kw)
 
 
 # --- the 10-hour memory-test entry ------------------------------------------
+
 
 def test_ten_hour_entry():
     entry = synth.generate_entry(0, 7, hours=10)
@@ -294,6 +305,7 @@ def test_ten_hour_entry():
 
 
 # --- compressed output ------------------------------------------------------
+
 
 @pytest.mark.parametrize("suffix, opener", [(".jsonl.gz", gzip.open), (".jsonl.bz2", bz2.open)])
 def test_compressed_output_readable(tmp_path, suffix, opener):
@@ -323,17 +335,20 @@ def test_zero_entries(tmp_path):
 
 # --- command line -------------------------------------------------------------
 
+
 def _run_cli(*args: str, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-    return subprocess.run([sys.executable, "-m", "alm_beam.synth", *args],
-                          cwd=cwd, env=env, capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "alm_beam.synth", *args], cwd=cwd, env=env, capture_output=True, text=True
+    )
 
 
 @pytest.mark.e2e
 def test_cli_writes_manifest(tmp_path):
     out = tmp_path / "cli.jsonl.gz"
-    proc = _run_cli("--entries", "6", "--seed", "4", "--min-minutes", "1",
-                    "--max-minutes", "2", "--out", str(out))
+    proc = _run_cli(
+        "--entries", "6", "--seed", "4", "--min-minutes", "1", "--max-minutes", "2", "--out", str(out)
+    )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 1
@@ -370,12 +385,15 @@ def test_cli_help():
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("args", [
-    ["--entries", "1", "--out", "x.jsonl", "--min-minutes", "5", "--max-minutes", "4"],
-    ["--entries", "-1", "--out", "x.jsonl"],
-    ["--entries", "1", "--out", "x.jsonl", "--hours", "0"],
-    ["--out", "x.jsonl"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--entries", "1", "--out", "x.jsonl", "--min-minutes", "5", "--max-minutes", "4"],
+        ["--entries", "-1", "--out", "x.jsonl"],
+        ["--entries", "1", "--out", "x.jsonl", "--hours", "0"],
+        ["--out", "x.jsonl"],
+    ],
+)
 def test_cli_rejects_bad_arguments(tmp_path, args):
     proc = _run_cli(*args, cwd=tmp_path)
     assert proc.returncode == 2
@@ -385,9 +403,11 @@ def test_cli_rejects_bad_arguments(tmp_path, args):
 
 # --- the size it reports, and the id prefix --------------------------------------
 
+
 @pytest.mark.e2e
-@pytest.mark.parametrize("suffix, opener", [(".jsonl", open), (".jsonl.gz", gzip.open),
-                                            (".jsonl.bz2", bz2.open)])
+@pytest.mark.parametrize(
+    "suffix, opener", [(".jsonl", open), (".jsonl.gz", gzip.open), (".jsonl.bz2", bz2.open)]
+)
 def test_cli_reports_the_size_on_disk_and_the_uncompressed_size(tmp_path, suffix, opener):
     # It used to print the uncompressed size as `bytes` of a .gz/.bz2 file.
     out = tmp_path / f"m{suffix}"
@@ -405,22 +425,25 @@ def test_cli_reports_the_size_on_disk_and_the_uncompressed_size(tmp_path, suffix
 def test_id_prefix_changes_only_the_file_names():
     for index, seed in ((0, 1), (5, 2026)):
         plain = synth.generate_entry(index, seed, min_minutes=0.5, max_minutes=1.0)
-        named = synth.generate_entry(index, seed, min_minutes=0.5, max_minutes=1.0,
-                                     id_prefix="s7_")
+        named = synth.generate_entry(index, seed, min_minutes=0.5, max_minutes=1.0, id_prefix="s7_")
         assert named["audio_filepath"] == f"/data/synth/s7_conv_{index:06d}.wav"
         assert plain["audio_filepath"] == f"/data/synth/conv_{index:06d}.wav"
         for key in ("audio_filepath", "swift_audio_filepath"):
             if key in plain:
                 assert named[key] == plain[key].replace("/conv_", "/s7_conv_")
-        assert {k: v for k, v in named.items() if not k.endswith("filepath")} == \
-            {k: v for k, v in plain.items() if not k.endswith("filepath")}
+        assert {k: v for k, v in named.items() if not k.endswith("filepath")} == {
+            k: v for k, v in plain.items() if not k.endswith("filepath")
+        }
 
 
 def test_corpora_with_different_prefixes_share_no_audio_filepath():
     def paths(seed, prefix):
-        return {e["audio_filepath"] for e in synth.generate_entries(
-            5, seed, min_minutes=0.2, max_minutes=0.3, id_prefix=prefix)}
-    assert paths(1, "") == paths(2, "")                  # the collision the prefix avoids
+        return {
+            e["audio_filepath"]
+            for e in synth.generate_entries(5, seed, min_minutes=0.2, max_minutes=0.3, id_prefix=prefix)
+        }
+
+    assert paths(1, "") == paths(2, "")  # the collision the prefix avoids
     assert paths(1, "seed1-").isdisjoint(paths(2, "seed2-"))
 
 
@@ -433,10 +456,29 @@ def test_unsafe_id_prefix_rejected(prefix):
 @pytest.mark.e2e
 def test_cli_id_prefix_and_default_unchanged(tmp_path):
     named, plain = tmp_path / "named.jsonl", tmp_path / "plain.jsonl"
-    assert _run_cli("--entries", "3", "--seed", "4", "--min-minutes", "0.5", "--max-minutes",
-                    "1", "--id-prefix", "run4.", "--out", str(named)).returncode == 0
-    assert _run_cli("--entries", "3", "--seed", "4", "--min-minutes", "0.5", "--max-minutes",
-                    "1", "--out", str(plain)).returncode == 0
+    assert (
+        _run_cli(
+            "--entries",
+            "3",
+            "--seed",
+            "4",
+            "--min-minutes",
+            "0.5",
+            "--max-minutes",
+            "1",
+            "--id-prefix",
+            "run4.",
+            "--out",
+            str(named),
+        ).returncode
+        == 0
+    )
+    assert (
+        _run_cli(
+            "--entries", "3", "--seed", "4", "--min-minutes", "0.5", "--max-minutes", "1", "--out", str(plain)
+        ).returncode
+        == 0
+    )
     assert plain.read_bytes() == _manifest_bytes(3, 4, min_minutes=0.5, max_minutes=1.0)
     assert named.read_bytes() == plain.read_bytes().replace(b"/conv_", b"/run4.conv_")
     bad = _run_cli("--entries", "1", "--id-prefix", "a/b", "--out", str(tmp_path / "x.jsonl"))
@@ -448,5 +490,4 @@ def test_cli_id_prefix_and_default_unchanged(tmp_path):
 def test_bundled_sample_is_what_the_documented_command_makes(tmp_path):
     out = tmp_path / "sample_manifest.jsonl.gz"
     assert _run_cli("--entries", "40", "--seed", "2026", "--out", str(out)).returncode == 0
-    assert out.read_bytes() == (REPO_ROOT / "alm_beam" / "data" /
-                                "sample_manifest.jsonl.gz").read_bytes()
+    assert out.read_bytes() == (REPO_ROOT / "alm_beam" / "data" / "sample_manifest.jsonl.gz").read_bytes()

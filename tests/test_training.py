@@ -1,6 +1,6 @@
 """The training manifest (train-*.jsonl): one NeMo-style line per kept window.
 
-Expected values are derived here, independently of alm_beam.training, from the
+Expected values are derived here, independently of alm_beam.core.training, from the
 golden outputs' ``filtered_windows`` (the reference implementation's), and from
 a real run's own windows output.
 """
@@ -14,14 +14,13 @@ import subprocess
 import sys
 
 import pytest
-
-from alm_beam.config import ConfigError, build_config, parse_set
-from alm_beam.curate import Curated, OutputOptions, curate_line
-from alm_beam.params import make_params
-from alm_beam.training import TRAINING_FIELDS, window_id
-
 from conftest import FIXTURES, GOLDEN
 from test_golden import CASES, _input_for
+
+from alm_beam.config import ConfigError, build_config, parse_set
+from alm_beam.core.curate import Curated, OutputOptions, curate_line
+from alm_beam.core.params import make_params
+from alm_beam.core.training import TRAINING_FIELDS, window_id
 
 PROVENANCE = ("window_id", "manifest_filepath", "line", "byte_offset")
 
@@ -36,18 +35,22 @@ def expected_records(entry: dict) -> list:
         for s in segs:
             if s.get("speaker") and s["speaker"] not in speakers:
                 speakers.append(s["speaker"])
-        records.append({
-            "audio_filepath": entry["audio_filepath"],
-            "offset": segs[0]["start"],
-            "duration": segs[-1]["end"] - segs[0]["start"],
-            "text": " ".join(s["text"] for s in segs if s.get("text")),
-            "segments": [{"start": s["start"], "end": s["end"], "speaker": s.get("speaker"),
-                          "text": s.get("text")} for s in segs],
-            "speakers": speakers,
-            "speaker_durations": window["speaker_durations"],
-            "num_segments": len(segs),
-            "window_index": index,
-        })
+        records.append(
+            {
+                "audio_filepath": entry["audio_filepath"],
+                "offset": segs[0]["start"],
+                "duration": segs[-1]["end"] - segs[0]["start"],
+                "text": " ".join(s["text"] for s in segs if s.get("text")),
+                "segments": [
+                    {"start": s["start"], "end": s["end"], "speaker": s.get("speaker"), "text": s.get("text")}
+                    for s in segs
+                ],
+                "speakers": speakers,
+                "speaker_durations": window["speaker_durations"],
+                "num_segments": len(segs),
+                "window_index": index,
+            }
+        )
     return records
 
 
@@ -99,13 +102,13 @@ def test_training_lines_equal_the_golden_filtered_windows(case, shared_dir):
 
 
 def _entry(segments, **extra):
-    return json.dumps({"audio_filepath": "/a.wav", "audio_sample_rate": 16000,
-                       "segments": segments, **extra}).encode()
+    return json.dumps(
+        {"audio_filepath": "/a.wav", "audio_sample_rate": 16000, "segments": segments, **extra}
+    ).encode()
 
 
 def _seg(start, end, speaker, text, words=None, bw=16000):
-    seg = {"start": start, "end": end, "speaker": speaker, "text": text,
-           "metrics": {"bandwidth": bw}}
+    seg = {"start": start, "end": end, "speaker": speaker, "text": text, "metrics": {"bandwidth": bw}}
     if words is not None:
         seg["words"] = words
     return seg
@@ -118,16 +121,22 @@ def _train(raw, params=None, **kw):
 
 
 def test_truncated_last_segment_ends_the_window_and_its_text_is_the_kept_words():
-    words = [{"word": w, "start": end - 1.0, "end": end} for w, end in
-             (("one", 110.0), ("", 111.0), ("three", 125.0), ("four", 135.0))]
-    raw = _entry([_seg(0.0, 60.0, "a", "first"), _seg(60.0, 100.0, "b", ""),
-                  _seg(100.0, 140.0, "a", "one three four", words)])
+    words = [
+        {"word": w, "start": end - 1.0, "end": end}
+        for w, end in (("one", 110.0), ("", 111.0), ("three", 125.0), ("four", 135.0))
+    ]
+    raw = _entry(
+        [
+            _seg(0.0, 60.0, "a", "first"),
+            _seg(60.0, 100.0, "b", ""),
+            _seg(100.0, 140.0, "a", "one three four", words),
+        ]
+    )
     (rec,) = _train(raw)
     # cut at 0 + 132: words ending by 132 are kept; the part ends at the last one (125.0)
-    assert rec["segments"][-1] == {"start": 100.0, "end": 125.0, "speaker": "a",
-                                   "text": "one three"}
+    assert rec["segments"][-1] == {"start": 100.0, "end": 125.0, "speaker": "a", "text": "one three"}
     assert (rec["offset"], rec["duration"], rec["num_segments"]) == (0.0, 125.0, 3)
-    assert rec["text"] == "first one three"          # the empty text is skipped
+    assert rec["text"] == "first one three"  # the empty text is skipped
     assert rec["speakers"] == ["a", "b"]
     assert rec["speaker_durations"] == [85.0, 40.0, 0.0, 0.0, 0.0]
     assert (rec["manifest_filepath"], rec["line"], rec["byte_offset"]) == ("/m.jsonl", 3, 70)
@@ -136,16 +145,16 @@ def test_truncated_last_segment_ends_the_window_and_its_text_is_the_kept_words()
 def test_dropped_fields_and_missing_speakers_read_as_null():
     segs = [_seg(0.0, 60.0, "a", "x"), _seg(60.0, 115.0, "b", "y")]
     del segs[1]["speaker"]
-    params = build_config({}, [("builder.drop_fields", ["words", "text"]),
-                               ("builder.min_speakers", 1)]).params
+    params = build_config(
+        {}, [("builder.drop_fields", ["words", "text"]), ("builder.min_speakers", 1)]
+    ).params
     (rec,) = _train(_entry(segs), params)
     assert [(s["speaker"], s["text"]) for s in rec["segments"]] == [("a", None), (None, None)]
     assert (rec["text"], rec["speakers"]) == ("", ["a"])
 
 
 def test_texts_that_are_not_strings_are_kept_in_segments_but_not_joined():
-    segs = [_seg(0.0, 40.0, "a", 7), _seg(40.0, 80.0, "b", "two"),
-            _seg(80.0, 115.0, "a", {"x": 1})]
+    segs = [_seg(0.0, 40.0, "a", 7), _seg(40.0, 80.0, "b", "two"), _seg(80.0, 115.0, "a", {"x": 1})]
     (rec,) = _train(_entry(segs))
     assert rec["text"] == "two"
     assert [s["text"] for s in rec["segments"]] == [7, "two", {"x": 1}]
@@ -156,8 +165,10 @@ def test_windows_with_equal_timestamps_get_distinct_ids():
     # the same timestamps; the filter keeps both (spec section 4).
     segs = [_seg(0.0, 60.0, "a", "x"), _seg(0.0, 60.0, "a", "x"), _seg(60.0, 115.0, "b", "y")]
     recs = _train(_entry(segs))
-    assert [(r["offset"], r["duration"], r["num_segments"], r["window_index"]) for r in recs] \
-        == [(0.0, 115.0, 3, 0), (0.0, 115.0, 2, 1)]
+    assert [(r["offset"], r["duration"], r["num_segments"], r["window_index"]) for r in recs] == [
+        (0.0, 115.0, 3, 0),
+        (0.0, 115.0, 2, 1),
+    ]
     assert len({r["window_id"] for r in recs}) == 2
 
 
@@ -167,16 +178,14 @@ def test_window_id_is_deterministic_and_names_path_offset_and_index():
     assert window_id("/m.jsonl", 70, 1) == window_id("/m.jsonl", 70, 1)
     assert len(window_id("/m.jsonl", 70, 1)) == 32
     # as docs/output.md defines it, and pinned: it must not change between versions
-    assert window_id("/m.jsonl", 70, 1) == hashlib.blake2b(
-        b"/m.jsonl\x0070\x001", digest_size=16).hexdigest()
+    assert window_id("/m.jsonl", 70, 1) == hashlib.blake2b(b"/m.jsonl\x0070\x001", digest_size=16).hexdigest()
     assert window_id("/m.jsonl", 70, 1) == "1bf463b1781304e1b5e7e486c17bc37c"
 
 
 def test_training_off_and_entries_without_windows_make_no_lines():
     raw = _entry([_seg(0.0, 60.0, "a", "x"), _seg(60.0, 115.0, "b", "y")])
     assert len(_train(raw)) == 1
-    off = curate_line(raw, "/m.jsonl", make_params(),
-                      options=OutputOptions(training_manifest=False))
+    off = curate_line(raw, "/m.jsonl", make_params(), options=OutputOptions(training_manifest=False))
     assert off.train == b""
     # the full output line is the same either way
     assert off.line == curate_line(raw, "/m.jsonl", make_params()).line
@@ -193,8 +202,7 @@ def test_compact_output_gives_the_same_training_lines():
     with open(FIXTURES / "sample_input.jsonl", "rb") as fh:
         raw = fh.readline().rstrip(b"\n")
     full = curate_line(raw, "/m.jsonl", make_params(), offset=0)
-    compact = curate_line(raw, "/m.jsonl", make_params(), offset=0,
-                          options=OutputOptions(compact=True))
+    compact = curate_line(raw, "/m.jsonl", make_params(), offset=0, options=OutputOptions(compact=True))
     assert full.train and full.train == compact.train
 
 
@@ -203,15 +211,19 @@ def test_training_manifest_must_be_a_bool(value):
     with pytest.raises(ConfigError, match=r"output\.training_manifest=.*expected true or false"):
         build_config({}, [("output.training_manifest", value)])
     assert build_config({}, []).output.training_manifest is True
-    assert build_config({}, [("output.training_manifest", False)]).output \
-        .training_manifest is False
+    assert build_config({}, [("output.training_manifest", False)]).output.training_manifest is False
 
 
 # --- through the real entry point --------------------------------------------
 
+
 def _run(out_dir, *args):
-    proc = subprocess.run([sys.executable, "-m", "alm_beam.run", "--output", str(out_dir),
-                           *args], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "alm_beam.run", "--output", str(out_dir), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
     return proc
 
@@ -237,7 +249,8 @@ def test_a_run_writes_one_training_line_per_kept_window(tmp_path):
     train = _shards(out, "train")
     assert len(train) == summary["filtered_windows"] > 0
     assert summary["outputs"]["train"] == sorted(
-        os.path.basename(p) for p in glob.glob(str(out / "train-*.jsonl")))
+        os.path.basename(p) for p in glob.glob(str(out / "train-*.jsonl"))
+    )
     assert "train-*.jsonl" in proc.stdout
     # every field against the same run's windows output
     windows = _shards(out, "windows")
@@ -251,19 +264,22 @@ def test_a_run_writes_one_training_line_per_kept_window(tmp_path):
     # same lines and ids (`line` is unknown in the middle of a byte range, so it
     # is left out of the comparison)
     again = tmp_path / "again"
-    _run(again, "--compact", "--direct_num_workers", "2",
-         "--direct_running_mode", "multi_processing")
+    _run(again, "--compact", "--direct_num_workers", "2", "--direct_running_mode", "multi_processing")
+
     def strip_line(records):
-        return sorted(json.dumps({k: v for k, v in r.items() if k != "line"}, sort_keys=True)
-                      for r in records)
+        return sorted(
+            json.dumps({k: v for k, v in r.items() if k != "line"}, sort_keys=True) for r in records
+        )
+
     assert strip_line(_shards(again, "train")) == strip_line(train)
 
 
 @pytest.mark.e2e
 def test_training_manifest_false_writes_no_train_shard(tmp_path):
     out = tmp_path / "out"
-    proc = _run(out, "--input", str(FIXTURES / "sample_input.jsonl"),
-                "--set", "output.training_manifest=false")
+    proc = _run(
+        out, "--input", str(FIXTURES / "sample_input.jsonl"), "--set", "output.training_manifest=false"
+    )
     assert glob.glob(str(out / "train-*")) == []
     assert _summary(out)["outputs"]["train"] == []
     assert _summary(out)["filtered_windows"] == 25
@@ -272,9 +288,11 @@ def test_training_manifest_false_writes_no_train_shard(tmp_path):
 
 @pytest.mark.e2e
 def test_help_and_default_config_list_the_key():
-    proc = subprocess.run([sys.executable, "-m", "alm_beam.run", "--help"],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "alm_beam.run", "--help"], capture_output=True, text=True, timeout=60
+    )
     assert "output.training_manifest" in proc.stdout
-    with open(os.path.join(os.path.dirname(__file__), "..", "configs", "default.yaml"),
-              encoding="utf-8") as fh:
+    with open(
+        os.path.join(os.path.dirname(__file__), "..", "configs", "default.yaml"), encoding="utf-8"
+    ) as fh:
         assert "  training_manifest: true " in fh.read()

@@ -4,16 +4,13 @@ import json
 
 import apache_beam as beam
 import pytest
-
 from apache_beam.testing.util import assert_that, equal_to
-
-from alm_beam.curate import OutputOptions
-from alm_beam.discovery import ManifestFile, plan_ranges
-from alm_beam.params import make_params
-from alm_beam.transforms import (AggregateRunStats, CurateEntries, ManifestLine,
-                                 ReadManifestLines)
-
 from conftest import FIXTURES, GOLDEN, beam_test_pipeline, canonical
+
+from alm_beam.beam.transforms import AggregateRunStats, CurateEntries, ManifestLine, ReadManifestLines
+from alm_beam.core.curate import OutputOptions
+from alm_beam.core.params import make_params
+from alm_beam.io.discovery import ManifestFile, plan_ranges
 
 
 def _sample_lines():
@@ -26,39 +23,60 @@ def _sample_lines():
 @pytest.mark.e2e
 def test_curate_entries_matches_golden_and_routes_bad_lines(shared_dir):
     path, lines = _sample_lines()
-    bad = [ManifestLine(path, b'{"audio_filepath": 1}', 99, 1234),
-           ManifestLine(path, b"[1, 2]", 100, 2000)]
+    bad = [ManifestLine(path, b'{"audio_filepath": 1}', 99, 1234), ManifestLine(path, b"[1, 2]", 100, 2000)]
     with open(GOLDEN / "sample_default.jsonl", encoding="utf-8") as fh:
         golden = sorted(canonical(json.loads(line)) for line in fh if line.strip())
 
     with beam_test_pipeline() as p:
-        out = (p | beam.Create(lines + bad)
-               | CurateEntries(make_params(), OutputOptions()))
-        assert_that(out.entries | "Canon" >> beam.Map(lambda b: canonical(json.loads(b))),
-                    equal_to(golden), label="EntriesEqualGolden")
-        assert_that(out.errors | "Why" >> beam.Map(
-                        lambda b: (json.loads(b)["line"], json.loads(b)["byte_offset"],
-                                   json.loads(b)["reason"])),
-                    equal_to([(99, 1234, "wrong_type:audio_filepath"),
-                              (100, 2000, "not_an_object")]), label="ErrorsWithReasons")
+        out = p | beam.Create(lines + bad) | CurateEntries(make_params(), OutputOptions())
+        assert_that(
+            out.entries | "Canon" >> beam.Map(lambda b: canonical(json.loads(b))),
+            equal_to(golden),
+            label="EntriesEqualGolden",
+        )
+        assert_that(
+            out.errors
+            | "Why"
+            >> beam.Map(
+                lambda b: (json.loads(b)["line"], json.loads(b)["byte_offset"], json.loads(b)["reason"])
+            ),
+            equal_to([(99, 1234, "wrong_type:audio_filepath"), (100, 2000, "not_an_object")]),
+            label="ErrorsWithReasons",
+        )
         totals = out.stats | AggregateRunStats() | beam.Map(lambda s: s.to_dict())
-        assert_that(totals | beam.Map(lambda d: (d["entries_read"], d["entries_written"],
-                                                 d["entries_failed"], d["windows"],
-                                                 d["filtered_windows"],
-                                                 d["truncation_events"])),
-                    equal_to([(7, 5, 2, 181, 25, 92)]), label="Totals")
+        assert_that(
+            totals
+            | beam.Map(
+                lambda d: (
+                    d["entries_read"],
+                    d["entries_written"],
+                    d["entries_failed"],
+                    d["windows"],
+                    d["filtered_windows"],
+                    d["truncation_events"],
+                )
+            ),
+            equal_to([(7, 5, 2, 181, 25, 92)]),
+            label="Totals",
+        )
 
 
 @pytest.mark.e2e
 def test_compact_output_drops_prefilter_lists(shared_dir):
     _, lines = _sample_lines()
     with beam_test_pipeline() as p:
-        out = (p | beam.Create(lines)
-               | CurateEntries(make_params(), OutputOptions(compact=True)))
-        assert_that(out.entries | beam.Map(lambda b: (
-            "windows" in json.loads(b), "lost_win_full_data" in json.loads(b)["stats"],
-            len(json.loads(b)["filtered_windows"]))),
-            equal_to([(False, False, 5)] * 5))
+        out = p | beam.Create(lines) | CurateEntries(make_params(), OutputOptions(compact=True))
+        assert_that(
+            out.entries
+            | beam.Map(
+                lambda b: (
+                    "windows" in json.loads(b),
+                    "lost_win_full_data" in json.loads(b)["stats"],
+                    len(json.loads(b)["filtered_windows"]),
+                )
+            ),
+            equal_to([(False, False, 5)] * 5),
+        )
 
 
 @pytest.mark.e2e
@@ -67,18 +85,24 @@ def test_read_manifest_lines_over_split_ranges(tmp_path):
     summed over the ranges are the file's: 50 entries + 10 blank lines, one
     of them a whitespace-only line and none of them passed on."""
     path = tmp_path / "m.jsonl"
-    body = b"".join(b'{"n": %d}\r\n' % i + (b" \t\r\n" if i % 5 == 0 else b"")
-                    for i in range(50))
+    body = b"".join(b'{"n": %d}\r\n' % i + (b" \t\r\n" if i % 5 == 0 else b"") for i in range(50))
     path.write_bytes(b"\xef\xbb\xbf" + body)
     ranges = plan_ranges([ManifestFile(str(path), path.stat().st_size, False)], 97)
     assert len(ranges) > 5
     with beam_test_pipeline() as p:
         read = p | ReadManifestLines(ranges, reshuffle=True)
-        assert_that(read.lines | beam.Map(lambda ln: ln.data),
-                    equal_to([b'{"n": %d}' % i for i in range(50)]), label="Lines")
-        assert_that(read.counts | "Sum" >> beam.CombineGlobally(
-                        lambda counts: tuple(map(sum, zip(*counts))) if counts else (0, 0)),
-                    equal_to([(60, 10)]), label="Counts")
+        assert_that(
+            read.lines | beam.Map(lambda ln: ln.data),
+            equal_to([b'{"n": %d}' % i for i in range(50)]),
+            label="Lines",
+        )
+        assert_that(
+            read.counts
+            | "Sum"
+            >> beam.CombineGlobally(lambda counts: tuple(map(sum, zip(*counts))) if counts else (0, 0)),
+            equal_to([(60, 10)]),
+            label="Counts",
+        )
 
 
 @pytest.mark.e2e
@@ -87,12 +111,17 @@ def test_counters_in_one_namespace(shared_dir):
 
     _, lines = _sample_lines()
     p = beam_test_pipeline()
-    _ = (p | beam.Create(lines + [ManifestLine("m", b"nope", 1, 0)])
-         | CurateEntries(make_params(), OutputOptions()))
+    _ = (
+        p
+        | beam.Create(lines + [ManifestLine("m", b"nope", 1, 0)])
+        | CurateEntries(make_params(), OutputOptions())
+    )
     result = p.run()
     result.wait_until_finish()
-    counters = {c.key.metric.name: c.committed for c in
-                result.metrics().query(MetricsFilter().with_namespace("alm_beam"))["counters"]}
+    counters = {
+        c.key.metric.name: c.committed
+        for c in result.metrics().query(MetricsFilter().with_namespace("alm_beam"))["counters"]
+    }
     assert counters["entries_written"] == 5
     assert counters["entries_failed"] == 1 and counters["failed_invalid_json"] == 1
     assert counters["windows"] == 181 and counters["filtered_windows"] == 25
@@ -102,7 +131,8 @@ def test_counters_in_one_namespace(shared_dir):
 def test_curate_worker_raises_the_gen0_gc_threshold_but_never_enables_gc():
     import gc
 
-    from alm_beam.transforms import GC_GEN0_THRESHOLD, _CurateFn
+    from alm_beam.beam.transforms import GC_GEN0_THRESHOLD, _CurateFn
+
     saved = gc.get_threshold()
     fn = _CurateFn(make_params(), OutputOptions())
     try:

@@ -1,4 +1,4 @@
-"""alm_beam.worker_pool: the EXTERNAL environment's worker pool of
+"""alm_beam.execution.worker_pool: the EXTERNAL environment's worker pool of
 pipelines/portable.sh (and of the Flink and Spark launchers).
 
 A StartWorker that answers an error fails the job, and Prism 2.77 even exits
@@ -14,9 +14,9 @@ import subprocess
 import sys
 import time
 
-
-from alm_beam import worker_pool
 from runner_helpers import descendants, wait_gone
+
+from alm_beam.execution import worker_pool
 
 
 def _wait_for(predicate, seconds: float = 60.0):
@@ -33,8 +33,12 @@ def test_the_pools_workers_die_with_it(tmp_path):
     """The spare worker (Beam imported, waiting for a job) is killed with the pool,
     even when the pool itself is SIGKILLed and can run no clean-up."""
     log = open(tmp_path / "pool.log", "wb")
-    pool = subprocess.Popen([sys.executable, "-m", "alm_beam.worker_pool", "--port", "0"],
-                            stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+    pool = subprocess.Popen(
+        [sys.executable, "-m", "alm_beam.execution.worker_pool", "--port", "0"],
+        stdout=log,
+        stderr=log,
+        stdin=subprocess.DEVNULL,
+    )
     try:
         spare = _wait_for(lambda: descendants(pool.pid))
         assert len(spare) == 1
@@ -51,9 +55,12 @@ def test_a_worker_whose_parent_is_gone_exits_at_once():
     """The parent check closes the window before PDEATHSIG is set: a worker told
     to die with a process that is not its parent exits, without importing Beam."""
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "alm_beam.worker_pool", "--harness",
-                           "--parent-pid", "1"], stdin=subprocess.DEVNULL,
-                          capture_output=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "alm_beam.execution.worker_pool", "--harness", "--parent-pid", "1"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=60,
+    )
     assert done.returncode == 1
     assert time.monotonic() - started < 30
 
@@ -78,14 +85,19 @@ def test_a_dead_worker_is_replaced_and_the_job_still_starts(tmp_path, monkeypatc
     def fake_start_spare(self):
         kind = plan.pop(0) if plan else "alive"
         if kind == "dead":
-            worker = subprocess.Popen([sys.executable, "-c", "import os; os.kill(os.getpid(), 9)"],
-                                      stdin=subprocess.PIPE)
+            worker = subprocess.Popen(
+                [sys.executable, "-c", "import os; os.kill(os.getpid(), 9)"], stdin=subprocess.PIPE
+            )
             worker.wait()
         else:
             worker = subprocess.Popen(
-                [sys.executable, "-c", "import sys; data = sys.stdin.buffer.read(); "
-                 f"open({str(received)!r}, 'wb').write(data)"],
-                stdin=subprocess.PIPE)
+                [
+                    sys.executable,
+                    "-c",
+                    f"import sys; data = sys.stdin.buffer.read(); open({str(received)!r}, 'wb').write(data)",
+                ],
+                stdin=subprocess.PIPE,
+            )
         started.append(worker)
         return worker
 
@@ -93,16 +105,17 @@ def test_a_dead_worker_is_replaced_and_the_job_still_starts(tmp_path, monkeypatc
     monkeypatch.setattr(cls, "_start_spare", fake_start_spare)
     pool = cls(use_process=True, state_cache_size=0, data_buffer_time_limit_ms=-1)
     try:
-        with caplog.at_level(logging.WARNING, logger="alm_beam.worker_pool"):
+        with caplog.at_level(logging.WARNING, logger="alm_beam.execution.worker_pool"):
             response = pool.StartWorker(_Request("job-1_worker"), None)
         assert response.error == ""
         worker = pool._worker_processes["job-1_worker"]
         assert worker is started[1]
         worker.wait(timeout=60)
         assert b'"worker_id": "job-1_worker"' in received.read_bytes()
-        assert [r.getMessage() for r in caplog.records if r.name == "alm_beam.worker_pool"] == [
+        assert [r.getMessage() for r in caplog.records if r.name == "alm_beam.execution.worker_pool"] == [
             f"SDK worker pid {started[0].pid} exited with status -9 before it took a job; "
-            "handing the job to another"]
+            "handing the job to another"
+        ]
     finally:
         for proc in started:
             if proc.poll() is None:
@@ -114,8 +127,7 @@ def test_a_dead_worker_is_replaced_and_the_job_still_starts(tmp_path, monkeypatc
 
 def test_no_worker_left_is_an_error_answer_naming_each_death(monkeypatch):
     def always_dead(self):
-        worker = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"],
-                                  stdin=subprocess.PIPE)
+        worker = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"], stdin=subprocess.PIPE)
         worker.wait()
         return worker
 
@@ -125,5 +137,6 @@ def test_no_worker_left_is_an_error_answer_naming_each_death(monkeypatch):
     response = pool.StartWorker(_Request("job-2_worker"), None)
     pool._spare.stdin.close()
     assert "no SDK worker took the job" in response.error
-    assert response.error.count("exited with status 3 before it took a job") == \
-        worker_pool._HAND_OVER_ATTEMPTS
+    assert (
+        response.error.count("exited with status 3 before it took a job") == worker_pool._HAND_OVER_ATTEMPTS
+    )

@@ -44,9 +44,9 @@ NOT_UTF8 = r"line is not valid UTF-8"
 @dataclasses.dataclass(frozen=True)
 class BadLine:
     name: str
-    raw: bytes      # the line without its line ending
-    reason: str     # expected error record "reason"
-    detail: str     # regex the error record "detail" must match (re.match)
+    raw: bytes  # the line without its line ending
+    reason: str  # expected error record "reason"
+    detail: str  # regex the error record "detail" must match (re.match)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,10 +60,10 @@ class ExpectedError:
 @dataclasses.dataclass
 class Corpus:
     root: pathlib.Path
-    manifests: list        # paths alm_beam must read
-    ignored: list          # files in the input directory that are not manifests
-    valid: list            # (manifest path, raw line) for every valid line
-    errors: list           # ExpectedError for every bad line
+    manifests: list  # paths alm_beam must read
+    ignored: list  # files in the input directory that are not manifests
+    valid: list  # (manifest path, raw line) for every valid line
+    errors: list  # ExpectedError for every bad line
     blank_lines: int
 
     @property
@@ -83,6 +83,7 @@ def _set(path: tuple, value) -> Callable[[dict], None]:
         for key in path[:-1]:
             target = target[key]
         target[path[-1]] = value
+
     return change
 
 
@@ -92,6 +93,7 @@ def _delete(path: tuple) -> Callable[[dict], None]:
         for key in path[:-1]:
             target = target[key]
         del target[path[-1]]
+
     return change
 
 
@@ -118,114 +120,234 @@ def bad_lines(valid: list) -> list:
     add("cut_after_key", b'{"audio_filepath": ', "invalid_json", NOT_JSON)
     add("trailing_garbage", valid[1] + b" garbage", "invalid_json", NOT_JSON)
     add("two_objects_one_line", valid[2] + valid[2], "invalid_json", NOT_JSON)
-    add("trailing_comma", b'{"audio_filepath": "a", "audio_sample_rate": 16000, '
-        b'"segments": [],}', "invalid_json", NOT_JSON)
+    add(
+        "trailing_comma",
+        b'{"audio_filepath": "a", "audio_sample_rate": 16000, "segments": [],}',
+        "invalid_json",
+        NOT_JSON,
+    )
     add("single_quotes", b"{'audio_filepath': 'a'}", "invalid_json", NOT_JSON)
-    add("nan", _replace(valid[1], b'"audio_sample_rate": 22050', b'"audio_sample_rate": NaN'),
-        "invalid_json", NOT_JSON + r".*NaN and Infinity are not JSON numbers")
-    add("infinity", _replace(valid[1], b'"end": 4.', b'"end": Infinity, "x": 4.'),
-        "invalid_json", NOT_JSON + r".*NaN and Infinity")
-    add("minus_infinity", _replace(valid[1], b'"start": 0.0', b'"start": -Infinity'),
-        "invalid_json", NOT_JSON + r".*NaN and Infinity")
-    add("number_overflow_1e400", _replace(valid[1], b'"start": 0.0', b'"start": 1e400'),
-        "invalid_json", NOT_JSON)
+    add(
+        "nan",
+        _replace(valid[1], b'"audio_sample_rate": 22050', b'"audio_sample_rate": NaN'),
+        "invalid_json",
+        NOT_JSON + r".*NaN and Infinity are not JSON numbers",
+    )
+    add(
+        "infinity",
+        _replace(valid[1], b'"end": 4.', b'"end": Infinity, "x": 4.'),
+        "invalid_json",
+        NOT_JSON + r".*NaN and Infinity",
+    )
+    add(
+        "minus_infinity",
+        _replace(valid[1], b'"start": 0.0', b'"start": -Infinity'),
+        "invalid_json",
+        NOT_JSON + r".*NaN and Infinity",
+    )
+    add(
+        "number_overflow_1e400",
+        _replace(valid[1], b'"start": 0.0', b'"start": 1e400'),
+        "invalid_json",
+        NOT_JSON,
+    )
     # Not UTF-8.
-    add("invalid_utf8_ff", _replace(valid[3], b"/data/audio/", b"/data/au\xffdio/"),
-        "invalid_utf8", NOT_UTF8)
-    add("invalid_utf8_latin1_nel", _replace(valid[3], b"/data/audio/", b"/data/au\x85dio/"),
-        "invalid_utf8", NOT_UTF8)
-    add("invalid_utf8_surrogate", _replace(valid[3], b"/data/audio/", b"/data/au\xed\xa0\x80dio/"),
-        "invalid_utf8", NOT_UTF8)
-    add("invalid_utf8_truncated_sequence", b'{"audio_filepath": "\xe2\x80"}', "invalid_utf8",
-        NOT_UTF8)
-    add("latin1_file_line", '{"audio_filepath": "café"}'.encode("latin-1"), "invalid_utf8",
-        NOT_UTF8)
+    add("invalid_utf8_ff", _replace(valid[3], b"/data/audio/", b"/data/au\xffdio/"), "invalid_utf8", NOT_UTF8)
+    add(
+        "invalid_utf8_latin1_nel",
+        _replace(valid[3], b"/data/audio/", b"/data/au\x85dio/"),
+        "invalid_utf8",
+        NOT_UTF8,
+    )
+    add(
+        "invalid_utf8_surrogate",
+        _replace(valid[3], b"/data/audio/", b"/data/au\xed\xa0\x80dio/"),
+        "invalid_utf8",
+        NOT_UTF8,
+    )
+    add("invalid_utf8_truncated_sequence", b'{"audio_filepath": "\xe2\x80"}', "invalid_utf8", NOT_UTF8)
+    add("latin1_file_line", '{"audio_filepath": "café"}'.encode("latin-1"), "invalid_utf8", NOT_UTF8)
     add("bom_mid_file", BOM + valid[0], "invalid_json", NOT_JSON)
     # JSON, but not an object.
-    for name, raw, kind in (("array", b"[1, 2, 3]", "array"), ("empty_array", b"[]", "array"),
-                            ("number", b"42", "number"), ("float", b"-0.5e3", "number"),
-                            ("string", b'"hello"', "string"), ("null", b"null", "null"),
-                            ("true", b"true", "bool"), ("array_of_entries",
-                                                        b"[" + valid[0] + b"]", "array")):
+    for name, raw, kind in (
+        ("array", b"[1, 2, 3]", "array"),
+        ("empty_array", b"[]", "array"),
+        ("number", b"42", "number"),
+        ("float", b"-0.5e3", "number"),
+        ("string", b'"hello"', "string"),
+        ("null", b"null", "null"),
+        ("true", b"true", "bool"),
+        ("array_of_entries", b"[" + valid[0] + b"]", "array"),
+    ):
         add(f"not_object_{name}", raw, "not_an_object", rf"line is JSON {kind}, expected an object")
 
     # Required fields: missing, null, wrong type (bool is not a number).
-    for name, value, reason in (("missing", _MISSING, "missing_field"), ("null", None, "wrong_type"),
-                                ("number", 7, "wrong_type"), ("list", ["a.wav"], "wrong_type"),
-                                ("bool", True, "wrong_type")):
-        field(f"audio_filepath_{name}", ("audio_filepath",), value,
-              f"{reason}:audio_filepath", "audio_filepath")
-    for name, value, reason in (("missing", _MISSING, "missing_field"), ("null", None, "wrong_type"),
-                                ("string", "16000", "wrong_type"), ("true", True, "wrong_type"),
-                                ("false", False, "wrong_type"), ("object", {"hz": 1}, "wrong_type")):
-        field(f"audio_sample_rate_{name}", ("audio_sample_rate",), value,
-              f"{reason}:audio_sample_rate", "audio_sample_rate")
-    for name, value, reason in (("missing", _MISSING, "missing_field"), ("null", None, "wrong_type"),
-                                ("object", {"0": {}}, "wrong_type"), ("string", "[]", "wrong_type"),
-                                ("number", 3, "wrong_type"), ("bool", False, "wrong_type")):
+    for name, value, reason in (
+        ("missing", _MISSING, "missing_field"),
+        ("null", None, "wrong_type"),
+        ("number", 7, "wrong_type"),
+        ("list", ["a.wav"], "wrong_type"),
+        ("bool", True, "wrong_type"),
+    ):
+        field(
+            f"audio_filepath_{name}", ("audio_filepath",), value, f"{reason}:audio_filepath", "audio_filepath"
+        )
+    for name, value, reason in (
+        ("missing", _MISSING, "missing_field"),
+        ("null", None, "wrong_type"),
+        ("string", "16000", "wrong_type"),
+        ("true", True, "wrong_type"),
+        ("false", False, "wrong_type"),
+        ("object", {"hz": 1}, "wrong_type"),
+    ):
+        field(
+            f"audio_sample_rate_{name}",
+            ("audio_sample_rate",),
+            value,
+            f"{reason}:audio_sample_rate",
+            "audio_sample_rate",
+        )
+    for name, value, reason in (
+        ("missing", _MISSING, "missing_field"),
+        ("null", None, "wrong_type"),
+        ("object", {"0": {}}, "wrong_type"),
+        ("string", "[]", "wrong_type"),
+        ("number", 3, "wrong_type"),
+        ("bool", False, "wrong_type"),
+    ):
         field(f"segments_{name}", ("segments",), value, f"{reason}:segments", "segments")
     for key in ("start", "end"):
-        for name, value, reason in (("missing", _MISSING, "missing_field"),
-                                    ("null", None, "wrong_type"), ("string", "1.5", "wrong_type"),
-                                    ("true", True, "wrong_type"), ("false", False, "wrong_type"),
-                                    ("list", [1.5], "wrong_type")):
-            field(f"segment_{key}_{name}", ("segments", seg, key), value,
-                  f"{reason}:segments[].{key}", f"segments[{seg}].{key}")
-    for name, value in (("number", 5), ("string", "segment"), ("null", None),
-                        ("list", [0.0, 1.0]), ("bool", True)):
-        field(f"segment_not_object_{name}", ("segments", seg), value,
-              "wrong_type:segments[]", f"segments[{seg}]")
+        for name, value, reason in (
+            ("missing", _MISSING, "missing_field"),
+            ("null", None, "wrong_type"),
+            ("string", "1.5", "wrong_type"),
+            ("true", True, "wrong_type"),
+            ("false", False, "wrong_type"),
+            ("list", [1.5], "wrong_type"),
+        ):
+            field(
+                f"segment_{key}_{name}",
+                ("segments", seg, key),
+                value,
+                f"{reason}:segments[].{key}",
+                f"segments[{seg}].{key}",
+            )
+    for name, value in (
+        ("number", 5),
+        ("string", "segment"),
+        ("null", None),
+        ("list", [0.0, 1.0]),
+        ("bool", True),
+    ):
+        field(
+            f"segment_not_object_{name}",
+            ("segments", seg),
+            value,
+            "wrong_type:segments[]",
+            f"segments[{seg}]",
+        )
 
     # Optional fields with the wrong type.
     for name, value in (("null", None), ("list", [8000]), ("number", 8000), ("string", "8k")):
-        field(f"metrics_{name}", ("segments", seg, "metrics"), value,
-              "wrong_type:segments[].metrics", f"segments[{seg}].metrics")
+        field(
+            f"metrics_{name}",
+            ("segments", seg, "metrics"),
+            value,
+            "wrong_type:segments[].metrics",
+            f"segments[{seg}].metrics",
+        )
     for name, value in (("null", None), ("string", "8000"), ("bool", True), ("list", [8000])):
-        field(f"bandwidth_{name}", ("segments", seg, "metrics", "bandwidth"), value,
-              "wrong_type:segments[].metrics.bandwidth", f"segments[{seg}].metrics.bandwidth")
-    for name, value in (("number", 3), ("list", ["speaker_0"]), ("bool", True),
-                        ("object", {"id": 1})):
-        field(f"speaker_{name}", ("segments", seg, "speaker"), value,
-              "wrong_type:segments[].speaker", f"segments[{seg}].speaker")
+        field(
+            f"bandwidth_{name}",
+            ("segments", seg, "metrics", "bandwidth"),
+            value,
+            "wrong_type:segments[].metrics.bandwidth",
+            f"segments[{seg}].metrics.bandwidth",
+        )
+    for name, value in (("number", 3), ("list", ["speaker_0"]), ("bool", True), ("object", {"id": 1})):
+        field(
+            f"speaker_{name}",
+            ("segments", seg, "speaker"),
+            value,
+            "wrong_type:segments[].speaker",
+            f"segments[{seg}].speaker",
+        )
     for name, value, reason, where in (
-            ("words_string", "hello world", "wrong_type:segments[].words", "words"),
-            ("words_object", {"word": "x", "end": 1.0}, "wrong_type:segments[].words", "words"),
-            ("words_null", None, "wrong_type:segments[].words", "words"),
-            ("word_not_object", [{"word": "a", "end": 9.0}, 5], "wrong_type:segments[].words[]",
-             "words[1]"),
-            ("word_list", [["a", 1.0, 2.0]], "wrong_type:segments[].words[]", "words[0]"),
-            ("word_without_end", [{"word": "a", "start": 8.0}],
-             "missing_field:segments[].words[].end", "words[0].end"),
-            ("word_end_string", [{"word": "a", "start": 8.0, "end": "9.0"}],
-             "wrong_type:segments[].words[].end", "words[0].end"),
-            ("word_end_null", [{"word": "a", "start": 8.0, "end": None}],
-             "wrong_type:segments[].words[].end", "words[0].end"),
-            ("word_end_bool", [{"word": "a", "end": True}],
-             "wrong_type:segments[].words[].end", "words[0].end"),
-            ("word_number", [{"word": 5, "start": 8.0, "end": 9.0}],
-             "wrong_type:segments[].words[].word", "words[0].word"),
-            ("word_bool", [{"word": False, "end": 9.0}],
-             "wrong_type:segments[].words[].word", "words[0].word")):
+        ("words_string", "hello world", "wrong_type:segments[].words", "words"),
+        ("words_object", {"word": "x", "end": 1.0}, "wrong_type:segments[].words", "words"),
+        ("words_null", None, "wrong_type:segments[].words", "words"),
+        ("word_not_object", [{"word": "a", "end": 9.0}, 5], "wrong_type:segments[].words[]", "words[1]"),
+        ("word_list", [["a", 1.0, 2.0]], "wrong_type:segments[].words[]", "words[0]"),
+        (
+            "word_without_end",
+            [{"word": "a", "start": 8.0}],
+            "missing_field:segments[].words[].end",
+            "words[0].end",
+        ),
+        (
+            "word_end_string",
+            [{"word": "a", "start": 8.0, "end": "9.0"}],
+            "wrong_type:segments[].words[].end",
+            "words[0].end",
+        ),
+        (
+            "word_end_null",
+            [{"word": "a", "start": 8.0, "end": None}],
+            "wrong_type:segments[].words[].end",
+            "words[0].end",
+        ),
+        ("word_end_bool", [{"word": "a", "end": True}], "wrong_type:segments[].words[].end", "words[0].end"),
+        (
+            "word_number",
+            [{"word": 5, "start": 8.0, "end": 9.0}],
+            "wrong_type:segments[].words[].word",
+            "words[0].word",
+        ),
+        ("word_bool", [{"word": False, "end": 9.0}], "wrong_type:segments[].words[].word", "words[0].word"),
+    ):
         field(name, ("segments", seg, "words"), value, reason, f"segments[{seg}].{where}")
 
     # Limits beyond the spec's types (validate.py): values the writer or the
     # statistics cannot represent.
-    field("start_beyond_2p53", ("segments", seg, "start"), 2 ** 64 - 1,
-          "out_of_range:segments[].start", f"segments[{seg}].start")
-    field("end_overflows_duration", ("segments", seg, "end"), 1.7e308,
-          "out_of_range:segments[].end", f"segments[{seg}].end")
-    no_windows = {"audio_filepath": "/data/audio/none.wav", "audio_sample_rate": 16000,
-                  "segments": [{"start": 0.0, "end": 1.0, "speaker": "a",
-                                "metrics": {"bandwidth": 9000}}]}
-    add("filtered_dur_string", orjson.dumps({**no_windows, "filtered_dur": "lots"}),
-        "wrong_type:filtered_dur", r"filtered_dur: ")
-    add("filtered_windows_number", orjson.dumps({**no_windows, "filtered_windows": 3}),
-        "wrong_type:filtered_windows", r"filtered_windows: ")
+    field(
+        "start_beyond_2p53",
+        ("segments", seg, "start"),
+        2**64 - 1,
+        "out_of_range:segments[].start",
+        f"segments[{seg}].start",
+    )
+    field(
+        "end_overflows_duration",
+        ("segments", seg, "end"),
+        1.7e308,
+        "out_of_range:segments[].end",
+        f"segments[{seg}].end",
+    )
+    no_windows = {
+        "audio_filepath": "/data/audio/none.wav",
+        "audio_sample_rate": 16000,
+        "segments": [{"start": 0.0, "end": 1.0, "speaker": "a", "metrics": {"bandwidth": 9000}}],
+    }
+    add(
+        "filtered_dur_string",
+        orjson.dumps({**no_windows, "filtered_dur": "lots"}),
+        "wrong_type:filtered_dur",
+        r"filtered_dur: ",
+    )
+    add(
+        "filtered_windows_number",
+        orjson.dumps({**no_windows, "filtered_windows": 3}),
+        "wrong_type:filtered_windows",
+        r"filtered_windows: ",
+    )
     deep = b"[" * 300 + b"]" * 300
-    add("nested_too_deep", valid[0][:-1] + b', "extra": ' + deep + b"}", "too_deep",
-        r"extra: arrays/objects nested")
+    add(
+        "nested_too_deep",
+        valid[0][:-1] + b', "extra": ' + deep + b"}",
+        "too_deep",
+        r"extra: arrays/objects nested",
+    )
     return out
-
 
 
 def _re(text: str) -> str:
@@ -241,13 +363,13 @@ def separator_variants(valid: list) -> list:
     """Valid entries with U+2028, U+2029 and U+0085 inside JSON strings (content)."""
     line = valid[1]
     text = _replace(line, b'"text": "', b'"text": "\xe2\x80\xa8 \xc2\x85 ')
-    path = _replace(line, b'"audio_filepath": "/data',
-                    b'"audio_filepath": "/da\xe2\x80\xa9ta\xc2\x85')
+    path = _replace(line, b'"audio_filepath": "/data', b'"audio_filepath": "/da\xe2\x80\xa9ta\xc2\x85')
     return [text, path]
 
 
-def _write(path: pathlib.Path, lines: list, *, newline=b"\n", bom=False, final_newline=True,
-           compress=None) -> list:
+def _write(
+    path: pathlib.Path, lines: list, *, newline=b"\n", bom=False, final_newline=True, compress=None
+) -> list:
     """Write a manifest; returns (line number, byte offset, raw line) for each line."""
     data = bytearray(BOM if bom else b"")
     placed = []
@@ -279,8 +401,7 @@ def build_corpus(root: pathlib.Path, valid: list) -> Corpus:
     def manifest(relpath, items, **layout):
         """items: bytes (valid line), BadLine, or '' (a blank line)."""
         path = root / relpath
-        lines = [item.raw if isinstance(item, BadLine) else (b"" if item == "" else item)
-                 for item in items]
+        lines = [item.raw if isinstance(item, BadLine) else (b"" if item == "" else item) for item in items]
         placed = _write(path, lines, **layout)
         for item, (number, offset, raw) in zip(items, placed):
             if isinstance(item, BadLine):
@@ -295,14 +416,29 @@ def build_corpus(root: pathlib.Path, valid: list) -> Corpus:
     in_bz2 = ["not_object_null", "segment_start_true"]
     in_tail = ["cut_mid_object"]
     rest = [b for b in bad if b.name not in in_gz + in_bz2 + in_tail]
-    main = [valid[0], *rest[:20], valid[1], "", *rest[20:45], seps[0], b"   ", valid[2],
-            *rest[45:], seps[1], valid[4], ""]
+    main = [
+        valid[0],
+        *rest[:20],
+        valid[1],
+        "",
+        *rest[20:45],
+        seps[0],
+        b"   ",
+        valid[2],
+        *rest[45:],
+        seps[1],
+        valid[4],
+        "",
+    ]
     # BOM at the start, CRLF line endings (blank lines included).
     manifest("main.jsonl", main, newline=b"\r\n", bom=True)
-    manifest("sub/more.jsonl.gz", [valid[2], *(by_name[n] for n in in_gz), valid[3]],
-             compress="gz")
-    manifest("sub/deeper/other.json.bz2", [valid[4], *(by_name[n] for n in in_bz2), valid[0]],
-             compress="bz2", final_newline=False)
+    manifest("sub/more.jsonl.gz", [valid[2], *(by_name[n] for n in in_gz), valid[3]], compress="gz")
+    manifest(
+        "sub/deeper/other.json.bz2",
+        [valid[4], *(by_name[n] for n in in_bz2), valid[0]],
+        compress="bz2",
+        final_newline=False,
+    )
     # A file cut short while being written: its last line stops mid-object.
     manifest("truncated.jsonl", [valid[3], by_name["cut_mid_object"]], final_newline=False)
     manifest("UPPER.JSONL", [valid[1]])
@@ -310,9 +446,11 @@ def build_corpus(root: pathlib.Path, valid: list) -> Corpus:
     manifest("blank.jsonl", ["", "", b"  ", b"\t", b"\r"], newline=b"\n")
     # Not manifests: discovery must skip them (each holds a valid entry, so
     # reading one would change the output).
-    for name, text in (("notes.txt", valid[0] + b"\nsome notes\n"),
-                       ("sub/data.csv", b"a,b\n1,2\n" + valid[1] + b"\n"),
-                       ("sub/manifest.jsonl.bak", valid[2] + b"\n")):
+    for name, text in (
+        ("notes.txt", valid[0] + b"\nsome notes\n"),
+        ("sub/data.csv", b"a,b\n1,2\n" + valid[1] + b"\n"),
+        ("sub/manifest.jsonl.bak", valid[2] + b"\n"),
+    ):
         (root / name).write_bytes(text)
         corpus.ignored.append(str(root / name))
     return corpus
@@ -325,22 +463,25 @@ def clean_manifest(path: pathlib.Path, corpus: Corpus) -> list:
 
 # --- reading a run's output ------------------------------------------------------
 
+
 @dataclasses.dataclass
 class RunOutput:
-    names: list           # every entry in the output directory but alm_beam's hidden
-                          # bookkeeping (.alm_beam-run.json, ...): what a consumer lists
-    windows: list         # output lines (bytes) of all windows-* shards
-    errors: list          # error lines (bytes) of all errors-* shards
+    names: list  # every entry in the output directory but alm_beam's hidden
+    # bookkeeping (.alm_beam-run.json, ...): what a consumer lists
+    windows: list  # output lines (bytes) of all windows-* shards
+    errors: list  # error lines (bytes) of all errors-* shards
     summary: Optional[dict]
 
 
 def read_output(out_dir: pathlib.Path) -> RunOutput:
-    names = sorted(p.name for p in out_dir.iterdir()
-                   if not p.name.startswith(".")) if out_dir.is_dir() else []
+    names = (
+        sorted(p.name for p in out_dir.iterdir() if not p.name.startswith(".")) if out_dir.is_dir() else []
+    )
 
     def lines(prefix):
-        return [line for p in sorted(out_dir.glob(prefix + "-*.jsonl"))
-                for line in p.read_bytes().splitlines()]
+        return [
+            line for p in sorted(out_dir.glob(prefix + "-*.jsonl")) for line in p.read_bytes().splitlines()
+        ]
 
     summary_path = out_dir / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
@@ -362,6 +503,7 @@ class CliResult:
 def run_in_process(args: Sequence[str]) -> CliResult:
     """``alm_beam.run.main(args)`` in this process, with its printed output."""
     from alm_beam.run import main
+
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
@@ -373,9 +515,14 @@ def run_in_process(args: Sequence[str]) -> CliResult:
 
 def run_subprocess(args: Sequence[str], timeout: float = 300) -> CliResult:
     """``python -m alm_beam.run ARGS`` in a fresh interpreter."""
-    proc = subprocess.run([sys.executable, "-m", "alm_beam.run", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "alm_beam.run", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
 
@@ -384,7 +531,10 @@ if __name__ == "__main__":
         sys.exit("usage: python tests/bad_inputs/corpus.py OUTPUT_DIR")
     shared = pathlib.Path(os.environ.get("ALM_BEAM_SHARED", REPO.parent / "shared"))
     fixture = shared / "fixtures" / "sample_input.jsonl"
-    made = build_corpus(pathlib.Path(sys.argv[1]),
-                        [l for l in fixture.read_bytes().splitlines() if l.strip()])
-    print(f"{len(made.manifests)} manifests, {len(made.valid)} valid lines, "
-          f"{len(made.errors)} bad lines, {made.blank_lines} blank lines -> {made.root}")
+    made = build_corpus(
+        pathlib.Path(sys.argv[1]), [ln for ln in fixture.read_bytes().splitlines() if ln.strip()]
+    )
+    print(
+        f"{len(made.manifests)} manifests, {len(made.valid)} valid lines, "
+        f"{len(made.errors)} bad lines, {made.blank_lines} blank lines -> {made.root}"
+    )

@@ -1,0 +1,162 @@
+"""The pipeline graph, and nothing else: read -> curate -> write -> summarize.
+
+Called with everything already validated and discovered (see ``run.py``);
+building the graph has no side effects.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import apache_beam as beam
+import orjson
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.pvalue import AsList
+
+from alm_beam.beam.transforms import AggregateRunStats, CurateEntries, ReadManifestLines
+from alm_beam.config import RunConfig
+from alm_beam.core.curate import OutputOptions
+from alm_beam.core.stats import DurationBins
+from alm_beam.io.discovery import ReadRange
+from alm_beam.io.output_dir import SUMMARY_NAME, test_pause
+from alm_beam.io.storage import LineCoder
+from alm_beam.results.summary import build_summary, finished_run_info
+
+WINDOWS_PREFIX = "windows"
+ERRORS_PREFIX = "errors"
+REPORT_NAME = "report.html"
+TRAIN_PREFIX = "train"
+SHARD_TEMPLATE = "-SSSSS-of-NNNNN"
+
+
+def _summary_line(
+    stats,
+    *,
+    window_files,
+    error_files,
+    params,
+    inputs,
+    max_error_fraction,
+    run_info,
+    skipped_inputs=(),
+    train_files=(),
+) -> bytes:
+    import time
+
+    test_pause("summary")  # both result sinks have finalized (tests kill the run here)
+    doc = build_summary(
+        stats,
+        params=params,
+        inputs=inputs,
+        window_files=window_files,
+        error_files=error_files,
+        max_error_fraction=max_error_fraction,
+        run_info=finished_run_info(run_info, time.time()),
+        skipped_inputs=skipped_inputs,
+        train_files=train_files,
+    )
+    return orjson.dumps(doc, option=orjson.OPT_INDENT_2)
+
+
+def _report_page(summary_line: bytes) -> str:
+    """report.html from the summary.json bytes alone (as ``python -m alm_beam.report``)."""
+    from alm_beam.results.report import render_html
+
+    return render_html(orjson.loads(summary_line)).rstrip("\n")  # the sink adds the newline
+
+
+def _after(summary_line: bytes, written) -> bytes:
+    return summary_line
+
+
+def build_pipeline(
+    p: beam.Pipeline,
+    cfg: RunConfig,
+    units: Sequence[tuple[ReadRange, ...]],
+    inputs: Sequence[str],
+    *,
+    reshuffle: bool,
+    run_info: dict,
+    write_dir: str,
+    progress_dir: Optional[str] = None,
+    skipped_inputs: Sequence[dict] = (),
+) -> None:
+    """``write_dir`` is the run's staging area (``output_dir.OutputRun.staging``):
+    final names appear in the output directory only at the commit after the run.
+    ``skipped_inputs``: discovery's paths not read, as {path, reason} dicts."""
+    options = OutputOptions(
+        compact=cfg.output.compact,
+        max_raw_chars=cfg.output.max_raw_chars,
+        training_manifest=cfg.output.training_manifest,
+    )
+
+    read = p | "ReadManifests" >> ReadManifestLines(
+        units, reshuffle, max_line_bytes=cfg.input.max_line_bytes, progress_dir=progress_dir
+    )
+    curated = read.lines | "CurateEntries" >> CurateEntries(cfg.params, options)
+
+    window_files = curated.entries | "WriteWindows" >> beam.io.WriteToText(
+        FileSystems.join(write_dir, WINDOWS_PREFIX),
+        file_name_suffix=".jsonl",
+        num_shards=cfg.output.num_shards,
+        shard_name_template=SHARD_TEMPLATE,
+        coder=LineCoder(),
+    )
+    error_files = curated.errors | "WriteErrors" >> beam.io.WriteToText(
+        FileSystems.join(write_dir, ERRORS_PREFIX),
+        file_name_suffix=".jsonl",
+        num_shards=cfg.output.num_shards,
+        shard_name_template=SHARD_TEMPLATE,
+        coder=LineCoder(),
+    )
+    train_files = []  # output.training_manifest: false writes no train shards
+    if cfg.output.training_manifest:
+        train_files = AsList(
+            curated.train
+            | "WriteTraining"
+            >> beam.io.WriteToText(
+                FileSystems.join(write_dir, TRAIN_PREFIX),
+                file_name_suffix=".jsonl",
+                num_shards=cfg.output.num_shards,
+                shard_name_template=SHARD_TEMPLATE,
+                coder=LineCoder(),
+            )
+        )
+
+    # summary.json is written last: its step waits on the finalized names of both
+    # result sinks and of report.html (side inputs), so it only exists once
+    # everything else is complete. The reader's per-range counts travel with the
+    # entry records, so the summary step can check that every line read was
+    # written, rejected or blank.
+    bins = DurationBins.for_range(cfg.params.builder.min_duration, cfg.params.builder.max_duration)
+    summary = (
+        (curated.stats, read.counts)
+        | "CollectStats" >> beam.Flatten()
+        | "AggregateStats" >> AggregateRunStats(bins)
+        | "BuildSummary"
+        >> beam.Map(
+            _summary_line,
+            window_files=AsList(window_files),
+            error_files=AsList(error_files),
+            train_files=train_files,
+            params=cfg.params.as_dict(),
+            inputs=list(inputs),
+            max_error_fraction=cfg.input.max_error_fraction,
+            run_info=run_info,
+            skipped_inputs=list(skipped_inputs),
+        )
+    )
+    report_file = (
+        summary
+        | "RenderReport" >> beam.Map(_report_page)
+        | "WriteReport"
+        >> beam.io.WriteToText(FileSystems.join(write_dir, REPORT_NAME), num_shards=1, shard_name_template="")
+    )
+    _ = (
+        summary
+        | "AfterReport" >> beam.Map(_after, written=AsList(report_file))
+        | "WriteSummary"
+        >> beam.io.WriteToText(
+            FileSystems.join(write_dir, SUMMARY_NAME), num_shards=1, shard_name_template="", coder=LineCoder()
+        )
+    )

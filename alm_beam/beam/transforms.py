@@ -1,0 +1,372 @@
+"""Beam glue: thin composite transforms, DoFns and the CombineFn.
+
+Each wraps a pure module: reading lines (``reader``), curating a line
+(``curate``), aggregating statistics (``stats``), rendering the summary
+(``summary``). Nothing here opens files or talks to services while the graph
+is built; all I/O happens in ``process`` or in Beam's own sinks.
+"""
+
+from __future__ import annotations
+
+import gc
+from typing import NamedTuple, Optional, Sequence
+
+import apache_beam as beam
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+
+from alm_beam.core.curate import Curated, OutputOptions, curate_line, failed_line
+from alm_beam.core.params import CurationParams
+from alm_beam.core.stats import DEFAULT_BINS, INT_FIELDS, DurationBins, ErrorItem, ReadCount, RunStats
+from alm_beam.core.validate import Rejection
+from alm_beam.io.codecs import DecodedStream, codec_for_name
+from alm_beam.io.discovery import ReadRange
+from alm_beam.io.reader import BLOCK_SIZE, JSON_WHITESPACE, LineProblem, iter_lines
+from alm_beam.results.progress import REPORT_EVERY_BYTES, ProgressWriter
+
+METRICS_NAMESPACE = "alm_beam"
+GC_GEN0_THRESHOLD = 20_000
+_WINDOWS = INT_FIELDS.index("windows")  # positions in stats.entry_record
+_KEPT = INT_FIELDS.index("filtered_windows")
+ERRORS_TAG = "errors"
+STATS_TAG = "stats"
+READ_COUNTS_TAG = "read_counts"
+TRAIN_TAG = "train"
+
+
+class ManifestLine(NamedTuple):
+    source: str
+    data: bytes
+    line: Optional[int]
+    offset: Optional[int]
+    problem: Optional[LineProblem] = None  # a too-long line, or a damaged file's unreadable rest
+
+
+def _open_manifest(path: str, compressed: bool):
+    """(the manifest's (decompressed) bytes as a binary file object, the raw file).
+
+    Compressed files are decoded by ``codecs.DecodedStream`` over the raw
+    bytes: Beam's CompressedFile stops silently at a truncated .zst/.deflate
+    and Python's file classes drop a block of lines before the damage.
+    ``raw.tell()`` is the bytes taken from storage (compressed bytes for a
+    compressed file), for progress.
+    """
+    raw = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+    codec = codec_for_name(path) if compressed else None
+    return (DecodedStream(raw, codec) if codec else raw), raw
+
+
+class _ReadRangeFn(beam.DoFn):
+    """Reads the lines that start in one byte range of one manifest.
+
+    Blank lines are counted and dropped here; every other line goes on
+    (a damaged file's unreadable rest and a too-long line as a problem). The
+    range's counts go to READ_COUNTS_TAG as one ``stats.ReadCount``: the
+    summary checks them against what curation wrote and rejected. Real I/O
+    errors propagate (the runner retries the bundle; no count is emitted).
+    With a ``progress_dir`` (DirectRunner, see ``progress``) it also keeps its
+    bytes and lines read in a file there, once per ``REPORT_EVERY_BYTES``.
+    """
+
+    def __init__(self, max_line_bytes: Optional[int] = None, progress_dir: Optional[str] = None):
+        self._max_line = max_line_bytes
+        self.lines_read = Metrics.counter(METRICS_NAMESPACE, "lines_read")
+        self.blank = Metrics.counter(METRICS_NAMESPACE, "blank_lines")
+        self.bytes_read = Metrics.counter(METRICS_NAMESPACE, "bytes_read")
+        self._progress_dir = progress_dir
+        self._progress: Optional[ProgressWriter] = None
+
+    def setup(self):
+        if self._progress_dir:
+            self._progress = ProgressWriter(self._progress_dir)
+
+    def teardown(self):
+        if self._progress is not None:
+            self._progress.close()
+
+    def process(self, unit):
+        """``unit``: one ReadRange, or a work unit (a tuple of them; see planning.py)."""
+        for rng in (unit,) if isinstance(unit, ReadRange) else unit:
+            yield from self._read_range(rng)
+
+    def _read_range(self, rng: ReadRange):
+        lines = blank = size = 0
+        path = rng.path
+        progress = self._progress
+        # One comparison per line; never true without progress.
+        next_report = REPORT_EVERY_BYTES if progress is not None else float("inf")
+        stream, raw_file = _open_manifest(path, rng.compressed)
+        with raw_file, stream:
+            for raw in iter_lines(stream, rng.start, rng.end, BLOCK_SIZE, self._max_line):
+                lines += 1
+                if size >= next_report:
+                    next_report = size + REPORT_EVERY_BYTES
+                    progress.report(raw_file.tell() - rng.start if rng.compressed else size, lines)
+                data = raw.data
+                if raw.problem is None:
+                    size += len(data) + 1
+                    if not data.strip(JSON_WHITESPACE):
+                        blank += 1
+                        continue
+                    yield ManifestLine(path, data, raw.line, raw.offset)
+                else:
+                    size += raw.problem.size
+                    yield ManifestLine(path, data, raw.line, raw.offset, raw.problem)
+            if progress is not None:  # the whole range, exactly
+                progress.finish_range(
+                    rng.end - rng.start if rng.end >= 0 else raw_file.tell() - rng.start, lines
+                )
+        yield beam.pvalue.TaggedOutput(READ_COUNTS_TAG, ReadCount(lines, blank))
+        # Counted once per range: a counter update per line is not free.
+        self.lines_read.inc(lines)
+        self.blank.inc(blank)
+        self.bytes_read.inc(size)
+
+
+class ReadOutputs(NamedTuple):
+    lines: beam.PCollection  # ManifestLine elements (no blank lines)
+    counts: beam.PCollection  # one stats.ReadCount per read range
+
+
+class ReadManifestLines(beam.PTransform):
+    """Work units (ReadRanges or tuples of them, planned before the pipeline) ->
+    ManifestLine elements.
+
+    With ``reshuffle`` the lines are redistributed so the CPU-heavy curation
+    spreads over all workers even when one file dominates the input.
+    """
+
+    def __init__(
+        self,
+        ranges: Sequence[ReadRange],
+        reshuffle: bool,
+        max_line_bytes: Optional[int] = None,
+        progress_dir: Optional[str] = None,
+    ):
+        super().__init__()
+        self._ranges = list(ranges)
+        self._reshuffle = reshuffle
+        self._max_line = max_line_bytes
+        self._progress_dir = progress_dir  # where the read step keeps its progress (progress.py)
+
+    def expand(self, pbegin):
+        read = (
+            pbegin
+            | "ListRanges" >> beam.Create(self._ranges, reshuffle=len(self._ranges) > 1)
+            | "ReadRanges"
+            >> beam.ParDo(_ReadRangeFn(self._max_line, self._progress_dir)).with_outputs(
+                READ_COUNTS_TAG, main="lines"
+            )
+        )
+        lines = read.lines
+        if self._reshuffle:
+            lines = lines | "SpreadLines" >> beam.Reshuffle()
+        return ReadOutputs(lines, read[READ_COUNTS_TAG])
+
+
+class _CurateFn(beam.DoFn):
+    """parse -> validate -> build -> filter -> serialize; bad lines go to ERRORS_TAG,
+    an entry's training lines (one element per entry that has any) to TRAIN_TAG.
+
+    Counters are summed per bundle and reported in ``finish_bundle`` (a
+    counter update per element costs more than the bookkeeping here).
+    """
+
+    def __init__(self, params: CurationParams, options: OutputOptions):
+        self._params = params
+        self._options = options
+        self.written = Metrics.counter(METRICS_NAMESPACE, "entries_written")
+        self.failed = Metrics.counter(METRICS_NAMESPACE, "entries_failed")
+        self.blank = Metrics.counter(METRICS_NAMESPACE, "blank_lines")
+        self.windows = Metrics.counter(METRICS_NAMESPACE, "windows")
+        self.kept = Metrics.counter(METRICS_NAMESPACE, "filtered_windows")
+        self._counts: list = []
+        self._failures: dict = {}
+
+    def setup(self):
+        # One line holds a few thousand dicts and lists (one per word) for well
+        # under a millisecond, and they form no cycles: refcounting frees them.
+        # With CPython's default gen-0 threshold (700) the cyclic collector
+        # still runs a few times per line, scanning them for nothing (~3% of
+        # the run). A larger threshold keeps that off this worker's hot path;
+        # cycles elsewhere are still collected.
+        gen0, gen1, gen2 = gc.get_threshold()
+        if 0 < gen0 < GC_GEN0_THRESHOLD:
+            gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
+
+    def start_bundle(self):
+        # written, blank, windows, filtered windows; failures by reason
+        self._counts = [0, 0, 0, 0]
+        self._failures = {}
+
+    def process(self, item: ManifestLine):
+        problem = item.problem
+        if problem is None:
+            outcome = curate_line(
+                item.data,
+                item.source,
+                self._params,
+                line=item.line,
+                offset=item.offset,
+                options=self._options,
+            )
+        else:
+            outcome = failed_line(
+                item.data,
+                item.source,
+                item.line,
+                item.offset,
+                Rejection(problem.code, problem.detail),
+                self._options.max_raw_chars,
+                raw_bytes=problem.size,
+            )
+        counts = self._counts
+        if outcome is None:  # blank: the reader drops (and counts) these before curation
+            counts[1] += 1
+            return
+        if type(outcome) is Curated:
+            ints = outcome.record[0]
+            counts[0] += 1
+            counts[2] += ints[_WINDOWS]
+            counts[3] += ints[_KEPT]
+            yield outcome.line
+            yield beam.pvalue.TaggedOutput(STATS_TAG, outcome.record)
+            if outcome.train:
+                yield beam.pvalue.TaggedOutput(TRAIN_TAG, outcome.train)
+        else:
+            reason = outcome.reason
+            self._failures[reason] = self._failures.get(reason, 0) + 1
+            yield beam.pvalue.TaggedOutput(ERRORS_TAG, outcome.line)
+            yield beam.pvalue.TaggedOutput(
+                STATS_TAG, ErrorItem(reason, item.source, item.offset, item.line, outcome.line)
+            )
+
+    def finish_bundle(self):
+        written, blank, windows, kept = self._counts
+        for counter, value in (
+            (self.written, written),
+            (self.blank, blank),
+            (self.windows, windows),
+            (self.kept, kept),
+        ):
+            if value:
+                counter.inc(value)
+        failed = sum(self._failures.values())
+        if failed:
+            self.failed.inc(failed)
+            for reason, count in self._failures.items():
+                Metrics.counter(METRICS_NAMESPACE, f"failed_{reason}").inc(count)
+
+
+class CuratedOutputs(NamedTuple):
+    entries: beam.PCollection  # output JSON lines (bytes)
+    errors: beam.PCollection  # error record JSON lines (bytes)
+    stats: beam.PCollection  # stats.entry_record tuples and stats.ErrorItem
+    train: beam.PCollection  # training lines, newline-joined per entry (bytes)
+
+
+class CurateEntries(beam.PTransform):
+    """One fused step after the read: no entry is decoded or encoded twice."""
+
+    def __init__(self, params: CurationParams, options: OutputOptions):
+        super().__init__()
+        self._params = params
+        self._options = options
+
+    def expand(self, lines):
+        out = lines | "Curate" >> beam.ParDo(_CurateFn(self._params, self._options)).with_outputs(
+            ERRORS_TAG, STATS_TAG, TRAIN_TAG, main="entries"
+        )
+        return CuratedOutputs(out.entries, out[ERRORS_TAG], out[STATS_TAG], out[TRAIN_TAG])
+
+
+class RunStatsCombineFn(beam.CombineFn):
+    """Thin wrapper: all arithmetic lives in ``stats.RunStats``."""
+
+    def __init__(self, bins: DurationBins = DEFAULT_BINS):
+        super().__init__()
+        self._bins = bins
+
+    def create_accumulator(self):
+        return RunStats(self._bins)
+
+    def add_input(self, acc, item):
+        acc.add(item)
+        return acc
+
+    def merge_accumulators(self, accumulators):
+        merged = RunStats(self._bins)
+        for acc in accumulators:
+            merged.merge(acc)
+        return merged
+
+    def extract_output(self, acc):
+        return acc
+
+
+class AggregateRunStats(beam.PTransform):
+    """Entry records and error items -> one ``RunStats``; ``bins`` are the
+    kept-window duration histogram's (``DurationBins.for_range``)."""
+
+    def __init__(self, bins: DurationBins = DEFAULT_BINS):
+        super().__init__()
+        self._bins = bins
+
+    def expand(self, stats):
+        return stats | "SumStats" >> beam.CombineGlobally(RunStatsCombineFn(self._bins))
+
+
+def _as_manifest_line(element) -> ManifestLine:
+    """``(source, line)`` with ``line`` as bytes or str (no newline), or a ManifestLine."""
+    if type(element) is ManifestLine:
+        return element
+    source, data = element
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    return ManifestLine(str(source), data.rstrip(b"\r\n"), None, None)
+
+
+class CuratedManifests(NamedTuple):
+    entries: beam.PCollection  # output JSON lines (bytes), as the CLI writes them
+    errors: beam.PCollection  # error record JSON lines (bytes): source, reason, raw line
+    stats: beam.PCollection  # one dict: summary.json's totals (stats.RunStats.to_dict)
+
+
+class CurateManifests(beam.PTransform):
+    """The library API: manifest lines with their source -> entries, errors, statistics.
+
+    Input elements: ``(source, line)`` pairs, ``line`` as bytes or str without
+    its newline (what ``beam.io.ReadFromTextWithFilename`` yields), or
+    ``ManifestLine`` values (which also carry line numbers and byte offsets
+    for error records). ``builder`` and ``overlap`` take NeMo Curator's stage
+    parameter names (``configs/default.yaml``); missing keys keep the
+    defaults. Blank lines are counted nowhere but skipped, as in the CLI.
+    """
+
+    def __init__(
+        self,
+        builder: Optional[dict] = None,
+        overlap: Optional[dict] = None,
+        *,
+        compact: bool = False,
+        params: Optional[CurationParams] = None,
+    ):
+        super().__init__()
+        from alm_beam.core.params import make_params  # validates now: a bad key fails at once
+
+        self._params = params if params is not None else make_params(builder, overlap)
+        self._options = OutputOptions(compact=compact)
+
+    def expand(self, lines):
+        curated = (
+            lines
+            | "AsManifestLines" >> beam.Map(_as_manifest_line)
+            | "CurateEntries" >> CurateEntries(self._params, self._options)
+        )
+        stats = (
+            curated.stats
+            | "AggregateStats" >> AggregateRunStats()
+            | "StatsAsDict" >> beam.Map(RunStats.to_dict)
+        )
+        return CuratedManifests(curated.entries, curated.errors, stats)

@@ -1,0 +1,1 @@
+"""Benchmarks of alm_beam, run from the repository root (benchmarks/README.md)."""
