@@ -23,6 +23,7 @@ from alm_beam.core.params import make_params
 from alm_beam.core.training import TRAINING_FIELDS, window_id
 
 PROVENANCE = ("window_id", "manifest_filepath", "line", "byte_offset")
+DECIMALS = 6  # docs/output.md: offsets and durations of training lines, in microseconds
 
 
 def expected_records(entry: dict) -> list:
@@ -38,15 +39,15 @@ def expected_records(entry: dict) -> list:
         records.append(
             {
                 "audio_filepath": entry["audio_filepath"],
-                "offset": segs[0]["start"],
-                "duration": segs[-1]["end"] - segs[0]["start"],
+                "offset": round(segs[0]["start"], DECIMALS),
+                "duration": round(segs[-1]["end"] - segs[0]["start"], DECIMALS),
                 "text": " ".join(s["text"] for s in segs if s.get("text")),
                 "segments": [
                     {"start": s["start"], "end": s["end"], "speaker": s.get("speaker"), "text": s.get("text")}
                     for s in segs
                 ],
                 "speakers": speakers,
-                "speaker_durations": window["speaker_durations"],
+                "speaker_durations": [round(d, DECIMALS) for d in window["speaker_durations"]],
                 "num_segments": len(segs),
                 "window_index": index,
             }
@@ -99,6 +100,15 @@ def test_training_lines_equal_the_golden_filtered_windows(case, shared_dir):
     want = [r for entry in golden for r in expected_records(entry)]
     assert len(got) == len(want) == sum(len(e["filtered_windows"]) for e in golden)
     assert collections.Counter(map(_key, got)) == collections.Counter(map(_key, want))
+    noisy = [r["window_id"] for r in got if _noisy_times(r)]
+    assert noisy == [], "training lines with float noise in offset/duration/speaker_durations"
+
+
+def _noisy_times(record: dict) -> list:
+    """The offset/duration/speaker_durations values of ``record`` that are not
+    written with at most DECIMALS decimals (float noise such as 120.99000000000001)."""
+    values = [record["offset"], record["duration"], *record["speaker_durations"]]
+    return [v for v in values if len(repr(v).partition(".")[2]) > DECIMALS or "e" in repr(v)]
 
 
 def _entry(segments, **extra):
@@ -140,6 +150,27 @@ def test_truncated_last_segment_ends_the_window_and_its_text_is_the_kept_words()
     assert rec["speakers"] == ["a", "b"]
     assert rec["speaker_durations"] == [85.0, 40.0, 0.0, 0.0, 0.0]
     assert (rec["manifest_filepath"], rec["line"], rec["byte_offset"]) == ("/m.jsonl", 3, 70)
+
+
+def test_offsets_and_durations_are_rounded_to_microseconds_without_float_noise():
+    # 121.09 - 0.1 is 120.99000000000001 in binary floating point, and the
+    # speaker sums 60.2 - 0.1 and 121.09 - 60.2 carry noise too
+    raw = _entry([_seg(0.1, 60.2, "a", "x"), _seg(60.2, 121.09, "b", "y")])
+    outcome = curate_line(raw, "/m.jsonl", make_params(), line=1, offset=0)
+    text = outcome.train.decode()
+    assert '"offset":0.1,"duration":120.99,' in text
+    assert '"speaker_durations":[60.89,60.1,0.0,0.0,0.0],' in text
+    # the segments keep the input's own times
+    assert '"segments":[{"start":0.1,"end":60.2,' in text
+    assert "e-" not in text
+    # a time with more than six decimals is rounded to the microsecond
+    (rec,) = _train(_entry([_seg(0.12345678, 60.0, "a", "x"), _seg(60.0, 121.0, "b", "y")]))
+    assert (rec["offset"], rec["duration"]) == (0.123457, 120.876543)
+    assert rec["segments"][0]["start"] == 0.12345678
+    # integers stay integers
+    (rec,) = _train(_entry([_seg(0, 60, "a", "x"), _seg(60, 121, "b", "y")]))
+    assert (rec["offset"], rec["duration"], rec["speaker_durations"][:2]) == (0, 121, [61, 60])
+    assert [type(v) for v in (rec["offset"], rec["duration"], *rec["speaker_durations"][:2])] == [int] * 4
 
 
 def test_dropped_fields_and_missing_speakers_read_as_null():

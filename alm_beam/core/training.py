@@ -18,6 +18,12 @@ from typing import Optional, Sequence
 
 import orjson
 
+# Offsets and durations of a training line are rounded to this many decimals
+# (microseconds): ``end - start`` and the per-speaker sums carry binary float
+# noise (121.09 - 0.1 == 120.99000000000001) that a training job should not
+# see. Integers stay integers; the segments keep the input's own times.
+TIME_DECIMALS = 6
+
 # Field order of a training line (docs/output.md describes each).
 TRAINING_FIELDS = (
     "audio_filepath",
@@ -137,12 +143,12 @@ def training_lines(
             dumps(
                 {
                     "audio_filepath": audio_filepath,
-                    "offset": start,
-                    "duration": end - start,
+                    "offset": round(start, TIME_DECIMALS),
+                    "duration": round(end - start, TIME_DECIMALS),
                     "text": _texts_joined([s["text"] for s in segs]),
                     "segments": segs,
                     "speakers": speakers,
-                    "speaker_durations": windows[n]["speaker_durations"],
+                    "speaker_durations": [round(d, TIME_DECIMALS) for d in windows[n]["speaker_durations"]],
                     "num_segments": len(segs),
                     "window_id": window_id(manifest_filepath, byte_offset, index),
                     "window_index": index,
