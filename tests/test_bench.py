@@ -12,25 +12,19 @@ import sys
 import orjson
 import pytest
 
-from benchmarks.bench import (
-    PROFILE_ROWS,
-    _digests,
-    _phase_logic,
-    _phase_profile,
-    callgrind_instructions,
+from benchmarks.outputs import (
     compare_outputs,
     compare_values,
-    copy_first_lines,
-    default_nemo_python,
     describe_shard_times,
-    profile_table,
-    resolve_nemo_python,
+    line_digests,
     shard_finish_times,
-    split_in_halves,
-    split_into_files,
-    startup_parts,
     without_fields,
 )
+from benchmarks.phases import phase_logic
+from benchmarks.profile import PROFILE_ROWS, phase_profile, profile_table, startup_parts
+from benchmarks.reference import default_nemo_python, resolve_nemo_python
+from benchmarks.resources import callgrind_instructions
+from benchmarks.workloads import copy_first_lines, split_in_halves, split_into_files
 
 
 @pytest.mark.e2e
@@ -95,7 +89,7 @@ def test_compare_outputs_tells_bytes_values_and_differences_apart(tmp_path):
     as_float = _write(tmp_path / "f.jsonl", [{"a": 1.0, "b": [1.5, 2]}, docs[1]])
     missing = _write(tmp_path / "m.jsonl", docs[:1])
 
-    want = _digests(expected, False)
+    want = line_digests(expected, False)
     assert compare_outputs(want, expected, reordered) == "identical"
     assert compare_outputs(want, expected, [str(relaid)]).startswith("same values")
     assert compare_outputs(want, expected, as_float).startswith("DIFFERENT")  # 1 vs 1.0
@@ -268,7 +262,7 @@ def test_profile_times_every_step_of_the_products_own_code(tmp_path, monkeypatch
 
     src = str(tmp_path / "in.jsonl")
     synth.write_manifest(src, 12, 5)
-    monkeypatch.setattr(curate, "orjson", curate.orjson)  # _phase_profile swaps these
+    monkeypatch.setattr(curate, "orjson", curate.orjson)  # phase_profile swaps these
     for name in (
         "parse_line_exact",
         "validate_entry",
@@ -278,8 +272,8 @@ def test_profile_times_every_step_of_the_products_own_code(tmp_path, monkeypatch
         "training_lines",
     ):
         monkeypatch.setattr(curate, name, getattr(curate, name))
-    plain = _phase_logic(src, str(tmp_path / "b.jsonl"), src, str(tmp_path / "sizes"))
-    doc = _phase_profile(src, str(tmp_path / "p.jsonl"), src)
+    plain = phase_logic(src, str(tmp_path / "b.jsonl"), src, str(tmp_path / "sizes"))
+    doc = phase_profile(src, str(tmp_path / "p.jsonl"), src)
     assert (tmp_path / "p.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
     assert (tmp_path / "p.jsonl.train").read_bytes() == (tmp_path / "b.jsonl.train").read_bytes()
     assert doc["entries"] == plain["entries"] == 12

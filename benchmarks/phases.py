@@ -1,0 +1,78 @@
+"""The timed loops that run in a child process (``python -m benchmarks.bench
+--phase ...``): a, the floor, and b, the per-entry logic. Each returns its own
+timing; the child prints it as one JSON object."""
+
+from __future__ import annotations
+
+import array
+import time
+
+import orjson
+
+
+def train_path(out: str) -> str:
+    """Where the logic phase (b) writes its training lines, beside its output."""
+    return out + ".train"
+
+
+def phase_logic(src: str, out: str, source: str, sizes_path: str) -> dict:
+    from alm_beam.core.curate import Curated, curate_line
+    from alm_beam.core.params import make_params
+    from alm_beam.io.reader import iter_lines
+
+    params = make_params()
+    sizes = array.array("I")
+    entries = errors = out_bytes = 0
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    with (
+        open(src, "rb") as fin,
+        open(out, "wb", buffering=1 << 20) as fout,
+        open(train_path(out), "wb", buffering=1 << 20) as ftrain,
+    ):
+        for raw in iter_lines(fin):
+            outcome = curate_line(raw.data, source, params, line=raw.line, offset=raw.offset)
+            if outcome is None:
+                continue
+            if type(outcome) is Curated:
+                fout.write(outcome.line)
+                fout.write(b"\n")
+                size = len(outcome.line) + 1
+                if outcome.train:  # the training lines, as the pipeline's train shards
+                    ftrain.write(outcome.train)
+                    ftrain.write(b"\n")
+                    size += len(outcome.train) + 1
+                sizes.append(size)
+                entries += 1
+                out_bytes += size
+            else:
+                errors += 1
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    with open(sizes_path, "wb") as fh:
+        sizes.tofile(fh)
+    return {"wall": wall, "cpu": cpu, "entries": entries, "errors": errors, "out_bytes": out_bytes}
+
+
+def phase_floor(src: str, out: str, sizes_path: str) -> dict:
+    sizes = array.array("I")
+    with open(sizes_path, "rb") as fh:
+        sizes.frombytes(fh.read())
+    blob = memoryview(b"x" * (max(sizes) if sizes else 1))
+    entries = out_bytes = 0
+    loads = orjson.loads
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    with open(src, "rb") as fin, open(out, "wb", buffering=1 << 20) as fout:
+        for line in fin:
+            if not line.strip():
+                continue
+            loads(line)
+            size = sizes[entries] if entries < len(sizes) else 0
+            fout.write(blob[:size])
+            entries += 1
+            out_bytes += size
+    return {
+        "wall": time.perf_counter() - wall0,
+        "cpu": time.process_time() - cpu0,
+        "entries": entries,
+        "errors": 0,
+        "out_bytes": out_bytes,
+    }
