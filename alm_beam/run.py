@@ -38,6 +38,7 @@ from alm_beam.config import (
     parse_set,
     pipeline_option_flags,
 )
+from alm_beam.core.display import terminal_safe
 from alm_beam.core.params import clip
 from alm_beam.execution import interrupts
 from alm_beam.execution.direct_workers import (
@@ -92,7 +93,13 @@ class _ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message):
         message = re.sub(r"'([^']{60})[^']+'", r"'\1...'", message)  # a huge value, cut
-        self.exit(2, f"alm_beam: error: {clip(message, 300)} (see --help)\n")
+        self.exit(2, terminal_safe(f"alm_beam: error: {clip(message, 300)} (see --help)") + "\n")
+
+
+def _say(line: str) -> None:
+    """One line of ours on stderr (error, warning, note); what it quotes from
+    input (a path, a lock holder's host) cannot control the terminal."""
+    print(terminal_safe(line), file=sys.stderr)
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
@@ -253,7 +260,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         check_beam_options(args, cfg, beam_args)
         preflight_output(cfg.output.path)
     except (ConfigError, PreflightError) as exc:
-        print(f"alm_beam: error: {exc}", file=sys.stderr)
+        _say(f"alm_beam: error: {exc}")
         return 2
     beam_flags = list(cfg.pipeline_options) + list(beam_args)
     # Every temporary file of this run (Beam's, the SDK workers') goes under one
@@ -289,9 +296,8 @@ def _run(cfg: RunConfig, beam_flags: list, pool: Optional[WarmWorkerPool], *, qu
         paths = list(cfg.input.paths)
         if not paths:
             paths = [bundled_sample_path()]
-            print(
+            _say(
                 f"alm_beam: no --input given; curating the bundled sample manifest {paths[0]}",
-                file=sys.stderr,
             )
         from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -317,13 +323,12 @@ def _run(cfg: RunConfig, beam_flags: list, pool: Optional[WarmWorkerPool], *, qu
         # Last of the checks: from here on the output directory is this run's.
         output = OutputRun.start(cfg.output.path, cfg.output.overwrite)
     except (ConfigError, DiscoveryError, OutputDirError, StorageError) as exc:
-        print(f"alm_beam: error: {exc}", file=sys.stderr)
+        _say(f"alm_beam: error: {exc}")
         return 2
     if skipped:
-        print(
+        _say(
             f"alm_beam: warning: {len(skipped)} input path(s) not read (listed in summary.json "
             f"skipped_inputs), e.g. {skipped[0].path}: {skipped[0].reason}",
-            file=sys.stderr,
         )
     try:
         return _run_into(
@@ -359,15 +364,13 @@ def _run_into(
 ) -> int:
     """Run the pipeline into ``output``'s staging area, then commit the result."""
     if output.lock.taken_over is not None:
-        print(
+        _say(
             f"alm_beam: note: took over the lock of a run that is gone ({output.lock.taken_over.describe()})",
-            file=sys.stderr,
         )
     if output.removed:
-        print(
+        _say(
             f"alm_beam: --overwrite: removed {len(output.removed)} entries of the previous run "
             f"from {cfg.output.path}",
-            file=sys.stderr,
         )
 
     import apache_beam as beam
@@ -427,23 +430,21 @@ def _run_into(
                     output.abandon()  # lines unaccounted for: the shards are not a result
                 reason = text[text.index(marker) + len(marker) :].splitlines()[0]
                 reason = reason.split(" [while running ")[0]  # Beam's step annotation
-                print(f"alm_beam: error: job failed: {reason}", file=sys.stderr)
+                _say(f"alm_beam: error: job failed: {reason}")
                 return 1
         lost = lost_job_service(exc, options)
         if lost is not None:
             output.abandon()  # the job's end is unknown: what was staged is not a result
-            print(
+            _say(
                 f"alm_beam: error: job failed: {lost}; nothing was committed to {cfg.output.path}",
-                file=sys.stderr,
             )
             return 1
         if is_disk_full(exc):
             where = disk_full_where([cfg.output.path, tempfile.gettempdir()])
             output.abandon()  # frees the space the partial result took
-            print(
+            _say(
                 f"alm_beam: error: job failed: no space left on device ({where}); the partial "
                 f"result was removed from {cfg.output.path}",
-                file=sys.stderr,
             )
             return 1
         output.abandon()

@@ -20,6 +20,8 @@ import os
 import sys
 from typing import Iterator, Optional, Sequence
 
+from alm_beam.core.display import terminal_safe
+
 FIRST_WORDS = 12  # words of a window's text shown
 RAW_CHARS = 100  # characters of a rejected line shown
 DEFAULT_WINDOWS = 5
@@ -160,7 +162,7 @@ def error_examples(directory: str, reasons: Sequence[str]) -> dict:
 def first_words(text: str, count: int = FIRST_WORDS) -> str:
     words = text.split()
     shown = " ".join(words[:count])
-    return f'"{shown}{" ..." if len(words) > count else ""}"'
+    return f'"{terminal_safe(shown)}{" ..." if len(words) > count else ""}"'
 
 
 def render_windows(windows: Sequence[dict], total: int, source: str) -> list:
@@ -168,11 +170,10 @@ def render_windows(windows: Sequence[dict], total: int, source: str) -> list:
         return [f"kept windows: none to show (windows kept: {total:,})"]
     lines = [f"kept windows: the first {len(windows)} of {total:,} ({source})"]
     for k, w in enumerate(windows, 1):
-        lines.append(
-            f"  {k}. {w['audio_filepath']}  offset {w['offset']:.2f} s  duration {w['duration']:.2f} s"
-        )
+        audio = terminal_safe(w["audio_filepath"])
+        lines.append(f"  {k}. {audio}  offset {w['offset']:.2f} s  duration {w['duration']:.2f} s")
         count = len(w["speakers"])
-        names = f" ({', '.join(w['speakers'])})" if count else ""
+        names = f" ({', '.join(terminal_safe(s) for s in w['speakers'])})" if count else ""
         lines.append(f"     {count} speaker{'' if count == 1 else 's'}{names}, {w['num_segments']} segments")
         lines.append(f"     {first_words(w['text'])}")
     return lines
@@ -183,17 +184,18 @@ def render_errors(counts: dict, examples: dict) -> list:
         return ["rejected lines: none"]
     lines = ["rejected lines: one example per reason"]
     for reason, count in counts.items():
-        lines.append(f"  {reason}  ({count:,} line{'s' if count != 1 else ''})")
+        lines.append(f"  {terminal_safe(reason)}  ({count:,} line{'s' if count != 1 else ''})")
         record = examples.get(reason)
         if record is None:
             lines.append("     (no example found in errors-*.jsonl)")
             continue
-        where = "line ?" if record.get("line") is None else f"line {record['line']}"
-        lines.append(f"     {record.get('manifest_filepath')} {where}, byte {record.get('byte_offset')}")
-        lines.append(f"     detail: {record.get('detail')}")
+        where = "line ?" if record.get("line") is None else f"line {terminal_safe(record['line'])}"
+        file = terminal_safe(record.get("manifest_filepath"))
+        lines.append(f"     {file} {where}, byte {terminal_safe(record.get('byte_offset'))}")
+        lines.append(f"     detail: {terminal_safe(record.get('detail'))}")
         raw = record.get("raw") or ""
         cut = len(raw) > RAW_CHARS or record.get("raw_truncated")
-        lines.append(f"     raw: {raw[:RAW_CHARS]!r}{' (cut)' if cut else ''}")
+        lines.append(f"     raw: {terminal_safe(repr(raw[:RAW_CHARS]))}{' (cut)' if cut else ''}")
     return lines
 
 
@@ -243,6 +245,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         print(inspect_output(args.directory, args.n))
     except InspectError as exc:
-        print(f"alm_beam: error: {exc}", file=sys.stderr)
+        print(f"alm_beam: error: {terminal_safe(exc)}", file=sys.stderr)
         return 2
     return 0

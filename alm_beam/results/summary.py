@@ -6,6 +6,7 @@ import datetime
 import posixpath
 from typing import Optional, Sequence
 
+from alm_beam.core.display import terminal_safe
 from alm_beam.core.stats import RunStats
 
 LOSS_BUCKETS = (
@@ -154,7 +155,7 @@ def render_report(doc: dict, output_dir: str) -> str:
         lines.append("")
         lines.append("  rejected lines by reason:")
         for reason, count in doc["errors_by_reason"].items():
-            lines.append(f"    {count:>10,}  {reason}")
+            lines.append(f"    {count:>10,}  {terminal_safe(reason)}")
         if doc.get("max_error_fraction") is None:
             lines.append(
                 f"  WARNING: {failed:,} input lines were rejected; "
@@ -162,7 +163,8 @@ def render_report(doc: dict, output_dir: str) -> str:
             )
     lines.append("")
     train = "train-*.jsonl, " if doc.get("outputs", {}).get("train") else ""
+    shown = terminal_safe(output_dir)
     lines.append(
-        f"  output: {output_dir}  (windows-*.jsonl, errors-*.jsonl, {train}summary.json, report.html)"
+        f"  output: {shown}  (windows-*.jsonl, errors-*.jsonl, {train}summary.json, report.html)"
     )
     return "\n".join(lines)
