@@ -164,7 +164,5 @@ def render_report(doc: dict, output_dir: str) -> str:
     lines.append("")
     train = "train-*.jsonl, " if doc.get("outputs", {}).get("train") else ""
     shown = terminal_safe(output_dir)
-    lines.append(
-        f"  output: {shown}  (windows-*.jsonl, errors-*.jsonl, {train}summary.json, report.html)"
-    )
+    lines.append(f"  output: {shown}  (windows-*.jsonl, errors-*.jsonl, {train}summary.json, report.html)")
     return "\n".join(lines)
