@@ -1,4 +1,11 @@
-"""Shared test helpers: where the public fixtures and golden outputs live."""
+"""Shared test helpers: where the fixtures and golden outputs live.
+
+The repository carries both (tests/data/, see its README.md): the fixtures
+are NeMo Curator's public test manifests, the golden outputs what NeMo
+Curator's own ALM stages make of them (``pipelines/regen-golden.sh``). A fresh
+clone needs nothing else. The public copy in ``../shared`` (``ALM_BEAM_SHARED``
+overrides), when present, is only compared with ours (tests/test_golden_data.py).
+"""
 
 import json
 import os
@@ -7,10 +14,10 @@ import pathlib
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
-# CI has ../shared beside the checkout; ALM_BEAM_SHARED overrides.
+DATA = REPO / "tests" / "data"
+FIXTURES = DATA / "fixtures"
+GOLDEN = DATA / "golden"
 SHARED = pathlib.Path(os.environ.get("ALM_BEAM_SHARED", REPO.parent / "shared"))
-FIXTURES = SHARED / "fixtures"
-GOLDEN = SHARED / "golden"
 
 
 def canonical(entry: dict) -> str:
@@ -18,13 +25,6 @@ def canonical(entry: dict) -> str:
     entry = dict(entry)
     entry.pop("manifest_filepath", None)
     return json.dumps(entry, sort_keys=True)
-
-
-@pytest.fixture(scope="session")
-def shared_dir():
-    if not SHARED.is_dir():
-        pytest.fail(f"shared fixtures not found at {SHARED} (set ALM_BEAM_SHARED)")
-    return SHARED
 
 
 def beam_test_pipeline():

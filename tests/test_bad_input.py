@@ -65,7 +65,7 @@ def fixture_lines() -> list:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, shared_dir):
+def runs(tmp_path_factory):
     """The corpus run (a real subprocess) and the baseline run over the valid lines alone."""
     root = tmp_path_factory.mktemp("bad")
     corpus = build_corpus(root / "input", fixture_lines())
@@ -222,7 +222,7 @@ def test_split_reading_finds_the_same_lines(runs, tmp_path):
 
 
 @pytest.mark.e2e
-def test_corrupt_compressed_manifest_is_reported_not_dropped(tmp_path, shared_dir):
+def test_corrupt_compressed_manifest_is_reported_not_dropped(tmp_path):
     lines = fixture_lines()
     body = b"\n".join(lines * 4) + b"\n"  # 20 lines
     root = tmp_path / "in"

@@ -16,7 +16,7 @@ def _names(files):
     return [os.path.relpath(f.path, FIXTURES) for f in files]
 
 
-def test_nested_directory_is_searched_recursively_and_notes_ignored(shared_dir):
+def test_nested_directory_is_searched_recursively_and_notes_ignored():
     files = discover([str(FIXTURES / "nested_manifests")])
     assert _names(files) == [
         "nested_manifests/subdir_a/manifest_a.jsonl",

@@ -41,7 +41,7 @@ def _sample_lines():
     return [line for line in SAMPLE.read_text().splitlines() if line.strip()]
 
 
-def test_fifo_in_input_directory_is_skipped_and_listed(tmp_path, shared_dir):
+def test_fifo_in_input_directory_is_skipped_and_listed(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     (data / "m.jsonl").write_text(SAMPLE.read_text())
@@ -77,7 +77,7 @@ def test_fifo_named_as_input_is_exit_2_with_one_line(tmp_path):
 
 
 @pytest.mark.parametrize("output", ["data/out", "data"])
-def test_output_inside_input_is_refused_before_the_pipeline(tmp_path, shared_dir, output):
+def test_output_inside_input_is_refused_before_the_pipeline(tmp_path, output):
     data = tmp_path / "data"
     data.mkdir()
     (data / "m.jsonl").write_text(SAMPLE.read_text())
@@ -91,7 +91,7 @@ def test_output_inside_input_is_refused_before_the_pipeline(tmp_path, shared_dir
     assert sorted(os.listdir(data)) == ["m.jsonl"]
 
 
-def test_output_inside_input_with_overwrite_keeps_the_previous_result(tmp_path, shared_dir):
+def test_output_inside_input_with_overwrite_keeps_the_previous_result(tmp_path):
     """Before: the second run read data/out's windows as input, and with
     --overwrite deleted the first result while reading it, producing none."""
     data = tmp_path / "data"
@@ -107,7 +107,7 @@ def test_output_inside_input_with_overwrite_keeps_the_previous_result(tmp_path, 
     assert {p: open(p, "rb").read() for p in glob.glob(str(out / "*"))} == before
 
 
-def test_file_name_with_brackets_is_read(tmp_path, shared_dir):
+def test_file_name_with_brackets_is_read(tmp_path):
     name = tmp_path / "batch[1].jsonl"
     name.write_text(SAMPLE.read_text())
     (tmp_path / "batch1.jsonl").write_text(_sample_lines()[0] + "\n")
@@ -118,7 +118,7 @@ def test_file_name_with_brackets_is_read(tmp_path, shared_dir):
     assert {row["manifest_filepath"] for row in rows} == {str(name)}
 
 
-def test_symlinked_duplicate_is_read_once(tmp_path, shared_dir):
+def test_symlinked_duplicate_is_read_once(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     (data / "m-2024.jsonl").write_text(SAMPLE.read_text())
@@ -135,7 +135,7 @@ def test_symlinked_duplicate_is_read_once(tmp_path, shared_dir):
     assert len(_rows(tmp_path / "out")) == 5
 
 
-def test_big_integer_passes_through_the_pipeline_exactly(tmp_path, shared_dir):
+def test_big_integer_passes_through_the_pipeline_exactly(tmp_path):
     big = 2**128 - 1
     entry = json.loads(_sample_lines()[0])
     entry["request_id"] = big

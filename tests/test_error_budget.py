@@ -21,7 +21,7 @@ WARNING = "WARNING: 2 input lines were rejected"
 
 
 @pytest.fixture(scope="module")
-def manifests(tmp_path_factory, shared_dir):
+def manifests(tmp_path_factory):
     """6 valid fixture lines and 2 bad ones (25% rejected), and a clean manifest."""
     valid = [line for line in (FIXTURES / "sample_input.jsonl").read_bytes().splitlines() if line.strip()]
     bad = {b.name: b.raw for b in bad_lines(valid)}

@@ -1,8 +1,9 @@
 """Acceptance: the real entry point on DirectRunner reproduces every golden case.
 
-Outputs are compared with ../shared/golden as a multiset of parsed entries
-(exact values, floats included), ignoring only manifest_filepath, which the
-reference leaves null and alm_beam fills with the source manifest path.
+Outputs are compared with the repository's golden files (tests/data/golden,
+made by NeMo Curator's own stages) as a multiset of parsed entries (exact
+values, floats included), ignoring only manifest_filepath, which the reference
+leaves null and alm_beam fills with the source manifest path.
 """
 
 import collections
@@ -48,7 +49,7 @@ def _read_shards(out_dir, prefix):
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_entry_point_matches_golden(case, tmp_path, shared_dir, capsys):
+def test_entry_point_matches_golden(case, tmp_path, capsys):
     out_dir = str(tmp_path / "out")
     code = run.main(["--input", _input_for(case), "--output", out_dir] + CASES[case])
     assert code == 0

@@ -41,7 +41,7 @@ def unreadable_records(out) -> dict:
 
 
 @pytest.mark.e2e
-def test_damaged_files_of_every_codec_lose_no_complete_line(tmp_path, shared_dir):
+def test_damaged_files_of_every_codec_lose_no_complete_line(tmp_path):
     lines = fixture_lines()  # 5 valid entries
     root = tmp_path / "in"
     root.mkdir()
@@ -104,7 +104,7 @@ def test_damaged_files_of_every_codec_lose_no_complete_line(tmp_path, shared_dir
 
 
 @pytest.mark.e2e
-def test_line_longer_than_max_line_mb_is_an_error_record(tmp_path, shared_dir):
+def test_line_longer_than_max_line_mb_is_an_error_record(tmp_path):
     """max_line_mb=0.01 (10,485 bytes): a 50,000-byte line (plain and .gz) is one
     line_too_long record with its true size; the lines around it are written."""
     lines = fixture_lines()

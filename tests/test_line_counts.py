@@ -69,7 +69,7 @@ def test_unbalanced_counts_fail_the_summary(lines, blank, written, failed, word)
 
 
 @pytest.mark.e2e
-def test_a_line_lost_inside_the_pipeline_fails_the_run(tmp_path, shared_dir, monkeypatch):
+def test_a_line_lost_inside_the_pipeline_fails_the_run(tmp_path, monkeypatch):
     """A curation step that silently drops one line (a bug, simulated by
     patching the DoFn's curate_line in this in-process run): exit 1, one
     line naming the imbalance, no summary.json."""

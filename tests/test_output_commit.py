@@ -34,7 +34,7 @@ FINAL = (
 
 
 @pytest.fixture(scope="module")
-def manifest(tmp_path_factory, shared_dir):
+def manifest(tmp_path_factory):
     """The 5 fixture entries and 2 bad lines: every output kind has lines."""
     valid = [line for line in (FIXTURES / "sample_input.jsonl").read_bytes().splitlines() if line.strip()]
     bad = {b.name: b.raw for b in bad_lines(valid)}

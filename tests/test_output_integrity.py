@@ -112,9 +112,7 @@ def wait_until_curating(proc, out):
 
 @pytest.mark.e2e
 @pytest.mark.slow
-def test_sigkill_half_way_leaves_only_temporary_files_then_overwrite_cleans(
-    big_manifest, tmp_path, shared_dir
-):
+def test_sigkill_half_way_leaves_only_temporary_files_then_overwrite_cleans(big_manifest, tmp_path):
     out = tmp_path / "out"
     proc = subprocess.Popen(
         [sys.executable, "-m", "alm_beam.run", "--input", str(big_manifest), "--output", str(out)],
@@ -209,7 +207,7 @@ def test_ctrl_c_half_way_with_two_workers_exits_130_and_leaves_no_workers(big_ma
 
 
 @pytest.mark.e2e
-def test_non_empty_output_dir_is_refused_without_overwrite(tmp_path, shared_dir):
+def test_non_empty_output_dir_is_refused_without_overwrite(tmp_path):
     out = tmp_path / "out"
     finished_run(out)
     before = snapshot(out)
@@ -221,7 +219,7 @@ def test_non_empty_output_dir_is_refused_without_overwrite(tmp_path, shared_dir)
 
 
 @pytest.mark.e2e
-def test_overwrite_replaces_previous_run_completely(tmp_path, shared_dir):
+def test_overwrite_replaces_previous_run_completely(tmp_path):
     out = tmp_path / "out"
     finished_run(out, "--num_shards", "3")
     assert read_output(out).names == sorted(
@@ -247,7 +245,7 @@ def test_overwrite_replaces_previous_run_completely(tmp_path, shared_dir):
 
 
 @pytest.mark.e2e
-def test_overwrite_into_missing_or_empty_dir(tmp_path, shared_dir):
+def test_overwrite_into_missing_or_empty_dir(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     finished_run(empty)
@@ -257,7 +255,7 @@ def test_overwrite_into_missing_or_empty_dir(tmp_path, shared_dir):
 
 
 @pytest.mark.e2e
-def test_overwrite_refuses_a_directory_with_foreign_files(tmp_path, shared_dir):
+def test_overwrite_refuses_a_directory_with_foreign_files(tmp_path):
     out = tmp_path / "out"
     finished_run(out)
     (out / "notes.txt").write_text("mine")
@@ -270,7 +268,7 @@ def test_overwrite_refuses_a_directory_with_foreign_files(tmp_path, shared_dir):
 
 
 @pytest.mark.e2e
-def test_output_path_that_is_a_file_is_refused(tmp_path, shared_dir):
+def test_output_path_that_is_a_file_is_refused(tmp_path):
     target = tmp_path / "file.txt"
     target.write_text("x")
     for extra in ([], ["--overwrite"]):
@@ -320,7 +318,7 @@ def test_overwrite_refuses_another_tools_summary_json_without_our_record(tmp_pat
 
 
 @pytest.mark.e2e
-def test_overwrite_of_another_tools_output_is_refused_through_the_cli(tmp_path, shared_dir):
+def test_overwrite_of_another_tools_output_is_refused_through_the_cli(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "summary.json").write_text('{"tool": "something else"}')

@@ -94,7 +94,7 @@ def deployment(tmp_path_factory):
 
 
 @pytest.mark.parametrize("case", sorted(GOLDEN_CASES))
-def test_golden_case_on_the_portable_deployment(case, deployment, tmp_path, shared_dir):
+def test_golden_case_on_the_portable_deployment(case, deployment, tmp_path):
     out = tmp_path / "out"
     done = deployment.submit("--input", golden_input(case), "--output", str(out), *GOLDEN_CASES[case])
     assert done.returncode == 0, done.stderr[-3000:]
@@ -128,7 +128,7 @@ def test_work_ran_in_the_pool_workers_and_prism_reports_done(deployment, tmp_pat
     assert all(worker.startswith(new[0][0] + "[") for _, _, worker in lines), lines  # this job's
 
 
-def test_split_input_equals_direct_one_and_two_workers(deployment, tmp_path, shared_dir):
+def test_split_input_equals_direct_one_and_two_workers(deployment, tmp_path):
     args = ["--input", str(FIXTURES / "nested_manifests"), "--set", "input.split_mb=0.01"]
     done = deployment.submit(*args, "--output", str(tmp_path / "portable"))
     assert done.returncode == 0, done.stderr[-3000:]

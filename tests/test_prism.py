@@ -55,7 +55,7 @@ def _started(stderr: str) -> tuple:
 
 
 @pytest.mark.parametrize("case", sorted(GOLDEN_CASES))
-def test_golden_case_on_prism(case, prism, tmp_path, shared_dir):
+def test_golden_case_on_prism(case, prism, tmp_path):
     out = tmp_path / "out"
     done = run_cli(
         ["--runner", "PrismRunner", "--input", golden_input(case), "--output", str(out)] + GOLDEN_CASES[case],
@@ -73,7 +73,7 @@ def test_golden_case_on_prism(case, prism, tmp_path, shared_dir):
     assert json.loads((out / "summary.json").read_text())["run"]["runner"] == "PrismRunner"
 
 
-def test_prism_split_input_equals_direct_one_and_two_workers(prism, tmp_path, shared_dir):
+def test_prism_split_input_equals_direct_one_and_two_workers(prism, tmp_path):
     """Many byte ranges as separate bundles on Prism give the DirectRunner's result,
     with one worker and with two (Prism runs one SDK worker per environment and
     several bundles at once inside it)."""

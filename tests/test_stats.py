@@ -6,6 +6,7 @@ import pickle
 import random
 
 import orjson
+from conftest import FIXTURES, GOLDEN
 
 from alm_beam.beam.transforms import RunStatsCombineFn
 from alm_beam.core.curate import Curated, curate_line
@@ -453,20 +454,20 @@ def test_lowest_yield_keeps_ten_of_many_manifests():
     assert shown["lowest_yield"][0]["yield"] == 0.01
 
 
-def test_curated_entries_feed_the_histograms_the_golden_windows_give(shared_dir):
+def test_curated_entries_feed_the_histograms_the_golden_windows_give():
     """Kept-window lengths and speaker counts from curate_line equal those read
     back from the golden output's filtered_windows."""
     from alm_beam.core.curate import Curated, curate_line
     from alm_beam.core.params import CurationParams
 
     acc = RunStats()
-    with open(shared_dir / "fixtures" / "sample_input.jsonl", "rb") as fh:
+    with open(FIXTURES / "sample_input.jsonl", "rb") as fh:
         for n, raw in enumerate(fh, 1):
             outcome = curate_line(raw.rstrip(b"\n"), "sample", CurationParams(), line=n)
             if isinstance(outcome, Curated):
                 acc.add(outcome.record)
     hist, speakers, kept = [0] * 24, {}, 0
-    with open(shared_dir / "golden" / "sample_default.jsonl", encoding="utf-8") as fh:
+    with open(GOLDEN / "sample_default.jsonl", encoding="utf-8") as fh:
         for line in fh:
             for window in orjson.loads(line)["filtered_windows"]:
                 segs = window["segments"]

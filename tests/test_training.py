@@ -81,7 +81,7 @@ def _case_inputs(case):
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_training_lines_equal_the_golden_filtered_windows(case, shared_dir):
+def test_training_lines_equal_the_golden_filtered_windows(case):
     params = _case_params(case)
     got = []
     for path in _case_inputs(case):

@@ -21,7 +21,7 @@ def _sample_lines():
 
 
 @pytest.mark.e2e
-def test_curate_entries_matches_golden_and_routes_bad_lines(shared_dir):
+def test_curate_entries_matches_golden_and_routes_bad_lines():
     path, lines = _sample_lines()
     bad = [ManifestLine(path, b'{"audio_filepath": 1}', 99, 1234), ManifestLine(path, b"[1, 2]", 100, 2000)]
     with open(GOLDEN / "sample_default.jsonl", encoding="utf-8") as fh:
@@ -62,7 +62,7 @@ def test_curate_entries_matches_golden_and_routes_bad_lines(shared_dir):
 
 
 @pytest.mark.e2e
-def test_compact_output_drops_prefilter_lists(shared_dir):
+def test_compact_output_drops_prefilter_lists():
     _, lines = _sample_lines()
     with beam_test_pipeline() as p:
         out = p | beam.Create(lines) | CurateEntries(make_params(), OutputOptions(compact=True))
@@ -106,7 +106,7 @@ def test_read_manifest_lines_over_split_ranges(tmp_path):
 
 
 @pytest.mark.e2e
-def test_counters_in_one_namespace(shared_dir):
+def test_counters_in_one_namespace():
     from apache_beam.metrics.metric import MetricsFilter
 
     _, lines = _sample_lines()

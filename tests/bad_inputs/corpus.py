@@ -529,8 +529,7 @@ def run_subprocess(args: Sequence[str], timeout: float = 300) -> CliResult:
 if __name__ == "__main__":
     if len(sys.argv) != 2:
         sys.exit("usage: python tests/bad_inputs/corpus.py OUTPUT_DIR")
-    shared = pathlib.Path(os.environ.get("ALM_BEAM_SHARED", REPO.parent / "shared"))
-    fixture = shared / "fixtures" / "sample_input.jsonl"
+    fixture = REPO / "tests" / "data" / "fixtures" / "sample_input.jsonl"
     made = build_corpus(
         pathlib.Path(sys.argv[1]), [ln for ln in fixture.read_bytes().splitlines() if ln.strip()]
     )
