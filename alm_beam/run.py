@@ -378,7 +378,7 @@ def _run_into(
     from alm_beam.beam.pipeline import SUMMARY_NAME, build_pipeline
     from alm_beam.execution.direct_workers import make_direct_runner
     from alm_beam.io.output_dir import disk_full_where, is_disk_full
-    from alm_beam.results.summary import render_report
+    from alm_beam.results.summary import process_started_epoch_s, render_report
 
     runner = None
     if on_direct:
@@ -395,7 +395,8 @@ def _run_into(
         "read_ranges": sum(len(unit) for unit in units),
         "work_units": len(units),
         "started_epoch_s": time.time(),
-    }  # summary.json: run.started_at, duration_s
+        "process_started_epoch_s": process_started_epoch_s(),
+    }  # summary.json: run.started_at, duration_s, process_duration_s
 
     from alm_beam.results import progress
 
