@@ -23,9 +23,6 @@ setup(
         f"apache-beam{BEAM}",
         "orjson>=3.10,<4",
         "PyYAML>=6.0.1,<7",
-        # report.html: plotly ships plotly.js, inlined into every run's report
-        # (~70 MB installed with narwhals, next to Beam's ~500 MB).
-        "plotly>=7.1,<8",
     ],
     extras_require={
         # websocket-client: the report's browser test drives chromium over DevTools
