@@ -32,6 +32,7 @@ RESHUFFLE_CHOICES = ("auto", True, False)
 MIN_LINE_MB, MAX_LINE_MB = 0.001, 1 << 20
 MIB = 1 << 20
 MAX_NUM_SHARDS = 100_000  # each shard is a file; more is a typo, not a plan
+COMPRESSION_CHOICES = ("none", "gzip", "zstd")  # output.compression
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +61,7 @@ class OutputConfig:
     overwrite: bool = False  # allow a non-empty output directory (cleans our files)
     max_raw_chars: int = 2000  # raw line text kept in an error record
     training_manifest: bool = True  # also write train-*.jsonl, one line per kept window
+    compression: str = "none"  # JSONL outputs written as .jsonl, .jsonl.gz (gzip) or .jsonl.zst (zstd)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -321,6 +323,13 @@ def _output_config(values: dict) -> OutputConfig:
     for key in ("compact", "overwrite", "training_manifest"):
         if key in values:
             out[key] = _bool(f"output.{key}", values[key])
+    if "compression" in values:
+        value = values["compression"]
+        if not (isinstance(value, str) and value in COMPRESSION_CHOICES):
+            raise ConfigError(
+                f"output.compression={brief(value)}: allowed: " + ", ".join(COMPRESSION_CHOICES)
+            )
+        out["compression"] = value
     if "max_raw_chars" in values:
         out["max_raw_chars"] = _num(
             "output.max_raw_chars", values["max_raw_chars"], lambda v: v >= 1, "an integer >= 1", integer=True

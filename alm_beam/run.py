@@ -20,6 +20,7 @@ import errno
 import json
 import logging
 import os
+import platform
 import re
 import sys
 import tempfile
@@ -30,6 +31,7 @@ from typing import Optional, Sequence
 
 from alm_beam import __version__
 from alm_beam.config import (
+    COMPRESSION_CHOICES,
     ConfigError,
     RunConfig,
     build_config,
@@ -80,7 +82,8 @@ EPILOG = textwrap.dedent("""\
       input.paths  input.split_mb  input.reshuffle  input.max_error_fraction
       input.max_line_mb
       output.path  output.num_shards  output.compact  output.overwrite
-      output.max_raw_chars  output.training_manifest  pipeline_options.<beam option>
+      output.max_raw_chars  output.training_manifest  output.compression
+      pipeline_options.<beam option>
     Example: --set builder.min_speakers=3 --set builder.drop_fields=[words,confidence]
 
     Exit status: 0 success, 2 invalid configuration/input/output, 1 pipeline failure
@@ -157,6 +160,12 @@ def build_arg_parser() -> argparse.ArgumentParser:
         "from each output entry (much smaller output)",
     )
     parser.add_argument(
+        "--output_compression",
+        choices=COMPRESSION_CHOICES,
+        help="write windows-*, errors-* and train-* as .jsonl (none, the default), "
+        ".jsonl.gz (gzip) or .jsonl.zst (zstd); as output.compression",
+    )
+    parser.add_argument(
         "--overwrite",
         action="store_true",
         default=None,
@@ -187,6 +196,7 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
         ("output.path", args.output),
         ("output.num_shards", args.num_shards),
         ("output.compact", args.compact),
+        ("output.compression", args.output_compression),
         ("output.overwrite", args.overwrite),
         ("input.max_error_fraction", args.max_error_fraction),
     ):
@@ -389,6 +399,7 @@ def _run_into(
     run_info = {
         "alm_beam": __version__,
         "apache_beam": beam.__version__,
+        "python": platform.python_version(),
         "runner": "DirectRunner (FnApiRunner)" if on_direct else str(runner_name),
         "reshuffle": reshuffle,
         "manifest_files": len(files),

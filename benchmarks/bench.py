@@ -22,7 +22,11 @@ that run's own:
   d1. pipeline  ``python -m alm_beam.run`` as a user runs it, DirectRunner,
                 1 worker (``--compact`` adds d1c, the same with ``--compact``);
   d2. pipeline  the same with ``--direct_num_workers 2
-                --direct_running_mode multi_processing``.
+                --direct_running_mode multi_processing``;
+  x. control    a fixed pure-Python arithmetic loop, two processes one after
+                the other (x1) and two at once (x2): what two CPU-bound
+                processes gain on this machine at this moment, the second
+                same-run ceiling for d2 vs d1 beside b vs b2.
 
 For a-c the time is the timed loop inside the child (interpreter start and
 imports excluded); for d it is the whole child process, Beam's start-up and
@@ -37,10 +41,13 @@ starts with another's half-gigabyte still unwritten gets its writes throttled
 to disk speed. Outputs (and, apart from c, which has none, the training
 lines: b's beside its output, the pipeline's train shards) are compared with
 b's as multisets of lines (sorted
-digests; parsed and compared by value only if the bytes differ). With
-``--repeat K`` every run is made K times and the fastest kept; d1 and d2
-alternate (d1, d2, d1, d2, ...) so that a drift in the machine's speed
-touches both alike.
+digests; parsed and compared by value only if the bytes differ). The runs go
+in rounds (b, a, c, n, b2, x, d1, d2), one per ``--repeat``, so that a drift in
+the machine's speed touches every run alike and the ceiling is measured beside
+the pipeline; the report gives each run's median over the rounds, and its best.
+Every ratio is printed with the CPU the other processes on the machine used
+during the two runs it compares, and the report's head gives their share of
+the machine over all the runs.
 
 ``--instructions`` counts CPU instructions instead of seconds (under
 valgrind's callgrind; slow, so on a small workload): each of a, b, c and d1
@@ -68,12 +75,12 @@ import sys
 import tempfile
 from typing import Optional, Sequence
 
-from benchmarks.phases import phase_floor, phase_logic
+from benchmarks.phases import phase_control, phase_floor, phase_logic
 from benchmarks.profile import phase_profile, phase_startup, run_profile
 from benchmarks.reference import phase_nemo, phase_reference, resolve_nemo_python
 from benchmarks.report import say
 from benchmarks.resources import run_instructions, run_memory
-from benchmarks.timing import run_default
+from benchmarks.timing import CONTROL_ITERATIONS, run_default
 
 DEFAULT_ENTRIES = 2000
 
@@ -123,9 +130,17 @@ def build_arg_parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         metavar="K",
-        help="run every measurement K times and report the fastest (the "
-        "machine is shared: other processes' CPU use is reported per run; "
-        "default: %(default)s)",
+        help="run every measurement K times, in K rounds, and report the median "
+        "and the best (the machine is shared: other processes' CPU use is "
+        "reported per run; default: %(default)s)",
+    )
+    parser.add_argument(
+        "--control-iterations",
+        type=int,
+        default=CONTROL_ITERATIONS,
+        metavar="N",
+        help="iterations of the CPU-only control's arithmetic loop, per process "
+        "(x1, x2; default: %(default)s, about 1 to 2 s)",
     )
     parser.add_argument(
         "--skip-reference", action="store_true", help="do not run c (the slow reference-like logic)"
@@ -202,13 +217,14 @@ def build_arg_parser() -> argparse.ArgumentParser:
     # Internal: one measured phase, run in a child process.
     parser.add_argument(
         "--phase",
-        choices=("floor", "logic", "reference", "nemo", "profile", "startup"),
+        choices=("floor", "logic", "reference", "nemo", "profile", "startup", "control"),
         help=argparse.SUPPRESS,
     )
     parser.add_argument("--phase-input", help=argparse.SUPPRESS)
     parser.add_argument("--phase-output", help=argparse.SUPPRESS)
     parser.add_argument("--phase-source", default="", help=argparse.SUPPRESS)
     parser.add_argument("--phase-sizes", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--phase-iterations", type=int, default=0, help=argparse.SUPPRESS)
     return parser
 
 
@@ -226,6 +242,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             doc = phase_nemo(args.phase_input, args.phase_output)
         elif args.phase == "profile":
             doc = phase_profile(args.phase_input, args.phase_output, args.phase_source)
+        elif args.phase == "control":
+            doc = phase_control(args.phase_iterations)
         elif args.phase == "startup":  # the bundled sample, its run summary on stderr
             with contextlib.redirect_stdout(sys.stderr):
                 doc = phase_startup(["--output", args.phase_output, "--quiet"])
@@ -242,6 +260,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error("--repeat must be >= 1")
     if args.files < 1:
         parser.error("--files must be >= 1")
+    if args.control_iterations < 1:
+        parser.error("--control-iterations must be >= 1")
     if args.memory_gb <= 0 or args.memory_hours <= 0:
         parser.error("--memory-gb and --memory-hours must be > 0")
     if args.poll <= 0:

@@ -195,11 +195,28 @@ def run_children_together(cmds: Sequence[Sequence[str]], log_dir: str, name: str
     return docs, maxrss, other_cpu(busy0, busy1, cpu + own1 - own0), wall
 
 
-def best_of(repeat: int, run) -> ChildRun:
-    """The run with the shortest measured time out of ``repeat``."""
-    best = None
-    for _ in range(repeat):
-        child, seconds = run()
-        if best is None or seconds < best[1]:
-            best = (child, seconds)
-    return best[0]
+class MachineWatch:
+    """The CPU the rest of the machine used from its creation to ``stop()``:
+    /proc/stat's busy time of all CPUs minus this process's and every child's
+    it has waited for (os.times), so near 0 on a quiet machine."""
+
+    def __init__(self):
+        self.busy0, self.own0 = machine_busy_seconds(), _own_cpu()
+        self.start = time.perf_counter()
+
+    def stop(self) -> tuple:
+        """``(wall seconds, other processes' CPU seconds)`` since the start."""
+        wall = time.perf_counter() - self.start
+        return wall, other_cpu(self.busy0, machine_busy_seconds(), _own_cpu() - self.own0)
+
+
+def _own_cpu() -> float:
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+def median_run(runs: Sequence, seconds) -> object:
+    """The median of ``runs`` by ``seconds(run)``: the middle one, or for an even
+    count the faster of the two middle ones (a run that happened, not an average)."""
+    ordered = sorted(runs, key=seconds)
+    return ordered[(len(ordered) - 1) // 2]

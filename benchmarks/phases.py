@@ -1,6 +1,6 @@
 """The timed loops that run in a child process (``python -m benchmarks.bench
---phase ...``): a, the floor, and b, the per-entry logic. Each returns its own
-timing; the child prints it as one JSON object."""
+--phase ...``): a, the floor, b, the per-entry logic, and x, the CPU-only
+control. Each returns its own timing; the child prints it as one JSON object."""
 
 from __future__ import annotations
 
@@ -75,4 +75,22 @@ def phase_floor(src: str, out: str, sizes_path: str) -> dict:
         "entries": entries,
         "errors": 0,
         "out_bytes": out_bytes,
+    }
+
+
+def phase_control(iterations: int) -> dict:
+    """x: a fixed pure-Python arithmetic loop, no memory traffic and no I/O. Two of
+    these at once against one after the other is what two CPU-bound processes gain
+    on this machine at this moment: the ceiling for any two-process run beside it."""
+    value = 0
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    for _ in range(iterations):
+        value = (value * 1103515245 + 12345) & 0x7FFFFFFF
+    return {
+        "wall": time.perf_counter() - wall0,
+        "cpu": time.process_time() - cpu0,
+        "entries": iterations,
+        "errors": 0,
+        "out_bytes": 0,
+        "value": value,
     }

@@ -3,12 +3,14 @@ the outputs agree."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import platform
 import shlex
-from typing import NamedTuple, Sequence
+from typing import NamedTuple, Optional, Sequence
 
+from benchmarks.children import median_run
 from benchmarks.outputs import describe_shard_times
 
 MB = 1_000_000  # throughput unit (input/output MB/s)
@@ -33,6 +35,7 @@ class Result(NamedTuple):
     procs: int
     other_cpu: float  # CPU seconds other processes on the machine used during the run
     proc_wall: float  # the child process's whole life (the span other_cpu is measured over)
+    shard_times: tuple = ()  # d: when each windows shard was last written (outputs.shard_finish_times)
 
     @property
     def entries_per_s(self) -> float:
@@ -51,16 +54,20 @@ def fmt_mib(value: int) -> str:
     return f"{value / MIB:,.0f}" if value else "-"
 
 
-def markdown_table(results: Sequence[Result]) -> str:
+def markdown_table(results: Sequence[Result], best: Optional[dict] = None) -> str:
+    """One row per run; with ``best`` ({key: Result}, from --repeat) a column with
+    the best wall time beside the median one."""
+    best_head, best_rule = (" | best wall s", " ---: |") if best else ("", "")
     rows = [
-        "| run | wall s | CPU s | entries/s | input MB/s | output MB/s "
+        f"| run | wall s{best_head} | CPU s | entries/s | input MB/s | output MB/s "
         "| peak RSS MiB (largest process) | peak RSS MiB (process tree, summed) "
         "| other processes' CPU s |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| --- | ---: |{best_rule} ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in results:
+        best_cell = f" | {best[r.key].wall:.2f}" if best else ""
         rows.append(
-            f"| {r.label} | {r.wall:.2f} | {r.cpu:.2f} | {r.rate_text} "
+            f"| {r.label} | {r.wall:.2f}{best_cell} | {r.cpu:.2f} | {r.rate_text} "
             f"| {r.mb_per_s(r.in_bytes):.1f} | {r.mb_per_s(r.out_bytes):.1f} "
             f"| {fmt_mib(r.maxrss)} | {fmt_mib(r.tree_rss)} | {r.other_cpu:.1f} |"
         )
@@ -96,24 +103,93 @@ def environment() -> str:
     )
 
 
-def report_default(args, argv: Sequence[str], m) -> int:
-    """Print the default run's table, ratios and output checks from ``m``
-    (``timing.run_default``'s measurements); 0 when the outputs agree."""
+@dataclasses.dataclass
+class Measured:
+    """What one workload's runs measured (``timing.measure_workload``)."""
+
+    workload: object  # workloads.Workload
+    runs: dict  # key -> [Result], one per round
+    checks: dict  # key -> verdict of its output against b's
+    nemo_info: dict  # n's version and stage digests
+    pipe_info: dict  # d key -> {"errors", "ranges", "units"}
+    probes: dict  # d1, d2 -> [wall s on the first quarter], one per round
+    probe_n: int  # entries in that quarter
+    split_mb: Optional[float]
+    started: str  # environment() at the start and the end
+    ended: str
+    wall: float  # seconds from the first run's start to the last one's end
+    other_cpu: float  # CPU seconds the rest of the machine used meanwhile
+
+    def measured(self, r: Result) -> float:
+        """The seconds a run is ranked and compared by: n's whole process (the
+        ratio against d1 is whole process against whole process), else its wall."""
+        return r.proc_wall if r.key == "n" else r.wall
+
+    def median(self, key: str) -> Result:
+        return median_run(self.runs[key], self.measured)
+
+    def best(self, key: str) -> Result:
+        return min(self.runs[key], key=self.measured)
+
+    @property
+    def rounds(self) -> int:
+        return len(self.runs["b"])
+
+    def _seconds(self, r: Result, timed_loop: bool) -> float:
+        return r.wall if timed_loop else self.measured(r)
+
+    def ratio(self, slow: str, fast: str, timed_loop: bool = False) -> float:
+        """Median time of ``slow`` over median time of ``fast`` (``timed_loop``: n's
+        timed loop rather than its whole process)."""
+        fast_s = self._seconds(self.median(fast), timed_loop)
+        return self._seconds(self.median(slow), timed_loop) / fast_s if fast_s > 0 else math.nan
+
+    def ratio_line(self, name: str, slow: str, fast: str, extra: str = "", timed_loop: bool = False) -> str:
+        """``  name ...... 1.23x [best 1.30x]  (extra; other processes' CPU s: ...)``"""
+        text = f"  {name} {self.ratio(slow, fast, timed_loop):.2f}x"
+        if self.rounds > 1:
+            best_fast = self._seconds(self.best(fast), timed_loop)
+            text += f" [best {ratio_text(self._seconds(self.best(slow), timed_loop), best_fast)}]"
+        other = f"other processes' CPU s: {self.median(slow).other_cpu:.1f} during {slow}, "
+        other += f"{self.median(fast).other_cpu:.1f} during {fast}"
+        return text + f"  ({extra}{'; ' if extra else ''}{other})"
+
+    def ceiling(self) -> dict:
+        """The same-run ceilings for two processes against one, and d2 vs d1 as a
+        fraction of each."""
+        d = self.ratio("d1", "d2")
+        b, x = self.ratio("b", "b2"), self.ratio("x1", "x2")
+        return {"d2 vs d1": d, "b vs b2": b, "control": x, "of b2": d / b, "of control": d / x}
+
+
+def _dots(name: str, width: int = 64) -> str:
+    return f"{name} {'.' * max(3, width - len(name) - 1)}"
+
+
+def report_default(args, argv: Sequence[str], m: Measured) -> int:
+    """Print one workload's table, ratios, ceiling and output checks; 0 when the
+    outputs agree."""
     from benchmarks.timing import pipeline_cmd
 
-    results, checks, entries, in_bytes = m.results, m.checks, m.entries, m.in_bytes
-    started, nemo_info, probes, probe_n = m.started, m.nemo_info, m.probes, m.probe_n
-    ranges, units, errors, shard_times = m.ranges, m.units, m.errors, m.shard_times
-    split_mb, moved = m.split_mb, m.moved
+    w, checks, nemo_info, probes, probe_n = m.workload, m.checks, m.nemo_info, m.probes, m.probe_n
+    entries, in_bytes = w.entries, w.in_bytes
+    results = {key: m.median(key) for key in m.runs}
+    repeat = m.rounds
     order = [k for k in ("a", "b", "b2", "c", "n", "d1", "d1c", "d2") if k in results]
+    cpus = os.cpu_count() or 1
     say()
     say(
-        f"== alm_beam benchmark: {entries} entries, {in_bytes / MB:.1f} MB input, "
-        f"{results['b'].out_bytes / MB:.1f} MB output =="
+        f"== alm_beam benchmark: {entries} entries, {in_bytes / MB:.1f} MB input "
+        f"({in_bytes / entries / 1000:.1f} KB an entry), {results['b'].out_bytes / MB:.1f} MB output =="
     )
-    say(f"at start: {started}; at end: {environment()}")
+    say(f"at start: {m.started}; at end: {m.ended}")
+    say(
+        f"other processes used {m.other_cpu:.1f} CPU s during the {m.wall:.1f} s of the runs: "
+        f"{100 * m.other_cpu / (m.wall * cpus):.0f} % of the machine's {cpus} CPUs "
+        "(/proc/stat busy time minus the bench's own and its children's)"
+    )
     say()
-    say(markdown_table([results[k] for k in order]))
+    say(markdown_table([results[k] for k in order], {k: m.best(k) for k in order} if repeat > 1 else None))
     say()
     say(
         "a-c: seconds of the timed loop in a fresh process (interpreter start and imports "
@@ -128,62 +204,74 @@ def report_default(args, argv: Sequence[str], m) -> int:
         "(/proc/stat busy time minus this run's); near 0 on a quiet machine. b2: the slower "
         "of the two processes' timed loops; its RSS columns are the larger and the sum of "
         "the two processes' peaks."
-        + (f" Each figure is the fastest of {args.repeat} runs." if args.repeat > 1 else "")
+        + (
+            f" Each row is the median of {repeat} rounds (for an even count the faster of the "
+            "two middle runs); best wall s: the fastest of them."
+            if repeat > 1
+            else ""
+        )
     )
-    noisy = [r.key for r in results.values() if r.other_cpu > 0.1 * r.proc_wall * (os.cpu_count() or 1)]
+    noisy = [r.key for r in results.values() if r.other_cpu > 0.1 * r.proc_wall * cpus]
     if noisy:
         say(
             f"WARNING: other processes used more than 10% of the machine during {', '.join(noisy)}"
             "; those wall times are pessimistic (rerun on a quiet machine, or with --repeat)"
         )
     for key in ("d1", "d2"):
-        r = results[key]
+        r, info = results[key], m.pipe_info[key]
         say(
             f"{key}: {r.procs} process(es) in the tree at most, peak summed PSS "
-            f"{fmt_mib(r.tree_pss)} MiB, {ranges[key]} read ranges "
-            f"in {units[key]} work units (input.split_mb={split_mb or 'auto'}), "
-            f"{errors[key]} error lines"
+            f"{fmt_mib(r.tree_pss)} MiB, {info['ranges']} read ranges "
+            f"in {info['units']} work units (input.split_mb={m.split_mb or 'auto'}), "
+            f"{info['errors']} error lines"
         )
-        say(f"    {describe_shard_times(shard_times[key], r.wall)}")
+        say(f"    {describe_shard_times(r.shard_times, r.wall)}")
     say()
-    say("Ratios (time of the slower / time of the faster):")
-    b, d1, d2, a = results["b"], results["d1"], results["d2"], results["a"]
+    say(
+        "Ratios (time of the slower / time of the faster"
+        + (f"; of the medians of {repeat} rounds, [best]: of the fastest runs" if repeat > 1 else "")
+        + "):"
+    )
+    b, d1 = results["b"], results["d1"]
     if "c" in results:
         c = results["c"]
         say(
-            f"  b vs c  logic speedup over the reference-like logic ......... "
-            f"{ratio_text(c.wall, b.wall)}  (CPU: {ratio_text(c.cpu, b.cpu)})"
+            m.ratio_line(
+                _dots("b vs c  logic speedup over the reference-like logic"),
+                "c",
+                "b",
+                f"CPU: {ratio_text(c.cpu, b.cpu)}",
+            )
         )
-        say(f"  d1 vs c whole pipeline, 1 worker, vs reference logic ....... {ratio_text(c.wall, d1.wall)}")
+        say(m.ratio_line(_dots("d1 vs c whole pipeline, 1 worker, vs reference logic"), "c", "d1"))
     if "n" in results:
         n = results["n"]
-        whole = nemo_info["whole_process"]
         say(
-            f"  b vs n  logic vs NeMo Curator's stages (timed loops) ......... "
-            f"{ratio_text(n.wall, b.wall)}  (CPU: {ratio_text(n.cpu, b.cpu)})"
+            m.ratio_line(
+                _dots("b vs n  logic vs NeMo Curator's stages (timed loops)"),
+                "n",
+                "b",
+                f"CPU: {ratio_text(n.cpu, b.cpu)}",
+                timed_loop=True,
+            )
         )
         say(
-            f"  d1 vs n whole pipeline, 1 worker, vs NeMo Curator's stages .. "
-            f"{ratio_text(whole, d1.wall)}  (whole processes: {whole:.2f} s vs {d1.wall:.2f} s; "
-            f"NeMo Curator's timed loop alone: {n.wall:.2f} s)"
+            m.ratio_line(
+                _dots("d1 vs n whole pipeline, 1 worker, vs NeMo Curator's stages"),
+                "n",
+                "d1",
+                f"whole processes: {n.proc_wall:.2f} s vs {d1.wall:.2f} s; "
+                f"NeMo Curator's timed loop alone: {n.wall:.2f} s",
+            )
         )
         if "d1c" in results:
-            say(
-                f"  d1c vs n the same with --compact ........................... "
-                f"{ratio_text(whole, results['d1c'].wall)}"
-            )
-    say(f"  d2 vs d1 2 workers vs 1 (whole process) ..................... {ratio_text(d1.wall, d2.wall)}")
-    b2 = results["b2"]
-    say(
-        f"  b vs b2 the bare logic, 2 processes at once vs 1 ............ "
-        f"{ratio_text(b.wall, b2.wall)}  (what two processes gain on this machine in this run, "
-        f"Beam left out; CPU: {b2.cpu:.2f} s vs {b.cpu:.2f} s for the same entries)"
-    )
-    say(f"  b vs a  logic time / floor time (1.00x = at the floor) ....... {ratio_text(b.wall, a.wall)}")
+            say(m.ratio_line(_dots("d1c vs n the same with --compact"), "n", "d1c"))
+    say(m.ratio_line(_dots("b vs a  logic time / floor time (1.00x = at the floor)"), "b", "a"))
     if probes and entries > probe_n:
-        per_entry, fixed = {}, {}
+        per_entry, fixed, quarter = {}, {}, {}
         for key in ("d1", "d2"):
-            per_entry[key] = (results[key].wall - probes[key].wall) / (entries - probe_n)
+            quarter[key] = median_run(probes[key], float)
+            per_entry[key] = (results[key].wall - quarter[key]) / (entries - probe_n)
             fixed[key] = results[key].wall - entries * per_entry[key]
         say(
             f"  per-entry and fixed cost, from the same runs on the first {probe_n} entries "
@@ -193,19 +281,47 @@ def report_default(args, argv: Sequence[str], m) -> int:
         for key, workers in (("d1", "1 worker "), ("d2", "2 workers")):
             say(
                 f"    {key} {workers}: {per_entry[key] * 1e3:.3f} ms/entry + {fixed[key]:.2f} s "
-                f"fixed (start-up, shutdown); {probe_n} entries took {probes[key].wall:.2f} s"
+                f"fixed (start-up, shutdown); {probe_n} entries took {quarter[key]:.2f} s"
             )
         m1, m2, f1, f2 = per_entry["d1"], per_entry["d2"], fixed["d1"], fixed["d2"]
         if m1 > 0 and m2 > 0:
             if "c" in results:
                 c_entry = results["c"].wall / entries
-                say(
-                    f"  d1 vs c  per entry (fixed cost left out) ....................... "
-                    f"{ratio_text(c_entry, m1)}"
-                )
+                say(f"  {_dots('d1 vs c  per entry (fixed cost left out)')} {ratio_text(c_entry, m1)}")
                 say("           whole process reaches 6x at " + break_even(6, c_entry, 0.0, m1, f1))
-            say(f"  d2 vs d1 per entry (fixed cost left out) ....................... {ratio_text(m1, m2)}")
+            say(f"  {_dots('d2 vs d1 per entry (fixed cost left out)')} {ratio_text(m1, m2)}")
             say("           whole process reaches 1.6x at " + break_even(1.6, m1, f1, m2, f2))
+    say()
+    ceiling = m.ceiling()
+    b2, x1, x2 = results["b2"], results["x1"], results["x2"]
+    say("Two workers against this machine's own ceiling (two processes at once vs one, same rounds):")
+    say(m.ratio_line(_dots("d2 vs d1 2 workers vs 1 (whole process)"), "d1", "d2"))
+    say(
+        m.ratio_line(
+            _dots("b vs b2 the bare logic, 2 processes at once vs 1"),
+            "b",
+            "b2",
+            f"CPU: {b2.cpu:.2f} s vs {b.cpu:.2f} s for the same entries",
+        )
+    )
+    say(
+        m.ratio_line(
+            _dots("x1 vs x2 CPU-only control, 2 at once vs one after the other"),
+            "x1",
+            "x2",
+            f"{x1.wall:.2f} s vs {x2.wall:.2f} s",
+        )
+    )
+    say(
+        f"  => d2 vs d1 is {ceiling['of b2']:.2f} of b vs b2 and {ceiling['of control']:.2f} of the "
+        "control's gain (1.00 = two workers gain all that two processes gain here)"
+    )
+    alone = [r.wall / 2 for r in m.runs["x1"]]
+    say(
+        f"  one control process took {min(alone):.2f} to {max(alone):.2f} s across the rounds "
+        f"(mean of each round's two): the machine's speed moved by "
+        f"{100 * (max(alone) / min(alone) - 1):.0f} %"
+    )
     say()
     if nemo_info:
         say(
@@ -223,7 +339,7 @@ def report_default(args, argv: Sequence[str], m) -> int:
     say(f"  => outputs of b and d are {'IDENTICAL' if all_same else 'NOT identical'}")
     say()
     say("Command: python -m benchmarks.bench " + shlex.join(argv))
-    shown_input = f"<directory of {args.files} manifests>" if moved else "<input.jsonl>"
-    say("Pipeline runs: " + shlex.join(pipeline_cmd("python", shown_input, "<out>", 1, split_mb)))
-    say("               " + shlex.join(pipeline_cmd("python", shown_input, "<out>", 2, split_mb)))
+    shown_input = f"<directory of {args.files} manifests>" if w.moved else "<input.jsonl>"
+    say("Pipeline runs: " + shlex.join(pipeline_cmd("python", shown_input, "<out>", 1, m.split_mb)))
+    say("               " + shlex.join(pipeline_cmd("python", shown_input, "<out>", 2, m.split_mb)))
     return 0 if all_same else 1

@@ -1,15 +1,23 @@
-"""The default run: each phase (a, b, b2, c, n) and the pipeline (d1, d2) in a
-child process of its own, timed, and its output compared with b's."""
+"""The default mode: on one generated workload, every run in a child process of
+its own, timed, its output compared with b's.
+
+The runs go in rounds, one per ``--repeat``: b, a, c, n, then b2, the CPU-only
+control x and the pipeline runs d1, d2 next to each other, so that the ceiling
+for d2 vs d1 (what two processes gain on this machine) is measured beside it.
+A drift in the machine's speed then touches every run alike; the report gives
+each run's median (and best) over the rounds. Outputs are compared in the
+first round.
+"""
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import shutil
-import types
 from typing import Optional, Sequence
 
-from benchmarks.children import ChildRun, best_of, run_child, run_children_together
+from benchmarks.children import ChildRun, MachineWatch, run_child, run_children_together
 from benchmarks.outputs import (
     compare_outputs,
     compare_values,
@@ -20,8 +28,10 @@ from benchmarks.outputs import (
     without_fields,
 )
 from benchmarks.phases import train_path
-from benchmarks.report import MB, MIB, Result, environment, report_default, say
-from benchmarks.workloads import copy_first_lines, split_in_halves, split_into_files
+from benchmarks.report import MIB, Measured, Result, environment, report_default, say
+from benchmarks.workloads import Workload, copy_first_lines, prepare_workload, split_in_halves
+
+CONTROL_ITERATIONS = 5_000_000  # about 1 to 2 s of one CPU here
 
 
 def bench_cmd(args, phase: str, src: str, out: str, source: str = "", sizes: str = "") -> list:
@@ -85,7 +95,7 @@ def phase_result(key, label, child: ChildRun, in_bytes: int) -> Result:
     )
 
 
-def pipeline_result(key, label, child: ChildRun, out_dir: str, in_bytes: int) -> Result:
+def pipeline_result(key, label, child: ChildRun, out_dir: str, in_bytes: int, shard_times=()) -> Result:
     files = (
         output_files(out_dir, "windows") + output_files(out_dir, "errors") + output_files(out_dir, "train")
     )
@@ -105,104 +115,77 @@ def pipeline_result(key, label, child: ChildRun, out_dir: str, in_bytes: int) ->
         child.procs,
         child.other_cpu,
         child.wall,
+        tuple(shard_times),
     )
 
 
-def run_default(args, work: str, argv: Sequence[str]) -> int:
-    from alm_beam import synth
+class WorkloadBench:
+    """Every run of the default mode on one workload, round after round."""
 
-    src = os.path.abspath(os.path.join(work, "input.jsonl"))
-    started = environment()
-    say(f"alm_beam bench: {started}")
-    say(f"generating {args.entries} entries (seed {args.seed}) with alm_beam.synth (not timed) ...")
-    entries, in_bytes = synth.write_manifest(src, args.entries, args.seed)
-    say(f"  {src}: {entries} entries, {in_bytes / MB:.1f} MB")
-    logs = os.path.join(work, "logs")
-    os.makedirs(logs, exist_ok=True)
-    results = {}
-    # --files K: the pipeline runs read K manifests (the same lines, cut in K);
-    # their output then names K source files, so manifest_filepath (and in the
-    # training lines where a line sits in its file) is left out of the comparison.
-    pipeline_src, moved = src, ()
-    # A pipeline reading byte ranges does not know the line number in the middle
-    # of one (null): the training lines' `line` is not compared.
-    pipeline_train_ignore = ("line",)
-    if args.files > 1:
-        pipeline_src = os.path.join(work, "manifests")
-        split_into_files(src, pipeline_src, args.files)
-        moved = ("manifest_filepath",)
-        pipeline_train_ignore = ("line", "byte_offset", "window_id") + moved
-        say(f"  cut into {args.files} manifests in {pipeline_src} for the pipeline runs")
+    def __init__(self, args, work: str, workload: Workload):
+        self.args, self.work, self.w = args, work, workload
+        self.logs = os.path.join(work, "logs")
+        os.makedirs(self.logs, exist_ok=True)
+        self.runs = collections.defaultdict(list)  # key -> [Result], one per round
+        self.digests, self.checks, self.nemo_info, self.pipe_info = {}, {}, {}, {}
+        self.out_b = os.path.join(work, "b.jsonl")
+        self.sizes = os.path.join(work, "b.sizes")
+        # Default: the pipeline plans its own reads (input.split_mb auto: one balanced
+        # unit per worker); --ranges R fixes the largest range at 1/R of the input.
+        self.split_mb = max(1, -(-workload.in_bytes // args.ranges)) / MIB if args.ranges else None
+        self.pipelines = (
+            ("d1", 1, "d1. pipeline, DirectRunner, 1 worker"),
+            ("d2", 2, "d2. pipeline, DirectRunner, 2 workers (multi_processing)"),
+        )
+        if args.compact:
+            self.pipelines += (("d1c", 1, "d1c. pipeline, DirectRunner, 1 worker, --compact"),)
 
-    digests, checks = {}, {}
-
-    def settle():
-        # Each run writes as much output as the last one: flush the dirty pages
-        # first, or the kernel throttles the next run's writes to disk speed.
+    def settle(self):
+        """Each run writes as much output as the last one: flush the dirty pages
+        first, or the kernel throttles the next run's writes to disk speed."""
         os.sync()
 
-    def collect(key, paths, compare=True, train=None):
+    def collect(self, key, paths, compare=True, train=None):
         """Compare a run's output (and its training lines, ``train``) with b's (not
         timed), then drop them unless --keep."""
+        w, out_b = self.w, self.out_b
         if key == "b":
-            digests["b"] = line_digests(paths, False)
-            digests["b train"] = line_digests(train, False)
+            if "b" not in self.digests:
+                self.digests["b"] = line_digests(paths, False)
+                self.digests["b train"] = line_digests(train, False)
             return  # kept until the end: the reference for the others
         if compare:
             in_pipeline = key.startswith("d")
-            checks[key] = compare_outputs(digests["b"], [out_b], paths, moved if in_pipeline else ())
+            self.checks[key] = compare_outputs(
+                self.digests["b"], [out_b], paths, w.moved if in_pipeline else ()
+            )
             if train is not None:
                 # b2's second half is a file of its own, so its byte offsets, and
                 # the ids made from them, differ too.
-                ignore = pipeline_train_ignore if in_pipeline else ("line", "byte_offset", "window_id")
-                checks[f"{key} train"] = compare_outputs(
-                    digests["b train"], [train_path(out_b)], train, ignore
+                ignore = w.pipeline_train_ignore if in_pipeline else ("line", "byte_offset", "window_id")
+                self.checks[f"{key} train"] = compare_outputs(
+                    self.digests["b train"], [train_path(out_b)], train, ignore
                 )
-        if not args.keep:
+        if not self.args.keep:
             for path in paths + (train or []):
                 os.remove(path)
 
-    def phase(key, label, phase_name, out, **kw):
-        say(f"running {label} ...")
+    def phase(self, key, label, phase_name, out, tag, **kw) -> Result:
+        say(f"running {label} ...{tag}")
+        self.settle()
+        cmd = bench_cmd(self.args, phase_name, self.w.src, out, **kw)
+        result = phase_result(key, label, run_child(cmd, self.logs, key, self.args.poll), self.w.in_bytes)
+        self.runs[key].append(result)
+        return result
 
-        def once():
-            settle()
-            child = run_child(bench_cmd(args, phase_name, src, out, **kw), logs, key, args.poll)
-            return child, json.loads(child.stdout)["wall"]
-
-        results[key] = phase_result(key, label, best_of(args.repeat, once), in_bytes)
-        return results[key]
-
-    sizes = os.path.join(work, "b.sizes")
-    out_b = os.path.join(work, "b.jsonl")
-    out_c = os.path.join(work, "c.jsonl")
-    phase("b", "b. logic: curate_line, 1 process", "logic", out_b, source=src, sizes=sizes)
-    collect("b", [out_b], train=[train_path(out_b)])
-    phase("a", "a. floor: read + orjson.loads + write", "floor", os.path.join(work, "a.out"), sizes=sizes)
-    collect("a", [os.path.join(work, "a.out")], compare=False)
-
-    # b2: the same logic in two processes at once, each on half the input:
-    # what this machine gives two processes doing this work, whatever Beam
-    # does (the ceiling for d2 vs d1).
-    halves = [os.path.join(work, f"half{i}.jsonl") for i in (0, 1)]
-    split_in_halves(src, *halves)
-    outs_b2 = [os.path.join(work, f"b2_{i}.jsonl") for i in (0, 1)]
-    label_b2 = "b2. logic: curate_line, 2 processes at once (half the input each)"
-    say(f"running {label_b2} ...")
-
-    def once_b2():
-        settle()
-        docs, maxrss, other, wall = run_children_together(
-            [
-                bench_cmd(args, "logic", half, out, source=src, sizes=os.path.join(work, f"b2_{i}.sizes"))
-                for i, (half, out) in enumerate(zip(halves, outs_b2))
-            ],
-            logs,
-            "b2",
-        )
+    def together(self, key, label, cmds, in_bytes, tag) -> Result:
+        """Two children started at once; the time is the slower one's timed loop."""
+        say(f"running {label} ...{tag}")
+        self.settle()
+        docs, maxrss, other, wall = run_children_together(cmds, self.logs, key)
         result = Result(
-            "b2",
-            label_b2,
+            key,
+            label,
             max(d["wall"] for d in docs),
             sum(d["cpu"] for d in docs),
             sum(d["entries"] for d in docs),
@@ -215,133 +198,189 @@ def run_default(args, work: str, argv: Sequence[str]) -> int:
             other,
             wall,
         )
-        return result, result.wall
+        self.runs[key].append(result)
+        return result
 
-    results["b2"] = best_of(args.repeat, once_b2)
-    collect("b2", outs_b2, train=[train_path(o) for o in outs_b2])
-    for path in halves:
-        os.remove(path)
-    if not args.skip_reference:
-        phase("c", "c. reference-like: literal_spec, 1 process", "reference", out_c, source=src)
-        collect("c", [out_c])
-    nemo_info = {}
-    if args.nemo_python:
-        out_n = os.path.join(work, "n.jsonl")
+    def control(self, tag):
+        """x1, x2: the CPU-only control, two processes one after the other, then two at once."""
+        say(f"running x1. the CPU-only control, 2 processes one after the other ...{tag}")
+        cmd = bench_cmd(self.args, "control", "", "") + [
+            "--phase-iterations",
+            str(self.args.control_iterations),
+        ]
+        alone = []
+        for i in (0, 1):
+            child = run_child(cmd, self.logs, f"x1_{i}", self.args.poll)
+            alone.append((json.loads(child.stdout), child))
+        docs = [doc for doc, _ in alone]
+        self.runs["x1"].append(
+            Result(
+                "x1",
+                "x1. control: arithmetic loop, 2 processes one after the other",
+                sum(d["wall"] for d in docs),
+                sum(d["cpu"] for d in docs),
+                sum(d["entries"] for d in docs),
+                0,
+                0,
+                max(c.maxrss for _, c in alone),
+                max(c.tree_rss for _, c in alone),
+                0,
+                1,
+                sum(c.other_cpu for _, c in alone),
+                sum(c.wall for _, c in alone),
+            )
+        )
+        self.together("x2", "x2. control: arithmetic loop, 2 processes at once", [cmd, cmd], 0, tag)
+
+    def round(self, round_no: int):
+        args, w, work = self.args, self.w, self.work
+        first = round_no == 0
+        tag = f" (round {round_no + 1} of {args.repeat})" if args.repeat > 1 else ""
+        out_b = self.out_b
+        self.phase(
+            "b", "b. logic: curate_line, 1 process", "logic", out_b, tag, source=w.src, sizes=self.sizes
+        )
+        self.collect("b", [out_b], train=[train_path(out_b)])
+        out_a = os.path.join(work, "a.out")
+        self.phase("a", "a. floor: read + orjson.loads + write", "floor", out_a, tag, sizes=self.sizes)
+        self.collect("a", [out_a], compare=False)
+        if not args.skip_reference:
+            out_c = os.path.join(work, "c.jsonl")
+            self.phase(
+                "c", "c. reference-like: literal_spec, 1 process", "reference", out_c, tag, source=w.src
+            )
+            self.collect("c", [out_c], compare=first)
+        if args.nemo_python:
+            self.nemo(tag, first)
+
+        # b2: the same logic in two processes at once, each on half the input:
+        # what this machine gives two processes doing this work, whatever Beam
+        # does (the ceiling for d2 vs d1).
+        halves = [os.path.join(work, f"half{i}.jsonl") for i in (0, 1)]
+        split_in_halves(w.src, *halves)
+        outs_b2 = [os.path.join(work, f"b2_{i}.jsonl") for i in (0, 1)]
+        cmds = [
+            bench_cmd(args, "logic", half, out, source=w.src, sizes=os.path.join(work, f"b2_{i}.sizes"))
+            for i, (half, out) in enumerate(zip(halves, outs_b2))
+        ]
+        label_b2 = "b2. logic: curate_line, 2 processes at once (half the input each)"
+        self.together("b2", label_b2, cmds, w.in_bytes, tag)
+        self.collect("b2", outs_b2, compare=first, train=[train_path(o) for o in outs_b2])
+        for path in halves:
+            os.remove(path)
+
+        self.control(tag)
+        for key, workers, label in self.pipelines:
+            self.pipeline(key, workers, label, tag, first)
+
+    def nemo(self, tag, first):
+        args, w = self.args, self.w
+        out_n = os.path.join(self.work, "n.jsonl")
         label_n = "n. NeMo Curator's own ALM stages, 1 process"
-        say(f"running {label_n} ({args.nemo_python}) ...")
+        say(f"running {label_n} ({args.nemo_python}) ...{tag}")
         # The reference venv has NeMo Curator, not alm_beam: the phase code comes
         # from this checkout through PYTHONPATH (`env` execs, so the measured
         # process is the reference interpreter itself).
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        cmd = ["env", f"PYTHONPATH={root}", args.nemo_python] + bench_cmd(args, "nemo", src, out_n)[1:]
-
-        def once_n():
-            settle()
-            child = run_child(cmd, logs, "n", args.poll)
-            return child, child.wall
-
-        child_n = best_of(args.repeat, once_n)
-        nemo_info = json.loads(child_n.stdout)
-        results["n"] = phase_result("n", label_n, child_n, in_bytes)
-        nemo_info["whole_process"] = child_n.wall
-        checks["n"] = compare_values([out_b], [out_n], without_fields("manifest_filepath"))
+        cmd = ["env", f"PYTHONPATH={root}", args.nemo_python] + bench_cmd(args, "nemo", w.src, out_n)[1:]
+        self.settle()
+        child = run_child(cmd, self.logs, "n", args.poll)
+        if first:
+            self.nemo_info = json.loads(child.stdout)
+            self.checks["n"] = compare_values([self.out_b], [out_n], without_fields("manifest_filepath"))
+        self.runs["n"].append(phase_result("n", label_n, child, w.in_bytes))
         if not args.keep:
             os.remove(out_n)
 
-    # Default: the pipeline plans its own reads (input.split_mb auto: one balanced
-    # unit per worker); --ranges R fixes the largest range at 1/R of the input.
-    split_mb = max(1, -(-in_bytes // args.ranges)) / MIB if args.ranges else None
-    pipe_dirs, errors, ranges, units = {}, {}, {}, {}
-    pipelines = (
-        ("d1", 1, "d1. pipeline, DirectRunner, 1 worker"),
-        ("d2", 2, "d2. pipeline, DirectRunner, 2 workers (multi_processing)"),
-    )
-    if args.compact:
-        pipelines += (("d1c", 1, "d1c. pipeline, DirectRunner, 1 worker, --compact"),)
-    # With --repeat the two alternate (d1, d2, d1, d2, ...): on a machine whose
-    # speed drifts, both then get the same chances.
-    fastest, shard_times = {}, {}
-    for round_no in range(args.repeat):
-        for key, workers, label in pipelines:
-            out_dir = pipe_dirs.setdefault(key, os.path.join(work, f"{key}_out"))
-            say(
-                f"running {label} ..."
-                + (f" (round {round_no + 1} of {args.repeat})" if args.repeat > 1 else "")
-            )
-            shutil.rmtree(out_dir, ignore_errors=True)
-            settle()
-            cmd = pipeline_cmd(args.python, pipeline_src, out_dir, workers, split_mb)
-            if key == "d1c":
-                cmd.append("--compact")
-            child = run_child(cmd, logs, key, args.poll)
-            if key not in fastest or child.wall < fastest[key].wall:
-                fastest[key] = child
-                shard_times[key] = shard_finish_times(out_dir, child.started)
-    for key, _, label in pipelines:
-        out_dir = pipe_dirs[key]
-        results[key] = pipeline_result(key, label, fastest[key], out_dir, in_bytes)
-        errors[key] = count_lines(output_files(out_dir, "errors"))
-        ranges[key] = read_ranges(out_dir)
-        units[key] = run_info(out_dir).get("work_units")
-        train_files = output_files(out_dir, "train")
+    def pipeline(self, key, workers, label, tag, first):
+        args, w = self.args, self.w
+        out_dir = os.path.join(self.work, f"{key}_out")
+        say(f"running {label} ...{tag}")
+        shutil.rmtree(out_dir, ignore_errors=True)
+        self.settle()
+        cmd = pipeline_cmd(args.python, w.pipeline_src, out_dir, workers, self.split_mb)
         if key == "d1c":
-            checks[key] = compare_values(
-                [out_b],
-                output_files(out_dir, "windows"),
-                without_fields("windows", "stats.lost_win_full_data", *moved),
-            )
-            # --compact does not change the training lines
-            checks[f"{key} train"] = compare_outputs(
-                digests["b train"], [train_path(out_b)], train_files, pipeline_train_ignore
-            )
-            if not args.keep:
-                shutil.rmtree(out_dir, ignore_errors=True)
-            continue
-        collect(key, output_files(out_dir, "windows"), train=train_files)
-
-    # The same pipeline runs on the first quarter of the input: the difference
-    # is the per-entry cost, the rest is the fixed start-up/shutdown cost.
-    probes, probe_n = {}, 0
-    if args.files > 1 and not args.no_probe:
-        say("(no runs on the first quarter with --files: the probe needs one manifest)")
-    elif not args.no_probe:
-        probe_src = os.path.join(work, "quarter.jsonl")
-        probe_n = max(1, entries // 4)
-        probe_bytes = copy_first_lines(src, probe_src, probe_n)
-        probe_split_mb = max(1, -(-probe_bytes // args.ranges)) / MIB if args.ranges else None
-        for key, workers in (("d1", 1), ("d2", 2)):
-            out_dir = os.path.join(work, f"quarter_{key}_out")
-            say(f"running {key} again on the first {probe_n} entries ...")
-
-            def once(out_dir=out_dir, workers=workers, key=key):
-                shutil.rmtree(out_dir, ignore_errors=True)
-                settle()
-                child = run_child(
-                    pipeline_cmd(args.python, probe_src, out_dir, workers, probe_split_mb),
-                    logs,
-                    f"quarter_{key}",
-                    args.poll,
+            cmd.append("--compact")
+        child = run_child(cmd, self.logs, key, args.poll)
+        times = shard_finish_times(out_dir, child.started)
+        self.runs[key].append(pipeline_result(key, label, child, out_dir, w.in_bytes, times))
+        if first:
+            self.pipe_info[key] = {
+                "errors": count_lines(output_files(out_dir, "errors")),
+                "ranges": read_ranges(out_dir),
+                "units": run_info(out_dir).get("work_units"),
+            }
+            train_files = output_files(out_dir, "train")
+            if key == "d1c":
+                self.checks[key] = compare_values(
+                    [self.out_b],
+                    output_files(out_dir, "windows"),
+                    without_fields("windows", "stats.lost_win_full_data", *w.moved),
                 )
-                return child, child.wall
+                # --compact does not change the training lines
+                self.checks[f"{key} train"] = compare_outputs(
+                    self.digests["b train"], [train_path(self.out_b)], train_files, w.pipeline_train_ignore
+                )
+            else:
+                self.collect(key, output_files(out_dir, "windows"), train=train_files)
+        if not args.keep:
+            shutil.rmtree(out_dir, ignore_errors=True)
 
-            probes[key] = best_of(args.repeat, once)
-            if not args.keep:
+    def probe(self) -> tuple:
+        """d1 and d2 on the first quarter of the input, once per round: the
+        difference is the per-entry cost, the rest is the fixed start-up/shutdown
+        cost. Returns ``({key: [wall, ...]}, entries in the quarter)``."""
+        args, w = self.args, self.w
+        probes = collections.defaultdict(list)
+        if args.no_probe:
+            return {}, 0
+        if args.files > 1:
+            say("(no runs on the first quarter with --files: the probe needs one manifest)")
+            return {}, 0
+        probe_src = os.path.join(self.work, "quarter.jsonl")
+        probe_n = max(1, w.entries // 4)
+        probe_bytes = copy_first_lines(w.src, probe_src, probe_n)
+        probe_split_mb = max(1, -(-probe_bytes // args.ranges)) / MIB if args.ranges else None
+        for _ in range(args.repeat):
+            for key, workers in (("d1", 1), ("d2", 2)):
+                out_dir = os.path.join(self.work, f"quarter_{key}_out")
+                say(f"running {key} again on the first {probe_n} entries ...")
                 shutil.rmtree(out_dir, ignore_errors=True)
+                self.settle()
+                cmd = pipeline_cmd(args.python, probe_src, out_dir, workers, probe_split_mb)
+                probes[key].append(run_child(cmd, self.logs, f"quarter_{key}", args.poll).wall)
+                if not args.keep:
+                    shutil.rmtree(out_dir, ignore_errors=True)
+        return dict(probes), probe_n
 
-    measured = types.SimpleNamespace(
-        results=results,
-        checks=checks,
-        entries=entries,
-        in_bytes=in_bytes,
-        started=started,
-        nemo_info=nemo_info,
+
+def measure_workload(args, work: str) -> Measured:
+    """Generate the workload, run every round and the probes, and return what
+    the report needs. The other processes' CPU is watched over all of it."""
+    started = environment()
+    say(f"alm_beam bench: {started}")
+    workload = prepare_workload(args, work)
+    bench = WorkloadBench(args, work, workload)
+    watch = MachineWatch()
+    for round_no in range(args.repeat):
+        bench.round(round_no)
+    probes, probe_n = bench.probe()
+    wall, other = watch.stop()
+    return Measured(
+        workload=workload,
+        runs=dict(bench.runs),
+        checks=bench.checks,
+        nemo_info=bench.nemo_info,
+        pipe_info=bench.pipe_info,
         probes=probes,
         probe_n=probe_n,
-        ranges=ranges,
-        units=units,
-        errors=errors,
-        shard_times=shard_times,
-        split_mb=split_mb,
-        moved=moved,
+        split_mb=bench.split_mb,
+        started=started,
+        ended=environment(),
+        wall=wall,
+        other_cpu=other,
     )
-    return report_default(args, argv, measured)
+
+
+def run_default(args, work: str, argv: Sequence[str]) -> int:
+    return report_default(args, argv, measure_workload(args, work))

@@ -7,6 +7,43 @@ nothing here holds a whole manifest.
 from __future__ import annotations
 
 import os
+from typing import NamedTuple
+
+from benchmarks.report import MB, say
+
+
+class Workload(NamedTuple):
+    src: str  # the generated manifest (a, b, b2, c, n read it)
+    entries: int
+    in_bytes: int
+    pipeline_src: str  # what the pipeline runs (d) read: src, or with --files a directory
+    moved: tuple  # fields the pipeline's output differs in by design (--files: the source file)
+    pipeline_train_ignore: tuple  # fields of the training lines not compared with b's
+
+
+def prepare_workload(args, work: str) -> Workload:
+    """Generate the workload with alm_beam.synth (not timed) in ``work``, and cut it
+    into ``--files`` manifests for the pipeline runs."""
+    from alm_beam import synth
+
+    src = os.path.abspath(os.path.join(work, "input.jsonl"))
+    say(f"generating {args.entries} entries (seed {args.seed}) with alm_beam.synth (not timed) ...")
+    entries, in_bytes = synth.write_manifest(src, args.entries, args.seed)
+    say(f"  {src}: {entries} entries, {in_bytes / MB:.1f} MB")
+    # --files K: the pipeline runs read K manifests (the same lines, cut in K);
+    # their output then names K source files, so manifest_filepath (and in the
+    # training lines where a line sits in its file) is left out of the comparison.
+    pipeline_src, moved = src, ()
+    # A pipeline reading byte ranges does not know the line number in the middle
+    # of one (null): the training lines' `line` is not compared.
+    pipeline_train_ignore = ("line",)
+    if args.files > 1:
+        pipeline_src = os.path.join(work, "manifests")
+        split_into_files(src, pipeline_src, args.files)
+        moved = ("manifest_filepath",)
+        pipeline_train_ignore = ("line", "byte_offset", "window_id") + moved
+        say(f"  cut into {args.files} manifests in {pipeline_src} for the pipeline runs")
+    return Workload(src, entries, in_bytes, pipeline_src, moved, pipeline_train_ignore)
 
 
 def copy_first_lines(src: str, dst: str, count: int) -> int:

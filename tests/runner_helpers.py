@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import collections
 import glob
+import gzip
+import io
 import json
 import os
 import socket
@@ -39,11 +41,25 @@ def golden_input(case: str) -> str:
     return str(FIXTURES / ("nested_manifests" if case.startswith("nested") else "sample_input.jsonl"))
 
 
+def _open_shard(path: str):
+    """A JSONL shard as text, whatever output.compression wrote (.jsonl, .jsonl.gz, .jsonl.zst)."""
+    if path.endswith(".gz"):
+        return gzip.open(path, "rt", encoding="utf-8")
+    if path.endswith(".zst"):
+        import zstandard  # comes with apache-beam
+
+        raw = zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), read_across_frames=True)
+        return io.TextIOWrapper(raw, encoding="utf-8")
+    return open(path, encoding="utf-8")
+
+
 def read_shards(out_dir, prefix: str) -> list:
+    """Every line of the ``prefix`` shards (any output.compression), parsed."""
     lines = []
-    for path in sorted(glob.glob(os.path.join(str(out_dir), f"{prefix}-*-of-*.jsonl"))):
-        with open(path, encoding="utf-8") as fh:
-            lines.extend(json.loads(line) for line in fh if line.strip())
+    for suffix in (".jsonl", ".jsonl.gz", ".jsonl.zst"):
+        for path in sorted(glob.glob(os.path.join(str(out_dir), f"{prefix}-*-of-*{suffix}"))):
+            with _open_shard(path) as fh:
+                lines.extend(json.loads(line) for line in fh if line.strip())
     return lines
 
 

@@ -12,6 +12,7 @@ import sys
 import orjson
 import pytest
 
+from benchmarks.children import median_run, other_cpu
 from benchmarks.outputs import (
     compare_outputs,
     compare_values,
@@ -20,9 +21,10 @@ from benchmarks.outputs import (
     shard_finish_times,
     without_fields,
 )
-from benchmarks.phases import phase_logic
+from benchmarks.phases import phase_control, phase_logic
 from benchmarks.profile import PROFILE_ROWS, phase_profile, profile_table, startup_parts
 from benchmarks.reference import default_nemo_python, resolve_nemo_python
+from benchmarks.report import Measured, Result, markdown_table
 from benchmarks.resources import callgrind_instructions
 from benchmarks.workloads import copy_first_lines, split_in_halves, split_into_files
 
@@ -42,6 +44,8 @@ def test_bench_tiny_run_prints_ratios_and_identical_outputs(tmp_path):
             "--no-probe",
             "--reference",
             "literal",
+            "--control-iterations",
+            "100000",
             "--workdir",
             str(work),
         ],
@@ -54,8 +58,19 @@ def test_bench_tiny_run_prints_ratios_and_identical_outputs(tmp_path):
 
     for label in ("a. floor", "b. logic", "b2. logic", "c. reference-like", "d1. pipeline", "d2. pipeline"):
         assert re.search(rf"^\| {re.escape(label)}.*\|$", out, re.M), label
-    for ratio in ("b vs c", "d1 vs c", "d2 vs d1", "b vs b2", "b vs a"):
-        assert re.search(rf"^  {ratio} .* \d+\.\d\dx", out, re.M), ratio
+    for ratio in ("b vs c", "d1 vs c", "d2 vs d1", "b vs b2", "x1 vs x2", "b vs a"):
+        # every ratio with what the rest of the machine did meanwhile
+        line = re.search(rf"^  {ratio} .* \d+\.\d\dx  \(.*\)$", out, re.M)
+        assert line, ratio
+        assert re.search(r"other processes' CPU s: \d+\.\d during \w+, \d+\.\d during \w+\)$", line[0]), line
+    # the two-worker ratio beside the same run's two ceilings, and the machine's load
+    assert re.search(r"^  => d2 vs d1 is \d+\.\d\d of b vs b2 and \d+\.\d\d of the control's gain", out, re.M)
+    assert re.search(
+        r"^other processes used \d+\.\d CPU s during the \d+\.\d s of the runs: \d+ % of the machine's",
+        out,
+        re.M,
+    )
+    assert re.search(r"^  one control process took \d+\.\d\d to \d+\.\d\d s across the rounds", out, re.M)
     for run in ("b2", "c", "d1", "d2"):
         assert f"  {run} vs b: identical" in out
     # the training lines too: one worker reads the file whole; two read a half each,
@@ -405,3 +420,91 @@ def test_bench_on_many_manifests_balances_two_workers_and_compares_outputs(tmp_p
         "  d2 train vs b train: same values apart from line, byte_offset, window_id, manifest_filepath\n"
     ) in out
     assert "=> outputs of b and d are IDENTICAL" in out
+
+
+def _result(key, wall, other=0.0, proc_wall=None):
+    return Result(
+        key, key, wall, wall, 10, 1000, 2000, 0, 0, 0, 1, other, wall if proc_wall is None else proc_wall
+    )
+
+
+def _measured(runs):
+    return Measured(None, runs, {}, {}, {}, {}, 0, None, "", "", 1.0, 0.0)
+
+
+def test_median_run_is_a_run_that_happened():
+    assert median_run([3.0, 1.0, 2.0], float) == 2.0
+    assert median_run([4.0, 1.0, 3.0, 2.0], float) == 2.0  # even: the faster of the two middle ones
+    assert median_run([5.0], float) == 5.0
+
+
+def test_ratios_are_of_the_medians_with_the_best_beside_and_the_machines_load():
+    runs = {
+        "b": [_result("b", 10.0, 0.5), _result("b", 8.0), _result("b", 12.0)],
+        "c": [_result("c", 100.0), _result("c", 90.0), _result("c", 95.0, 2.25)],
+    }
+    m = _measured(runs)
+    assert m.rounds == 3
+    assert m.median("b").wall == 10.0 and m.best("b").wall == 8.0
+    assert m.ratio("c", "b") == pytest.approx(9.5)
+    line = m.ratio_line("b vs c ...", "c", "b", "CPU: 9.50x")
+    assert line == (
+        "  b vs c ... 9.50x [best 11.25x]  (CPU: 9.50x; other processes' CPU s: 2.2 during c, 0.5 during b)"
+    )
+    one = _measured({"b": runs["b"][:1], "c": runs["c"][:1]})
+    assert one.ratio_line("b vs c", "c", "b") == (
+        "  b vs c 10.00x  (other processes' CPU s: 0.0 during c, 0.5 during b)"
+    )
+
+
+def test_nemo_is_ranked_and_compared_by_its_whole_process_unless_the_timed_loop_is_asked_for():
+    m = _measured(
+        {
+            "n": [_result("n", 50.0, proc_wall=60.0), _result("n", 40.0, proc_wall=70.0)],
+            "d1": [_result("d1", 6.0)],
+            "b": [_result("b", 5.0)],
+        }
+    )
+    assert m.median("n").proc_wall == 60.0  # the faster whole process, though its loop was slower
+    assert m.ratio("n", "d1") == pytest.approx(10.0)
+    assert m.ratio("n", "b", timed_loop=True) == pytest.approx(10.0)
+
+
+def test_the_ceiling_sets_two_workers_against_two_processes_in_the_same_run():
+    m = _measured(
+        {
+            "d1": [_result("d1", 10.0)],
+            "d2": [_result("d2", 8.0)],
+            "b": [_result("b", 10.0)],
+            "b2": [_result("b2", 5.0)],
+            "x1": [_result("x1", 4.0)],
+            "x2": [_result("x2", 2.5)],
+        }
+    )
+    ceiling = m.ceiling()
+    assert ceiling["d2 vs d1"] == pytest.approx(1.25)
+    assert ceiling["b vs b2"] == pytest.approx(2.0)
+    assert ceiling["control"] == pytest.approx(1.6)
+    assert ceiling["of b2"] == pytest.approx(0.625)
+    assert ceiling["of control"] == pytest.approx(0.78125)
+
+
+def test_table_has_a_best_column_only_with_repeats():
+    rows = [_result("b", 10.0)]
+    assert "best wall s" not in markdown_table(rows)
+    table = markdown_table(rows, {"b": _result("b", 8.0)})
+    assert "| run | wall s | best wall s | CPU s |" in table
+    assert "| b | 10.00 | 8.00 | 10.00 |" in table
+
+
+def test_other_cpu_is_the_machines_busy_time_minus_ours():
+    assert other_cpu(100.0, 110.0, 3.0) == 7.0
+    assert other_cpu(100.0, 101.0, 3.0) == 0.0  # clock ticks are coarse: never below zero
+    assert other_cpu(None, 110.0, 3.0) != other_cpu(None, 110.0, 3.0)  # nan without /proc/stat
+
+
+def test_cpu_control_runs_its_iterations():
+    doc = phase_control(1000)
+    assert doc["entries"] == 1000 and doc["out_bytes"] == 0
+    assert 0 <= doc["value"] < 2**31
+    assert doc["wall"] > 0 and doc["cpu"] >= 0

@@ -7,12 +7,12 @@ leaves null and alm_beam fills with the source manifest path.
 """
 
 import collections
-import glob
 import json
 import os
 
 import pytest
 from conftest import FIXTURES, GOLDEN, canonical
+from runner_helpers import read_shards
 
 from alm_beam import run
 
@@ -41,11 +41,7 @@ def _input_for(case):
 
 
 def _read_shards(out_dir, prefix):
-    lines = []
-    for path in sorted(glob.glob(os.path.join(out_dir, f"{prefix}-*-of-*.jsonl"))):
-        with open(path, encoding="utf-8") as fh:
-            lines.extend(json.loads(line) for line in fh if line.strip())
-    return lines
+    return read_shards(out_dir, prefix)  # any output.compression
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

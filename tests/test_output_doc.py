@@ -66,10 +66,11 @@ def test_every_key_of_a_real_run_is_documented(tmp_path):
     with open(out / "summary.json", encoding="utf-8") as fh:
         summary = json.load(fh)
     keys["summary.json"] = set(summary)
-    for section in ("stats", "outputs", "run", "params"):
+    for section in ("stats", "outputs", "run", "params", "config"):
         keys[f"summary.json {section}"] = set(summary[section])
-    for section in summary["params"]:
-        keys[f"summary.json params.{section}"] = set(summary["params"][section])
+    for section in ("params", "config"):
+        for name in summary[section]:
+            keys[f"summary.json {section}.{name}"] = set(summary[section][name])
 
     documented = _documented()
     missing = {where: sorted(k - documented) for where, k in keys.items() if k - documented}

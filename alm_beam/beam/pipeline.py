@@ -10,6 +10,7 @@ from typing import Optional, Sequence
 
 import apache_beam as beam
 import orjson
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.pvalue import AsList
 
@@ -27,6 +28,49 @@ ERRORS_PREFIX = "errors"
 REPORT_NAME = "report.html"
 TRAIN_PREFIX = "train"
 SHARD_TEMPLATE = "-SSSSS-of-NNNNN"
+# output.compression -> Beam's compression type and the JSONL shards' suffix
+OUTPUT_CODECS = {
+    "none": (CompressionTypes.UNCOMPRESSED, ".jsonl"),
+    "gzip": (CompressionTypes.GZIP, ".jsonl.gz"),
+    "zstd": (CompressionTypes.ZSTD, ".jsonl.zst"),
+}
+
+
+def recorded_config(cfg: RunConfig) -> dict:
+    """summary.json's ``config``: every input and output setting that shapes what
+    is written, so a consumer can tell which output it holds (builder and overlap
+    are ``params``). Not recorded: ``output.path`` (where the summary lies),
+    ``output.overwrite`` (changes nothing written) and Beam's pipeline options
+    (they may hold credentials; the runner is ``run.runner``)."""
+    return {
+        "input": {
+            "paths": list(cfg.input.paths),
+            "split_mb": cfg.input.split_mb,
+            "reshuffle": cfg.input.reshuffle,
+            "max_error_fraction": cfg.input.max_error_fraction,
+            "max_line_mb": cfg.input.max_line_mb,
+        },
+        "output": {
+            "compact": cfg.output.compact,
+            "training_manifest": cfg.output.training_manifest,
+            "num_shards": cfg.output.num_shards,
+            "compression": cfg.output.compression,
+            "max_raw_chars": cfg.output.max_raw_chars,
+        },
+    }
+
+
+def _jsonl_sink(write_dir: str, prefix: str, cfg: RunConfig) -> beam.io.WriteToText:
+    """Beam's text sink for one JSONL output, compressed as ``output.compression`` says."""
+    compression, suffix = OUTPUT_CODECS[cfg.output.compression]
+    return beam.io.WriteToText(
+        FileSystems.join(write_dir, prefix),
+        file_name_suffix=suffix,
+        compression_type=compression,
+        num_shards=cfg.output.num_shards,
+        shard_name_template=SHARD_TEMPLATE,
+        coder=LineCoder(),
+    )
 
 
 def _summary_line(
@@ -40,6 +84,7 @@ def _summary_line(
     run_info,
     skipped_inputs=(),
     train_files=(),
+    config=None,
 ) -> bytes:
     import time
 
@@ -54,6 +99,7 @@ def _summary_line(
         run_info=finished_run_info(run_info, time.time()),
         skipped_inputs=skipped_inputs,
         train_files=train_files,
+        config=config,
     )
     return orjson.dumps(doc, option=orjson.OPT_INDENT_2)
 
@@ -95,33 +141,11 @@ def build_pipeline(
     )
     curated = read.lines | "CurateEntries" >> CurateEntries(cfg.params, options)
 
-    window_files = curated.entries | "WriteWindows" >> beam.io.WriteToText(
-        FileSystems.join(write_dir, WINDOWS_PREFIX),
-        file_name_suffix=".jsonl",
-        num_shards=cfg.output.num_shards,
-        shard_name_template=SHARD_TEMPLATE,
-        coder=LineCoder(),
-    )
-    error_files = curated.errors | "WriteErrors" >> beam.io.WriteToText(
-        FileSystems.join(write_dir, ERRORS_PREFIX),
-        file_name_suffix=".jsonl",
-        num_shards=cfg.output.num_shards,
-        shard_name_template=SHARD_TEMPLATE,
-        coder=LineCoder(),
-    )
+    window_files = curated.entries | "WriteWindows" >> _jsonl_sink(write_dir, WINDOWS_PREFIX, cfg)
+    error_files = curated.errors | "WriteErrors" >> _jsonl_sink(write_dir, ERRORS_PREFIX, cfg)
     train_files = []  # output.training_manifest: false writes no train shards
     if cfg.output.training_manifest:
-        train_files = AsList(
-            curated.train
-            | "WriteTraining"
-            >> beam.io.WriteToText(
-                FileSystems.join(write_dir, TRAIN_PREFIX),
-                file_name_suffix=".jsonl",
-                num_shards=cfg.output.num_shards,
-                shard_name_template=SHARD_TEMPLATE,
-                coder=LineCoder(),
-            )
-        )
+        train_files = AsList(curated.train | "WriteTraining" >> _jsonl_sink(write_dir, TRAIN_PREFIX, cfg))
 
     # summary.json is written last: its step waits on the finalized names of both
     # result sinks and of report.html (side inputs), so it only exists once
@@ -140,6 +164,7 @@ def build_pipeline(
             error_files=AsList(error_files),
             train_files=train_files,
             params=cfg.params.as_dict(),
+            config=recorded_config(cfg),
             inputs=list(inputs),
             max_error_fraction=cfg.input.max_error_fraction,
             run_info=run_info,

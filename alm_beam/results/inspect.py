@@ -37,24 +37,35 @@ def _filesystems():
     return FileSystems
 
 
+# The JSONL shards' suffixes, one per output.compression (none, gzip, zstd).
+SHARD_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst")
+
+
 def _shards(directory: str, prefix: str) -> list:
+    """The ``prefix`` shards of a run, compressed or not."""
     fs = _filesystems()
-    pattern = fs.join(directory, f"{prefix}-*-of-*.jsonl")
+    pattern = fs.join(directory, f"{prefix}-*-of-*.jsonl*")
     try:
         found = fs.match([pattern])[0].metadata_list
     except Exception:  # noqa: BLE001 - Beam raises BeamIOError for "no match" on some filesystems
         return []
-    return sorted(m.path for m in found)
+    return sorted(m.path for m in found if m.path.endswith(SHARD_SUFFIXES))
+
+
+def _pattern(prefix: str, shards: Sequence[str]) -> str:
+    """``train-*.jsonl`` (or ``.jsonl.gz``, ``.jsonl.zst``): the shards as named to a reader."""
+    suffix = next((s for s in SHARD_SUFFIXES[::-1] if shards and shards[0].endswith(s)), ".jsonl")
+    return f"{prefix}-*{suffix}"
 
 
 def _lines(paths: Sequence[str]) -> Iterator[bytes]:
-    """The non-blank lines of ``paths`` in order, one at a time."""
+    """The non-blank lines of ``paths`` in order, one at a time (decompressed by suffix)."""
     from apache_beam.io.filesystem import CompressionTypes
 
     fs = _filesystems()
     for path in paths:
-        with fs.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as fh:
-            for line in fh:
+        with fs.open(path, compression_type=CompressionTypes.detect_compression_type(path)) as fh:
+            for line in iter(fh.readline, b""):  # a CompressedFile has no __iter__
                 line = line.rstrip(b"\r\n")
                 if line:
                     yield line
@@ -132,15 +143,17 @@ def kept_windows(directory: str, doc: dict, n: int) -> tuple[list, str]:
             out.append(window_view(json.loads(line)))
             if len(out) == n:
                 break
-        return out, "train-*.jsonl"
-    for line in _lines(_shards(directory, "windows")):
+        return out, _pattern("train", train)
+    windows = _shards(directory, "windows")
+    source = "filtered_windows of " + _pattern("windows", windows)
+    for line in _lines(windows):
         entry = json.loads(line)
         for window in entry.get("filtered_windows") or ():
             if isinstance(window, dict) and window.get("segments"):
                 out.append(view_of_filtered_window(entry, window))
                 if len(out) == n:
-                    return out, "filtered_windows of windows-*.jsonl"
-    return out, "filtered_windows of windows-*.jsonl"
+                    return out, source
+    return out, source
 
 
 def error_examples(directory: str, reasons: Sequence[str]) -> dict:

@@ -121,11 +121,14 @@ def build_summary(
     run_info: dict,
     skipped_inputs: Sequence[dict] = (),
     train_files: Sequence[str] = (),
+    config: Optional[dict] = None,
 ) -> dict:
     """The whole summary.json document; raises LinesUnaccounted when the counts
     do not balance, ErrorBudgetExceeded when over budget.
 
     ``skipped_inputs``: paths discovery found but did not read ({path, reason}).
+    ``config``: the input and output settings that shaped the output (the
+    CLI's ``config`` key; ``params`` holds builder and overlap).
     """
     totals = stats.to_dict()
     check_line_balance(totals)
@@ -133,6 +136,8 @@ def build_summary(
     doc = dict(totals)
     doc["filtered_hours"] = totals["filtered_dur"] / 3600.0
     doc["params"] = params
+    if config is not None:
+        doc["config"] = config
     doc["inputs"] = list(inputs)
     doc["skipped_inputs"] = [dict(item) for item in skipped_inputs]
     doc["outputs"] = {
