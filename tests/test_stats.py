@@ -306,11 +306,13 @@ def test_entry_record_counts_filtered_timestamps_not_windows():
         "dur_lost_no_spkr": 0,
         "dur_lost_next_seg_bm": 0,
     }
+    # An entry without windows keeps its own filtered/filtered_dur/... (spec
+    # section 4); they are the input's, not counted (issue 19 item 8).
     carried = curate_line(CARRIED, "m", PARAMS).record
-    assert dict(zip(INT_FIELDS, carried[0]))["filtered_timestamps"] == 2
+    assert dict(zip(INT_FIELDS, carried[0]))["filtered_timestamps"] == 0
     assert dict(zip(INT_FIELDS, carried[0]))["filtered_windows"] == 0
-    assert dict(zip(FLOAT_FIELDS, carried[1]))["filtered_dur"] == 2.5
-    assert dict(zip(FLOAT_FIELDS, carried[1]))["total_dur_window"] == 7
+    assert dict(zip(FLOAT_FIELDS, carried[1]))["filtered_dur"] == 0
+    assert dict(zip(FLOAT_FIELDS, carried[1]))["total_dur_window"] == 0
 
 
 def test_summary_numbers_are_the_hand_counted_ones():
@@ -336,9 +338,9 @@ def test_summary_numbers_are_the_hand_counted_ones():
         "entries_below_min_sample_rate": 1,
         "windows": 2,
         "filtered_windows": 2,
-        "filtered_timestamps": 1 + 2,
-        "filtered_dur": 10 + 2.5,
-        "total_dur_window": 20 + 7,
+        "filtered_timestamps": 1,  # CARRIED's own values are not counted
+        "filtered_dur": 10,
+        "total_dur_window": 20,
         "truncation_events": 0,
         "lost_win_full_data_records": 2,
         "stats": {

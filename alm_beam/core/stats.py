@@ -162,11 +162,14 @@ def entry_record(
     every window loss has one ``lost_win_full_data`` record, so their count is
     ``lost_win`` even when the records are not collected. ``kept_durations``
     and ``kept_speakers`` hold each kept window's length (s) and distinct
-    speaker count, in ``filtered_windows`` order.
+    speaker count, in ``filtered_windows`` order. Only what the builder and
+    the filter computed is counted (an input's copies of our keys are not).
     """
     stats = entry["stats"]
     windows = len(entry["windows"])
-    filtered_windows = len(entry["filtered_windows"])
+    # Without windows the overlap filter keeps the input's own filtered_*
+    # and total_dur_window values (spec section 4): they are not this run's.
+    filtered_windows = len(entry["filtered_windows"]) if windows else 0
     ints = (
         1,
         1 if windows else 0,
@@ -174,7 +177,7 @@ def entry_record(
         1 if below_rate else 0,
         windows,
         filtered_windows,
-        len(entry["filtered"]),
+        len(entry["filtered"]) if windows else 0,
         entry["truncation_events"],
         stats["lost_win"],
         stats["total_segments"],
@@ -186,8 +189,8 @@ def entry_record(
         stats["lost_next_seg_bm"],
     )
     floats = (
-        entry["filtered_dur"],
-        entry["total_dur_window"],
+        entry["filtered_dur"] if windows else 0.0,
+        entry["total_dur_window"] if windows else 0.0,
         stats["total_dur"],
         stats["dur_lost_bw"],
         stats["dur_lost_sr"],

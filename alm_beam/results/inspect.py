@@ -132,6 +132,35 @@ def view_of_filtered_window(entry: dict, window: dict) -> dict:
     }
 
 
+def _json_or_none(line: bytes):
+    """A line's JSON value, or None for a line that is not JSON (shown nowhere)."""
+    try:
+        return json.loads(line)
+    except ValueError:
+        return None
+
+
+def _shown_view(make) -> Optional[dict]:
+    """``make()``'s window view when every field has the type it is shown
+    with, else None: an output directory may hold anything (an input entry
+    without windows keeps its own ``filtered_windows``, spec section 4)."""
+    try:
+        view = make()
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError):
+        return None
+    number, speakers = (int, float), view["speakers"]
+    if (
+        type(view["offset"]) in number
+        and type(view["duration"]) in number
+        and isinstance(speakers, list)
+        and all(isinstance(s, str) for s in speakers)
+        and type(view["num_segments"]) is int
+        and isinstance(view["text"], str)
+    ):
+        return view
+    return None
+
+
 def kept_windows(directory: str, doc: dict, n: int) -> tuple[list, str]:
     """The first ``n`` kept windows and where they were read from."""
     if n <= 0:
@@ -140,17 +169,24 @@ def kept_windows(directory: str, doc: dict, n: int) -> tuple[list, str]:
     train = _shards(directory, "train")
     if doc["outputs"].get("train") and train:
         for line in _lines(train):
-            out.append(window_view(json.loads(line)))
+            record = _json_or_none(line)
+            view = _shown_view(lambda: window_view(record))  # noqa: B023
+            if view is not None:
+                out.append(view)
             if len(out) == n:
                 break
         return out, _pattern("train", train)
     windows = _shards(directory, "windows")
     source = "filtered_windows of " + _pattern("windows", windows)
     for line in _lines(windows):
-        entry = json.loads(line)
-        for window in entry.get("filtered_windows") or ():
+        entry = _json_or_none(line)
+        found = entry.get("filtered_windows") if isinstance(entry, dict) else None
+        for window in found if isinstance(found, list) else ():
             if isinstance(window, dict) and window.get("segments"):
-                out.append(view_of_filtered_window(entry, window))
+                view = _shown_view(lambda: view_of_filtered_window(entry, window))  # noqa: B023
+                if view is None:
+                    continue
+                out.append(view)
                 if len(out) == n:
                     return out, source
     return out, source
@@ -163,9 +199,9 @@ def error_examples(directory: str, reasons: Sequence[str]) -> dict:
     if not wanted:
         return found
     for line in _lines(_shards(directory, "errors")):
-        record = json.loads(line)
-        reason = record.get("reason")
-        if reason in wanted and reason not in found:
+        record = _json_or_none(line)
+        reason = record.get("reason") if isinstance(record, dict) else None
+        if isinstance(reason, str) and reason in wanted and reason not in found:
             found[reason] = record
             if len(found) == len(wanted):
                 break
@@ -206,7 +242,8 @@ def render_errors(counts: dict, examples: dict) -> list:
         file = terminal_safe(record.get("manifest_filepath"))
         lines.append(f"     {file} {where}, byte {terminal_safe(record.get('byte_offset'))}")
         lines.append(f"     detail: {terminal_safe(record.get('detail'))}")
-        raw = record.get("raw") or ""
+        raw = record.get("raw")
+        raw = raw if isinstance(raw, str) else ""  # an error record of ours always has text here
         cut = len(raw) > RAW_CHARS or record.get("raw_truncated")
         lines.append(f"     raw: {terminal_safe(repr(raw[:RAW_CHARS]))}{' (cut)' if cut else ''}")
     return lines
