@@ -3,7 +3,9 @@
     python pipelines/library_example.py --input 'manifests/*.jsonl' --output /tmp/curated \
         [Beam flags, e.g. --runner DirectRunner]
 
-Writes <output>-windows*.jsonl, <output>-errors*.jsonl and <output>-stats.json.
+Writes <output>-windows*.jsonl, <output>-errors*.jsonl, <output>-train*.jsonl
+(the training lines) and <output>-stats.json (summary.json's totals: lines read,
+blank lines, entries, windows, ...).
 """
 
 import argparse
@@ -32,6 +34,9 @@ def main(argv=None):
         )
         _ = curated.errors | "WriteErrors" >> beam.io.WriteToText(
             args.output + "-errors", file_name_suffix=".jsonl"
+        )
+        _ = curated.train | "WriteTrain" >> beam.io.WriteToText(
+            args.output + "-train", file_name_suffix=".jsonl"
         )
         _ = (
             curated.stats

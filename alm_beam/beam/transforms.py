@@ -22,7 +22,7 @@ from alm_beam.core.stats import DEFAULT_BINS, INT_FIELDS, DurationBins, ErrorIte
 from alm_beam.core.validate import Rejection
 from alm_beam.io.codecs import DecodedStream, codec_for_name
 from alm_beam.io.discovery import ReadRange
-from alm_beam.io.reader import BLOCK_SIZE, JSON_WHITESPACE, LineProblem, iter_lines
+from alm_beam.io.reader import BLOCK_SIZE, JSON_WHITESPACE, LineProblem, is_blank, iter_lines
 from alm_beam.results.progress import REPORT_EVERY_BYTES, ProgressWriter
 
 METRICS_NAMESPACE = "alm_beam"
@@ -327,21 +327,42 @@ def _as_manifest_line(element) -> ManifestLine:
     return ManifestLine(str(source), data.rstrip(b"\r\n"), None, None)
 
 
+class _CountLinesFn(beam.DoFn):
+    """The library's reader: every input element is one line read (READ_COUNTS_TAG,
+    a ``stats.ReadCount`` each); blank ones are counted and dropped before
+    curation, as the CLI's reader does, so the statistics balance the same way."""
+
+    def process(self, element):
+        line = _as_manifest_line(element)
+        blank = line.problem is None and is_blank(line.data)
+        yield beam.pvalue.TaggedOutput(READ_COUNTS_TAG, ReadCount(1, int(blank)))
+        if not blank:
+            yield line
+
+
+def _split_training_lines(joined: bytes) -> list:
+    return joined.split(b"\n")
+
+
 class CuratedManifests(NamedTuple):
     entries: beam.PCollection  # output JSON lines (bytes), as the CLI writes them
     errors: beam.PCollection  # error record JSON lines (bytes): source, reason, raw line
     stats: beam.PCollection  # one dict: summary.json's totals (stats.RunStats.to_dict)
+    train: beam.PCollection  # training lines (bytes), one per kept window, as in train-*.jsonl
 
 
 class CurateManifests(beam.PTransform):
-    """The library API: manifest lines with their source -> entries, errors, statistics.
+    """The library API: manifest lines with their source -> entries, errors,
+    statistics and training lines.
 
     Input elements: ``(source, line)`` pairs, ``line`` as bytes or str without
     its newline (what ``beam.io.ReadFromTextWithFilename`` yields), or
     ``ManifestLine`` values (which also carry line numbers and byte offsets
     for error records). ``builder`` and ``overlap`` take NeMo Curator's stage
     parameter names (``configs/default.yaml``); missing keys keep the
-    defaults. Blank lines are counted nowhere but skipped, as in the CLI.
+    defaults. Every element counts as a line read; blank ones are counted and
+    skipped, as in the CLI. ``training=False``: no training lines (``train``
+    stays empty).
     """
 
     def __init__(
@@ -350,23 +371,25 @@ class CurateManifests(beam.PTransform):
         overlap: Optional[dict] = None,
         *,
         compact: bool = False,
+        training: bool = True,
         params: Optional[CurationParams] = None,
     ):
         super().__init__()
         from alm_beam.core.params import make_params  # validates now: a bad key fails at once
 
         self._params = params if params is not None else make_params(builder, overlap)
-        self._options = OutputOptions(compact=compact)
+        self._options = OutputOptions(compact=compact, training_manifest=training)
 
     def expand(self, lines):
-        curated = (
-            lines
-            | "AsManifestLines" >> beam.Map(_as_manifest_line)
-            | "CurateEntries" >> CurateEntries(self._params, self._options)
+        read = lines | "AsManifestLines" >> beam.ParDo(_CountLinesFn()).with_outputs(
+            READ_COUNTS_TAG, main="lines"
         )
+        curated = read.lines | "CurateEntries" >> CurateEntries(self._params, self._options)
         stats = (
-            curated.stats
+            (curated.stats, read[READ_COUNTS_TAG])
+            | "WithReadCounts" >> beam.Flatten()
             | "AggregateStats" >> AggregateRunStats()
             | "StatsAsDict" >> beam.Map(RunStats.to_dict)
         )
-        return CuratedManifests(curated.entries, curated.errors, stats)
+        train = curated.train | "TrainingLines" >> beam.FlatMap(_split_training_lines)
+        return CuratedManifests(curated.entries, curated.errors, stats, train)
