@@ -10,7 +10,13 @@ see ``interrupts``.
 
 from __future__ import annotations
 
-if __name__ == "__main__":  # first of all: a Ctrl-C during start-up is one line too
+import os
+import sys
+
+# First of all, when this process is the command (``python -m alm_beam.run``, or
+# the ``alm-beam`` console script of setup.py, which imports this module and then
+# calls main()): a Ctrl-C during start-up is one line too.
+if __name__ == "__main__" or os.path.basename(sys.argv[0] if sys.argv else "") == "alm-beam":
     from alm_beam.execution import interrupts
 
     interrupts.install()
@@ -19,10 +25,8 @@ import argparse
 import errno
 import json
 import logging
-import os
 import platform
 import re
-import sys
 import tempfile
 import textwrap
 import time
@@ -253,6 +257,28 @@ def _not_disk_full(record: logging.LogRecord) -> bool:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """The command, however it is started: ``alm-beam``, ``python -m
+    alm_beam.run``, or called from Python (``argv`` without the program name;
+    default ``sys.argv[1:]``). Returns the exit status. While it runs, Ctrl-C
+    and SIGTERM stop it with one line and exit 130 / 143 (``interrupts``);
+    what it printed is flushed before the caller's handlers come back, so a
+    report blocked on a full pipe is covered too."""
+    with interrupts.installed():
+        try:
+            return _command(argv)
+        finally:
+            _flush_std_streams()
+
+
+def _flush_std_streams() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # closed or gone: nothing more can be said there
+            pass
+
+
+def _command(argv: Optional[Sequence[str]]) -> int:
     args, beam_args = build_arg_parser().parse_known_args(argv)
     filter_start_up_noise()
     logging.getLogger("apache_beam.runners.common").addFilter(_not_budget_failure)

@@ -20,6 +20,12 @@ A run holds ``DIR`` (``--output``) through four names (see docs/output-directory
   ``committing`` with the list of final files, the shards are renamed into
   ``DIR``, ``summary.json`` last, then the record says ``committed`` and the
   staging directory goes.
+
+Nothing is written through a symbolic link: the lock is opened with
+``O_NOFOLLOW``, the record and its new versions are created with ``O_EXCL``
+and renamed into place, and a link where the run would write (or, with
+``--overwrite``, delete) is a one-line refusal naming it. A directory holding
+a link is never empty. Object stores have no links.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import errno
 import json
 import os
 import secrets
+import stat
 import time
 from typing import Iterable, Optional
 
@@ -96,6 +103,63 @@ def _entries(path: str) -> dict:
         if name:
             names[name] = names.get(name, False) or bool(sep)
     return dict(sorted(names.items()))
+
+
+def _local_links(path: str) -> dict:
+    """Symbolic links directly inside the local directory ``path``: name -> where it points."""
+    links = {}
+    try:
+        with os.scandir(path) as found:
+            for entry in found:
+                if entry.is_symlink():
+                    links[entry.name] = os.readlink(entry.path)
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    return links
+
+
+def _link_refused(where: str, name: str, target: str, fix: str) -> "OutputDirError":
+    return OutputDirError(
+        f"{where}: {name} is a symbolic link (to {target}); alm_beam never writes or deletes "
+        f"through a link: remove it, or {fix}"
+    )
+
+
+def _create_new_local(path: str, data: bytes) -> None:
+    """Write ``data`` to a new file at ``path``: never through a link, never
+    into a file that is already there (O_EXCL, O_NOFOLLOW)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+
+
+def replace_local_file(path: str, data: bytes, fix: str) -> None:
+    """Put ``data`` at ``path`` (local) as a new file: written under a
+    temporary name of its own, then renamed over ``path``. A symbolic link or a
+    non-file at ``path`` is refused (OutputDirError, naming it and ``fix``)."""
+    directory, name = os.path.split(path)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        st = None
+    if st is not None and stat.S_ISLNK(st.st_mode):
+        raise _link_refused(directory or ".", name, os.readlink(path), fix)
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        raise OutputDirError(f"{path}: exists and is not a regular file; {fix}")
+    temp = os.path.join(directory, f".{name}.{secrets.token_hex(6)}.tmp")
+    try:
+        _create_new_local(temp, data)
+        os.rename(temp, path)  # replaces the name (even a link raced in), never writes through it
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except FileNotFoundError:
+            pass
+        raise
 
 
 def _first_names(names: list, shown: int = 5) -> str:
@@ -183,7 +247,24 @@ class OutputLock:
             raise OutputDirError(f"--output {out_dir}: exists and is not a directory") from None
         path = os.path.join(out_dir, LOCK_NAME)
         while True:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            # O_NOFOLLOW: a link planted at the lock's name is refused, never
+            # followed (it would truncate and rewrite its target, or create it).
+            try:
+                fd = os.open(
+                    path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644
+                )
+            except OSError as exc:
+                if exc.errno == errno.ELOOP and os.path.islink(path):
+                    raise _link_refused(
+                        f"--output {out_dir}", LOCK_NAME, os.readlink(path), "choose another --output"
+                    ) from None
+                raise
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise OutputDirError(
+                    f"--output {out_dir}: {LOCK_NAME} exists and is not a regular file; "
+                    "remove it, or choose another --output"
+                )
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -193,7 +274,8 @@ class OutputLock:
             # A run that releases unlinks the file while still holding it; if
             # that happened between our open and flock, ours is a dead inode.
             try:
-                same = os.stat(path).st_ino == os.fstat(fd).st_ino
+                here, held = os.lstat(path), os.fstat(fd)
+                same = (here.st_dev, here.st_ino) == (held.st_dev, held.st_ino)
             except FileNotFoundError:
                 same = False
             if same:
@@ -313,7 +395,14 @@ def prepare_output_dir(path: str, overwrite: bool) -> list:
     entries = {n: d for n, d in _entries(path).items() if n != LOCK_NAME}
     if not entries:
         return []
-    has_record_file = entries.get(RECORD_NAME) is False  # a file, not a directory
+    links = {} if _is_remote(path) else _local_links(path)
+    if links and overwrite:
+        name = sorted(links)[0]
+        raise _link_refused(
+            f"--output {path}", name, links[name], "choose another --output; nothing was deleted"
+        )
+    # a file, not a directory (nor a link: a record is ours only as a file a run made)
+    has_record_file = entries.get(RECORD_NAME) is False and RECORD_NAME not in links
     record = read_record(path) if has_record_file else None
     names = list(entries)
     if not overwrite:
@@ -458,17 +547,21 @@ class OutputRun:
         if _is_remote(self.out_dir):
             _write_text(path, self._record([], RUNNING))
             return
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-        try:
-            os.write(fd, self._record([], RUNNING).encode("utf-8"))
-        finally:
-            os.close(fd)
+        _create_new_local(path, self._record([], RUNNING).encode("utf-8"))
 
     def _write_record(self, state: str, files: list) -> None:
         """Replace the record at once: written in the staging area, renamed over it."""
         temp = _join(self.staging, _RECORD_TEMP)
-        _write_text(temp, self._record(files, state))
-        FileSystems.rename([temp], [_join(self.out_dir, RECORD_NAME)])
+        if _is_remote(self.out_dir):
+            _write_text(temp, self._record(files, state))
+            FileSystems.rename([temp], [_join(self.out_dir, RECORD_NAME)])
+        else:
+            try:
+                os.unlink(temp)  # whatever is there (a link someone planted) is not followed
+            except FileNotFoundError:
+                pass
+            _create_new_local(temp, self._record(files, state).encode("utf-8"))
+            os.rename(temp, _join(self.out_dir, RECORD_NAME))
         self.state = state
 
     # -- commit / abandon --------------------------------------------------
@@ -476,7 +569,10 @@ class OutputRun:
         """The result files the sinks left in the staging area: shards in name
         order, ``summary.json`` (if written) last."""
         entries = _entries(self.staging)
-        files = sorted(n for n, is_dir in entries.items() if not is_dir and n != _RECORD_TEMP)
+        links = {} if _is_remote(self.staging) else _local_links(self.staging)  # no sink writes links
+        files = sorted(
+            n for n, is_dir in entries.items() if not is_dir and n != _RECORD_TEMP and n not in links
+        )
         return sorted(files, key=lambda n: n == SUMMARY_NAME)
 
     def commit(self) -> list:
