@@ -71,14 +71,15 @@ p.note { color: #56606b; font-size: 13px; margin: 4px 0 10px; }
 .chart .grid { stroke: #e8ebef; }
 .chart g.row:hover rect.bar, .chart g.col:hover rect.bar { opacity: .8; }
 table { border-collapse: collapse; width: 100%%; font-size: 13px; }
-th, td { text-align: left; padding: 5px 8px; border-bottom: 1px solid #e3e7ec; vertical-align: top; }
+th, td { text-align: left; padding: 5px 8px; border-bottom: 1px solid #e3e7ec; vertical-align: top;
+         overflow-wrap: anywhere; }
 th { background: #f0f4fa; font-weight: 600; }
 td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 code { font-family: ui-monospace, 'DejaVu Sans Mono', 'Liberation Mono', monospace;
        font-size: 12px; background: #f4f6f9; padding: 1px 3px; border-radius: 3px;
        word-break: break-all; }
 tr.sub td:first-child { padding-left: 24px; }
-td:first-child code { white-space: nowrap; word-break: normal; }
+#losses td:first-child code { white-space: nowrap; word-break: normal; }
 .warn { color: %(red)s; font-weight: 600; }
 """ % {"font": _FONT, "red": _RED}
 
