@@ -253,6 +253,11 @@ def check_id_prefix(id_prefix: str) -> None:
         raise ValueError(f"id_prefix={id_prefix!r}: allowed characters: letters, digits, '.', '_', '-'")
 
 
+def check_words_rate(words_rate: float | None) -> None:
+    if words_rate is not None and not 0.0 <= words_rate <= 1.0:  # nan fails too
+        raise ValueError(f"words_rate={words_rate!r}: must be between 0 and 1")
+
+
 def generate_entry(
     index: int,
     seed: int,
@@ -261,16 +266,20 @@ def generate_entry(
     max_minutes: float = 6.0,
     hours: float | None = None,
     id_prefix: str = "",
+    words_rate: float | None = None,
 ) -> dict:
     """Build manifest entry ``index`` of the manifest for ``seed``.
 
     Depends only on its arguments, so any entry can be regenerated alone.
     ``id_prefix`` starts the file names (``<prefix>conv_000000.wav``), so that
     corpora made with different seeds do not share an ``audio_filepath``; it
-    changes nothing else.
+    changes nothing else. ``words_rate`` is the share of segments that carry
+    word timings (default: all but ``MISSING_WORDS_RATE``); it changes only
+    which segments have a ``words`` list, never their text or timings.
     """
     _check_lengths(min_minutes, max_minutes, hours)
     check_id_prefix(id_prefix)
+    check_words_rate(words_rate)
     rng = _entry_rng(index, seed)
     rand = rng.random
 
@@ -314,7 +323,9 @@ def generate_entry(
             else:
                 bandwidth = NORMAL_BANDWIDTH_MIN + int((bw_max - NORMAL_BANDWIDTH_MIN + 1) * rand())
             segment["metrics"] = {"bandwidth": bandwidth}
-        if rand() >= MISSING_WORDS_RATE:
+        # One draw either way, so the rest of the entry does not depend on the rate.
+        draw = rand()
+        if (draw >= MISSING_WORDS_RATE) if words_rate is None else (draw < words_rate):
             segment["words"] = timed
         segments.append(segment)
 
@@ -434,6 +445,14 @@ def _parser() -> argparse.ArgumentParser:
         "corpora made with different seeds do not share audio_filepaths "
         "(letters, digits, '.', '_', '-'; default: none)",
     )
+    parser.add_argument(
+        "--words-rate",
+        type=float,
+        default=None,
+        metavar="R",
+        help="share of segments with word timings, 0 to 1 (default: all but "
+        f"{MISSING_WORDS_RATE * 100:g}%%); changes nothing else in the entries",
+    )
     return parser
 
 
@@ -445,6 +464,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _check_lengths(args.min_minutes, args.max_minutes, args.hours)
         check_id_prefix(args.id_prefix)
+        check_words_rate(args.words_rate)
     except ValueError as exc:
         parser.error(str(exc))
     entries, segments, written = _write(
@@ -455,6 +475,7 @@ def main(argv: list[str] | None = None) -> int:
         max_minutes=args.max_minutes,
         hours=args.hours,
         id_prefix=args.id_prefix,
+        words_rate=args.words_rate,
     )
     # bytes: the file as written (compressed for .gz/.bz2); uncompressed_bytes: the JSONL
     print(

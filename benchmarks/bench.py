@@ -81,8 +81,16 @@ from benchmarks.reference import phase_nemo, phase_reference, resolve_nemo_pytho
 from benchmarks.report import say
 from benchmarks.resources import run_instructions, run_memory
 from benchmarks.timing import CONTROL_ITERATIONS, run_default
+from benchmarks.workloads import ALL_SHAPES, SHAPES, parse_shapes
 
 DEFAULT_ENTRIES = 2000
+
+
+def _shapes(text: str) -> tuple:
+    try:
+        return parse_shapes(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
@@ -105,6 +113,18 @@ def build_arg_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--seed", type=int, default=0, metavar="S", help="alm_beam.synth seed (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--shape",
+        type=_shapes,
+        default=("default",),
+        metavar="SHAPE",
+        help="the workload's shape: "
+        + "; ".join(f"{s.name}: {s.what}" for s in SHAPES.values())
+        + f". Several separated by commas, or all ({', '.join(ALL_SHAPES)}): each is "
+        "measured in turn, and their ratios are set side by side at the end. --entries "
+        "is the default shape's count; the others scale it to about the same bytes "
+        "(default: default)",
     )
     parser.add_argument(
         "--ranges",
@@ -270,6 +290,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error("--memory, --instructions and --profile are separate runs; give one")
     if args.instructions and args.entries < 2:
         parser.error("--instructions needs --entries >= 2")
+    if args.memory and args.shape != ("default",):
+        parser.error("--memory makes its own workloads; it takes no --shape")
+    if (args.instructions or args.profile) and len(args.shape) > 1:
+        parser.error("--instructions and --profile take one --shape")
 
     args.nemo_python = resolve_nemo_python(args.reference, args.nemo_python)
     if args.reference == "nemo" and not args.nemo_python:

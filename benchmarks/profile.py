@@ -15,6 +15,7 @@ from benchmarks.outputs import compare_outputs, line_digests, output_files
 from benchmarks.phases import train_path
 from benchmarks.report import MB, environment, say
 from benchmarks.timing import bench_cmd, pipeline_cmd
+from benchmarks.workloads import SHAPES, write_shape
 
 # The steps of curate_line, by the name the product calls them under in
 # alm_beam.core.curate; ``--profile`` times each by wrapping that name, so the
@@ -200,12 +201,11 @@ def profile_table(spent: dict, logic_wall: float, pipeline_wall: float) -> str:
 
 def run_profile(args, work: str, argv: Sequence[str]) -> int:
     """Where one worker's time goes, and the fixed cost of a run (issue 14)."""
-    from alm_beam import synth
-
+    shape = SHAPES[args.shape[0]]
     src = os.path.abspath(os.path.join(work, "input.jsonl"))
     say(f"alm_beam bench --profile: {environment()}")
-    entries, in_bytes = synth.write_manifest(src, args.entries, args.seed)
-    say(f"  {src}: {entries} entries, {in_bytes / MB:.1f} MB (alm_beam.synth, seed {args.seed})")
+    entries, in_bytes = write_shape(src, shape, args.entries, args.seed)
+    say(f"  {src}: {entries} entries, {in_bytes / MB:.1f} MB (shape {shape.name}: {shape.what})")
     logs = os.path.join(work, "logs")
     os.makedirs(logs, exist_ok=True)
 

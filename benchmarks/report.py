@@ -154,6 +154,15 @@ class Measured:
         other += f"{self.median(fast).other_cpu:.1f} during {fast}"
         return text + f"  ({extra}{'; ' if extra else ''}{other})"
 
+    @property
+    def outputs_agree(self) -> bool:
+        return all(v == "identical" or v.startswith("same values") for v in self.checks.values())
+
+    def reference(self) -> Optional[str]:
+        """The reference run the one-worker pipeline is compared with: n
+        (NeMo Curator's own stages) if it ran, else c (the literal spec)."""
+        return next((key for key in ("n", "c") if key in self.runs), None)
+
     def ceiling(self) -> dict:
         """The same-run ceilings for two processes against one, and d2 vs d1 as a
         fraction of each."""
@@ -179,9 +188,10 @@ def report_default(args, argv: Sequence[str], m: Measured) -> int:
     cpus = os.cpu_count() or 1
     say()
     say(
-        f"== alm_beam benchmark: {entries} entries, {in_bytes / MB:.1f} MB input "
+        f"== alm_beam benchmark, shape {w.shape.name}: {entries} entries, {in_bytes / MB:.1f} MB input "
         f"({in_bytes / entries / 1000:.1f} KB an entry), {results['b'].out_bytes / MB:.1f} MB output =="
     )
+    say(f"shape {w.shape.name}: {w.shape.what}")
     say(f"at start: {m.started}; at end: {m.ended}")
     say(
         f"other processes used {m.other_cpu:.1f} CPU s during the {m.wall:.1f} s of the runs: "
@@ -335,7 +345,7 @@ def report_default(args, argv: Sequence[str], m: Measured) -> int:
     )
     for key, verdict in checks.items():
         say(f"  {key} vs b{' train' if key.endswith(' train') else ''}: {verdict}")
-    all_same = all(v == "identical" or v.startswith("same values") for v in checks.values())
+    all_same = m.outputs_agree
     say(f"  => outputs of b and d are {'IDENTICAL' if all_same else 'NOT identical'}")
     say()
     say("Command: python -m benchmarks.bench " + shlex.join(argv))
@@ -343,3 +353,48 @@ def report_default(args, argv: Sequence[str], m: Measured) -> int:
     say("Pipeline runs: " + shlex.join(pipeline_cmd("python", shown_input, "<out>", 1, m.split_mb)))
     say("               " + shlex.join(pipeline_cmd("python", shown_input, "<out>", 2, m.split_mb)))
     return 0 if all_same else 1
+
+
+def report_shapes(measured: Sequence[Measured], argv: Sequence[str]) -> int:
+    """The ratios of every shape of one invocation side by side; 0 when every
+    shape's outputs agree."""
+    cpus = os.cpu_count() or 1
+    refs = {m.reference() for m in measured} - {None}
+    ref = refs.pop() if len(refs) == 1 else None
+    rounds = measured[0].rounds
+    say()
+    say("== every shape, one invocation" + (f" (medians of {rounds} rounds)" if rounds > 1 else "") + " ==")
+    say()
+    ref_head = f" | d1 vs {ref} | b vs {ref}" if ref else ""
+    say(
+        f"| shape | entries | MB in | KB an entry{ref_head} | d2 vs d1 | b vs b2 | x1 vs x2 "
+        "| d2 vs d1 / b vs b2 | d2 vs d1 / x1 vs x2 | other processes' share of the machine | outputs |"
+    )
+    say("| --- |" + " ---: |" * (9 + (2 if ref else 0)) + " --- |")
+    for m in measured:
+        w, c = m.workload, m.ceiling()
+        ref_cells = f" | {m.ratio(ref, 'd1'):.2f}x | {m.ratio(ref, 'b', timed_loop=True):.2f}x" if ref else ""
+        say(
+            f"| {w.shape.name} | {w.entries:,} | {w.in_bytes / MB:.1f} | {w.in_bytes / w.entries / 1000:.1f}"
+            f"{ref_cells} | {c['d2 vs d1']:.2f}x | {c['b vs b2']:.2f}x | {c['control']:.2f}x "
+            f"| {c['of b2']:.2f} | {c['of control']:.2f} "
+            f"| {100 * m.other_cpu / (m.wall * cpus):.0f} % "
+            f"| {'identical' if m.outputs_agree else 'NOT identical'} |"
+        )
+    say()
+    if ref:
+        whole = (
+            "whole process against whole process" if ref == "n" else "whole process against the timed loop"
+        )
+        say(
+            f"d1 vs {ref}: the one-worker pipeline against "
+            + ("NeMo Curator's own stages" if ref == "n" else "the literal spec")
+            + f", {whole}; b vs {ref}: the bare logic against it, timed loops."
+        )
+    say(
+        "x1 vs x2: the CPU-only control; the two fractions are d2 vs d1 over each same-run ceiling "
+        "(1.00 = two workers gain all that two processes gain here). Other processes' share: "
+        "their CPU seconds over the shape's runs, against the machine's CPUs times that time."
+    )
+    say("Command: python -m benchmarks.bench " + shlex.join(argv))
+    return 0 if all(m.outputs_agree for m in measured) else 1

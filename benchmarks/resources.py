@@ -14,7 +14,7 @@ from typing import Sequence
 from benchmarks.children import run_child
 from benchmarks.report import MB, MIB, environment, fmt_mib, ratio_text, say
 from benchmarks.timing import bench_cmd, pipeline_cmd, pipeline_result, run_info
-from benchmarks.workloads import copy_first_lines
+from benchmarks.workloads import SHAPES, copy_first_lines, write_shape
 
 CALLGRIND_TOTAL = re.compile(rb"Collected : (\d+)")
 
@@ -44,17 +44,16 @@ def _count_instructions(cmd: Sequence[str], work: str, name: str) -> int:
 
 
 def run_instructions(args, work: str, argv: Sequence[str]) -> int:
-    from alm_beam import synth
-
     if shutil.which("valgrind") is None:
         say("error: --instructions needs valgrind on PATH (e.g. apt-get install valgrind)")
         return 2
-    n_all = args.entries
-    n_few = max(1, n_all // 10)
     say(f"alm_beam bench --instructions: {environment()}")
-    say(f"generating {n_all} entries (seed {args.seed}) with alm_beam.synth (not timed) ...")
     src = os.path.join(work, "input.jsonl")
-    synth.write_manifest(src, n_all, args.seed)
+    n_all, _ = write_shape(src, SHAPES[args.shape[0]], args.entries, args.seed)
+    if n_all < 2:
+        say(f"error: --instructions needs at least 2 entries of shape {args.shape[0]}; raise --entries")
+        return 2
+    n_few = max(1, n_all // 10)
     few = os.path.join(work, "few.jsonl")
     copy_first_lines(src, few, n_few)
 

@@ -28,8 +28,8 @@ from benchmarks.outputs import (
     without_fields,
 )
 from benchmarks.phases import train_path
-from benchmarks.report import MIB, Measured, Result, environment, report_default, say
-from benchmarks.workloads import Workload, copy_first_lines, prepare_workload, split_in_halves
+from benchmarks.report import MIB, Measured, Result, environment, report_default, report_shapes, say
+from benchmarks.workloads import SHAPES, Shape, Workload, copy_first_lines, prepare_workload, split_in_halves
 
 CONTROL_ITERATIONS = 5_000_000  # about 1 to 2 s of one CPU here
 
@@ -354,12 +354,12 @@ class WorkloadBench:
         return dict(probes), probe_n
 
 
-def measure_workload(args, work: str) -> Measured:
+def measure_workload(args, work: str, shape: Shape) -> Measured:
     """Generate the workload, run every round and the probes, and return what
     the report needs. The other processes' CPU is watched over all of it."""
     started = environment()
     say(f"alm_beam bench: {started}")
-    workload = prepare_workload(args, work)
+    workload = prepare_workload(args, work, shape)
     bench = WorkloadBench(args, work, workload)
     watch = MachineWatch()
     for round_no in range(args.repeat):
@@ -383,4 +383,17 @@ def measure_workload(args, work: str) -> Measured:
 
 
 def run_default(args, work: str, argv: Sequence[str]) -> int:
-    return report_default(args, argv, measure_workload(args, work))
+    """Each ``--shape`` in turn, its report printed as soon as it is measured;
+    with several, a table of their ratios at the end."""
+    measured, code = [], 0
+    for name in args.shape:
+        shape_work = os.path.join(work, name) if len(args.shape) > 1 else work
+        os.makedirs(shape_work, exist_ok=True)
+        m = measure_workload(args, shape_work, SHAPES[name])
+        code = max(code, report_default(args, argv, m))
+        measured.append(m)
+        if not args.keep and shape_work != work:
+            shutil.rmtree(shape_work, ignore_errors=True)
+    if len(measured) > 1:
+        code = max(code, report_shapes(measured, argv))
+    return code

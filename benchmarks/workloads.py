@@ -12,7 +12,71 @@ from typing import NamedTuple
 from benchmarks.report import MB, say
 
 
+class Shape(NamedTuple):
+    name: str
+    what: str  # what its entries look like
+    synth: dict  # alm_beam.synth's options for it
+    scale: float  # entries per --entries: every shape about as many bytes as the default
+
+
+SHAPES = {
+    shape.name: shape
+    for shape in (
+        Shape(
+            "default",
+            "3-6 minute conversations, word timings on 99 % of segments (about 36 KB an entry)",
+            {},
+            1.0,
+        ),
+        Shape(
+            "long",
+            "30-60 minute conversations, word timings on 10 % of segments (about 120 KB an entry)",
+            {"min_minutes": 30.0, "max_minutes": 60.0, "words_rate": 0.1},
+            0.3,
+        ),
+        Shape(
+            "short",
+            "3-6 minute conversations, word timings on 10 % of segments (about 12 KB an entry)",
+            {"words_rate": 0.1},
+            3.0,
+        ),
+        Shape(
+            "words",
+            "3-6 minute conversations, word timings on every segment (about 36 KB an entry)",
+            {"words_rate": 1.0},
+            1.0,
+        ),
+        Shape(
+            "tiny",
+            "0.5-2.5 minute conversations (no window or one each), word timings on 10 % of "
+            "segments (about 4 KB an entry)",
+            {"min_minutes": 0.5, "max_minutes": 2.5, "words_rate": 0.1},
+            9.0,
+        ),
+    )
+}
+ALL_SHAPES = ("long", "short", "words", "tiny")  # --shape all
+
+
+def parse_shapes(text: str) -> tuple:
+    """``--shape``: one name, several separated by commas, or ``all``."""
+    names = ALL_SHAPES if text == "all" else tuple(dict.fromkeys(p.strip() for p in text.split(",")))
+    unknown = [name for name in names if name not in SHAPES]
+    if unknown or not names:
+        raise ValueError(
+            f"unknown shape {', '.join(map(repr, unknown)) or repr(text)}; "
+            f"choose from {', '.join(SHAPES)}, or all ({', '.join(ALL_SHAPES)})"
+        )
+    return names
+
+
+def shape_entries(shape: Shape, entries: int) -> int:
+    """How many entries of ``shape`` make about the bytes of ``entries`` default ones."""
+    return max(1, round(entries * shape.scale))
+
+
 class Workload(NamedTuple):
+    shape: Shape
     src: str  # the generated manifest (a, b, b2, c, n read it)
     entries: int
     in_bytes: int
@@ -21,15 +85,22 @@ class Workload(NamedTuple):
     pipeline_train_ignore: tuple  # fields of the training lines not compared with b's
 
 
-def prepare_workload(args, work: str) -> Workload:
-    """Generate the workload with alm_beam.synth (not timed) in ``work``, and cut it
-    into ``--files`` manifests for the pipeline runs."""
+def write_shape(src: str, shape: Shape, entries: int, seed: int) -> tuple:
+    """Write ``shape``'s manifest of ``shape_entries(shape, entries)`` entries
+    with alm_beam.synth (not timed); returns (entries, bytes)."""
     from alm_beam import synth
 
+    count = shape_entries(shape, entries)
+    say(f"generating {count} entries of shape {shape.name} (seed {seed}) with alm_beam.synth (not timed) ...")
+    return synth.write_manifest(src, count, seed, **shape.synth)
+
+
+def prepare_workload(args, work: str, shape: Shape) -> Workload:
+    """Generate the workload in ``work``, and cut it into ``--files`` manifests
+    for the pipeline runs."""
     src = os.path.abspath(os.path.join(work, "input.jsonl"))
-    say(f"generating {args.entries} entries (seed {args.seed}) with alm_beam.synth (not timed) ...")
-    entries, in_bytes = synth.write_manifest(src, args.entries, args.seed)
-    say(f"  {src}: {entries} entries, {in_bytes / MB:.1f} MB")
+    entries, in_bytes = write_shape(src, shape, args.entries, args.seed)
+    say(f"  {src}: {entries} entries, {in_bytes / MB:.1f} MB ({shape.what})")
     # --files K: the pipeline runs read K manifests (the same lines, cut in K);
     # their output then names K source files, so manifest_filepath (and in the
     # training lines where a line sits in its file) is left out of the comparison.
@@ -43,7 +114,7 @@ def prepare_workload(args, work: str) -> Workload:
         moved = ("manifest_filepath",)
         pipeline_train_ignore = ("line", "byte_offset", "window_id") + moved
         say(f"  cut into {args.files} manifests in {pipeline_src} for the pipeline runs")
-    return Workload(src, entries, in_bytes, pipeline_src, moved, pipeline_train_ignore)
+    return Workload(shape, src, entries, in_bytes, pipeline_src, moved, pipeline_train_ignore)
 
 
 def copy_first_lines(src: str, dst: str, count: int) -> int:

@@ -26,7 +26,16 @@ from benchmarks.profile import PROFILE_ROWS, phase_profile, profile_table, start
 from benchmarks.reference import default_nemo_python, resolve_nemo_python
 from benchmarks.report import Measured, Result, markdown_table
 from benchmarks.resources import callgrind_instructions
-from benchmarks.workloads import copy_first_lines, split_in_halves, split_into_files
+from benchmarks.workloads import (
+    ALL_SHAPES,
+    SHAPES,
+    copy_first_lines,
+    parse_shapes,
+    shape_entries,
+    split_in_halves,
+    split_into_files,
+    write_shape,
+)
 
 
 @pytest.mark.e2e
@@ -508,3 +517,91 @@ def test_cpu_control_runs_its_iterations():
     assert doc["entries"] == 1000 and doc["out_bytes"] == 0
     assert 0 <= doc["value"] < 2**31
     assert doc["wall"] > 0 and doc["cpu"] >= 0
+
+
+def test_shapes_are_named_one_by_one_by_commas_or_all():
+    assert parse_shapes("all") == ALL_SHAPES == ("long", "short", "words", "tiny")
+    assert parse_shapes("tiny, short,tiny") == ("tiny", "short")
+    for bad in ("bogus", "short,bogus", ""):
+        with pytest.raises(ValueError, match="choose from default, long, short, words, tiny"):
+            parse_shapes(bad)
+
+
+def test_the_default_shape_is_the_workload_the_bench_always_made(tmp_path):
+    from alm_beam import synth
+
+    before, now = tmp_path / "before.jsonl", tmp_path / "now.jsonl"
+    synth.write_manifest(str(before), 5, 3)
+    assert write_shape(str(now), SHAPES["default"], 5, 3) == (5, before.stat().st_size)
+    assert now.read_bytes() == before.read_bytes()
+
+
+@pytest.mark.parametrize("name", sorted(SHAPES))
+def test_every_shape_is_what_it_says_and_about_the_default_shapes_bytes(tmp_path, name):
+    shape = SHAPES[name]
+    entries = 12 if name != "long" else 4
+    path = tmp_path / f"{name}.jsonl"
+    count, size = write_shape(str(path), shape, entries, 1)
+    assert count == shape_entries(shape, entries) == max(1, round(entries * shape.scale))
+    said_kb = float(re.search(r"about (\d+) KB an entry", shape.what)[1])
+    assert 0.7 * said_kb < size / count / 1000 < 1.3 * said_kb
+    segments = [s for line in path.read_bytes().splitlines() for s in orjson.loads(line)["segments"]]
+    words = sum("words" in s for s in segments) / len(segments)
+    said_words = {"default": 0.99, "words": 1.0}.get(name, 0.1)
+    assert abs(words - said_words) < 0.05, (name, words)
+    # --entries N of any shape is about the bytes of N default entries
+    default_kb = float(re.search(r"about (\d+) KB", SHAPES["default"].what)[1])
+    assert 0.5 < said_kb * shape.scale / default_kb < 1.5
+
+
+@pytest.mark.e2e
+def test_bench_on_several_shapes_sets_their_ratios_side_by_side(tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.bench",
+            "--shape",
+            "tiny,long",
+            "--entries",
+            "4",
+            "--no-probe",
+            "--skip-reference",
+            "--reference",
+            "literal",
+            "--control-iterations",
+            "1000",
+            "--workdir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    out = proc.stdout
+    assert proc.returncode == 0, out + proc.stderr
+    assert re.search(r"^== alm_beam benchmark, shape tiny: 36 entries", out, re.M)
+    assert re.search(r"^== alm_beam benchmark, shape long: 1 entries", out, re.M)
+    assert out.count("=> outputs of b and d are IDENTICAL") == 2
+    assert "== every shape, one invocation ==" in out
+    head = out[out.index("| shape |") :].splitlines()[:2]
+    assert head[0].count("|") == head[1].count("|") == 12  # 11 columns, 11 alignments
+    for name in ("tiny", "long"):
+        assert re.search(
+            rf"^\| {name} \| [\d,]+ \| [\d.]+ \| [\d.]+ \| (\d+\.\d\dx \| ){{3}}"
+            r"(\d+\.\d\d \| ){2}\d+ % \| identical \|$",
+            out,
+            re.M,
+        ), name
+
+
+@pytest.mark.e2e
+def test_bench_refuses_an_unknown_shape_naming_the_known_ones():
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench", "--shape", "huge"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "unknown shape 'huge'; choose from default, long, short, words, tiny, or all" in proc.stderr

@@ -491,3 +491,51 @@ def test_bundled_sample_is_what_the_documented_command_makes(tmp_path):
     out = tmp_path / "sample_manifest.jsonl.gz"
     assert _run_cli("--entries", "40", "--seed", "2026", "--out", str(out)).returncode == 0
     assert out.read_bytes() == (REPO_ROOT / "alm_beam" / "data" / "sample_manifest.jsonl.gz").read_bytes()
+
+
+# --- how many segments carry word timings (the bench's workload shapes) ------------
+
+
+def _without_words(entry: dict) -> dict:
+    return {**entry, "segments": [{k: v for k, v in s.items() if k != "words"} for s in entry["segments"]]}
+
+
+def test_words_rate_changes_only_which_segments_carry_word_timings():
+    for index, seed in ((0, 1), (7, 2026)):
+        plain = synth.generate_entry(index, seed)
+        for rate in (0.0, 0.1, 1.0):
+            entry = synth.generate_entry(index, seed, words_rate=rate)
+            check_entry(entry)
+            assert _without_words(entry) == _without_words(plain)
+            # where a segment has word timings they are the default's own
+            for ours, theirs in zip(entry["segments"], plain["segments"]):
+                if "words" in ours and "words" in theirs:
+                    assert ours["words"] == theirs["words"]
+
+
+def test_words_rate_is_the_share_of_segments_with_word_timings():
+    def share(rate):
+        segments = [s for e in synth.generate_entries(60, 3, words_rate=rate) for s in e["segments"]]
+        return sum("words" in s for s in segments) / len(segments), len(segments)
+
+    assert share(0.0)[0] == 0.0
+    assert share(1.0)[0] == 1.0
+    observed, n = share(0.1)
+    assert n > 3000 and abs(observed - 0.1) < 0.02
+
+
+@pytest.mark.parametrize("rate", [-0.1, 1.5, float("nan")])
+def test_words_rate_outside_zero_to_one_rejected(rate):
+    with pytest.raises(ValueError, match="words_rate"):
+        synth.generate_entry(0, 0, words_rate=rate)
+
+
+@pytest.mark.e2e
+def test_cli_words_rate(tmp_path):
+    out = tmp_path / "m.jsonl"
+    proc = _run_cli("--entries", "3", "--seed", "4", "--words-rate", "0.1", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert out.read_bytes() == _manifest_bytes(3, 4, words_rate=0.1)
+    bad = _run_cli("--entries", "1", "--words-rate", "2", "--out", str(tmp_path / "x.jsonl"))
+    assert bad.returncode == 2 and "words_rate=2.0" in bad.stderr
+    assert not (tmp_path / "x.jsonl").exists()
