@@ -185,7 +185,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--quiet",
         action="store_true",
-        help="print no progress while the job runs (progress is shown on the DirectRunner only)",
+        help="print no progress while the job runs (by default stderr shows the bytes and lines "
+        "read on the DirectRunner, the job's state, elapsed time and counts on other runners)",
     )
     parser.add_argument("--version", action="version", version=f"alm_beam {__version__}")
     return parser
@@ -435,14 +436,19 @@ def _run_into(
         "process_started_epoch_s": process_started_epoch_s(),
     }  # summary.json: run.started_at, duration_s, process_duration_s
 
+    from alm_beam.execution.job_progress import job_poll
     from alm_beam.results import progress
 
     prepare_runner(options)  # --runner PrismRunner: our Prism, stopped by main's finally
     if not on_direct:
         install_quiet_job_stream_threads()  # a lost job service: one line, from this thread
     try:
-        # Progress on stderr needs the workers' files: DirectRunner only.
-        with progress.watch(on_direct and not quiet, sum(f.size for f in files)) as progress_dir:
+        # Progress on stderr: from the read step's files on the DirectRunner, from
+        # the job's state and counters as the runner reports them elsewhere.
+        with (
+            progress.watch(on_direct and not quiet, sum(f.size for f in files)) as progress_dir,
+            progress.watch_job(not on_direct and not quiet, run_info["runner"]) as job,
+        ):
             pipeline = beam.Pipeline(runner=runner, options=options)
             build_pipeline(
                 pipeline,
@@ -456,6 +462,7 @@ def _run_into(
                 skipped_inputs=[s._asdict() for s in skipped],
             )
             result = pipeline.run()
+            job.attach(job_poll(result))
             result.wait_until_finish()
         output.commit()
     except Exception as exc:  # an exceeded error budget is a one-line answer, not a traceback

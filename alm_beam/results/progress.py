@@ -1,6 +1,13 @@
-"""Progress of a running job on stderr (DirectRunner only; pure Python, no Beam).
+"""Progress of a running job on stderr (pure Python, no Beam).
 
-Beam's metrics are not live while the FnApiRunner runs, so the read step has
+Two sources, one printer. On the DirectRunner (``ProgressMonitor``): the read
+step's own files, described below. On every other runner (Prism, a portable
+job server, Flink, Spark, Dataflow; ``JobMonitor``): the job's state and the
+counters the runner reports for it, asked of the runner every few seconds by
+a callable that ``alm_beam.execution.job_progress`` builds from Beam's
+PipelineResult.
+
+DirectRunner: Beam's metrics are not live while the FnApiRunner runs, so the read step has
 its own channel: ``run.py`` creates a scratch directory before the pipeline
 starts, each instance of the read DoFn (in this process or in an SDK worker
 process of the same machine) keeps its cumulative byte and line counts in a
@@ -9,8 +16,8 @@ process of the same machine) keeps its cumulative byte and line counts in a
 a thread of the CLI process (``ProgressMonitor``) sums the files and prints.
 Bytes are the bytes taken from storage: for a compressed manifest the
 compressed bytes consumed, so the total is the sum of the file sizes found by
-discovery. On other runners the workers share no filesystem with the CLI and
-nothing is printed.
+discovery. On other runners the workers share no filesystem with the CLI,
+hence ``JobMonitor``.
 """
 
 from __future__ import annotations
@@ -31,7 +38,17 @@ REPORT_EVERY_BYTES = 1 << 20  # a writer updates its file once per MiB of lines
 SUFFIX = ".progress"
 TTY_INTERVAL_S = 0.5  # live line on a terminal
 LOG_INTERVAL_S = 5.0  # plain log line otherwise
-INTERVAL_ENV = "ALM_BEAM_PROGRESS_INTERVAL_S"  # overrides both (tests)
+INTERVAL_ENV = "ALM_BEAM_PROGRESS_INTERVAL_S"  # overrides every interval (tests)
+JOB_TTY_INTERVAL_S = 1.0  # JobMonitor asks the runner (a remote call) at most once a second
+JOB_LOG_INTERVAL_S = 5.0
+POLL_TIMEOUT_S = 5.0  # longest a JobMonitor poll may wait for the runner
+# The counters a job line shows (namespace alm_beam, summed over steps), in order.
+JOB_COUNTERS = (
+    ("lines_read", "lines read"),
+    ("entries_written", "entries written"),
+    ("entries_failed", "rejected"),
+    ("filtered_windows", "windows kept"),
+)
 
 
 class ProgressWriter:
@@ -132,9 +149,20 @@ def format_progress(
     return text + (", finishing" if total_bytes and shown >= total_bytes else "")
 
 
+def format_job_progress(runner: str, state: str, elapsed_s: float, counters: dict) -> str:
+    """One job line, e.g. ``alm_beam: PrismRunner job RUNNING, elapsed 0:12,
+    840 lines read, 830 entries written, 10 rejected, 41 windows kept``; only
+    the counters the runner has reported are shown."""
+    shown = [f"{counters[key]:,} {label}" for key, label in JOB_COUNTERS if key in counters]
+    return f"alm_beam: {runner} job {state}, elapsed {_clock(elapsed_s)}" + "".join(", " + c for c in shown)
+
+
 class ProgressMonitor:
     """A thread that prints the summed progress: a live line (carriage return)
     on a terminal, a log line every few seconds otherwise."""
+
+    tty_interval_s = TTY_INTERVAL_S
+    log_interval_s = LOG_INTERVAL_S
 
     def __init__(
         self,
@@ -152,8 +180,9 @@ class ProgressMonitor:
             self.tty = False
         if interval_s is None:
             env = os.environ.get(INTERVAL_ENV)
-            interval_s = float(env) if env else (TTY_INTERVAL_S if self.tty else LOG_INTERVAL_S)
+            interval_s = float(env) if env else (self.tty_interval_s if self.tty else self.log_interval_s)
         self.interval_s = interval_s
+        self.cpu_s = 0.0  # CPU time the printing thread used (its cost, measured)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="alm_beam-progress", daemon=True)
         self._started = 0.0
@@ -181,16 +210,56 @@ class ProgressMonitor:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
-            self._emit(self._line(False), False)
+            line = self._line(False)
+            if line is not None:
+                self._emit(line, False)
+            self.cpu_s = time.thread_time()
+
+    def _join(self) -> bool:
+        """Wait for the thread; whether it ended."""
+        self._thread.join()
+        return True
 
     def stop(self, succeeded: bool) -> None:
         """Stop printing; a successful run ends with its final counts (100%)."""
         self._stop.set()
-        self._thread.join()
-        if succeeded:
-            self._emit(self._line(True), True)
+        line = None
+        if self._join() and succeeded:
+            line = self._line(True)
+        if line is not None:
+            self._emit(line, True)
         elif self.tty and self._width:
             self._emit("", True)  # end the live line before the error is printed
+
+
+class JobMonitor(ProgressMonitor):
+    """A thread that prints a job's state, elapsed time and counters, as ``poll()``
+    (no arguments -> ``(state name, {counter name: value})``) reports them.
+
+    ``poll`` asks the runner (a remote call): when it fails or takes longer than
+    ``POLL_TIMEOUT_S``, that moment prints nothing; the run itself reports a
+    runner that is gone. A successful run ends with the job's final state and
+    counters.
+    """
+
+    tty_interval_s = JOB_TTY_INTERVAL_S
+    log_interval_s = JOB_LOG_INTERVAL_S
+
+    def __init__(self, poll, runner: str, stream: TextIO = sys.stderr, interval_s: Optional[float] = None):
+        super().__init__("", 0, stream, interval_s)
+        self.poll = poll
+        self.runner = runner
+
+    def _line(self, final: bool) -> Optional[str]:
+        try:
+            state, counters = self.poll()
+        except Exception:  # noqa: BLE001 - progress must not fail or clutter a run
+            return None
+        return format_job_progress(self.runner, state, time.monotonic() - self._started, counters)
+
+    def _join(self) -> bool:
+        self._thread.join(POLL_TIMEOUT_S + 1.0)  # a poll in flight ends by its timeout
+        return not self._thread.is_alive()
 
 
 @contextlib.contextmanager
@@ -210,3 +279,38 @@ def watch(enabled: bool, total_bytes: int, stream: TextIO = sys.stderr) -> Itera
     finally:
         monitor.stop(succeeded)
         shutil.rmtree(directory, ignore_errors=True)
+
+
+class JobWatch:
+    """What ``watch_job`` yields: ``attach(poll)`` once the job is submitted."""
+
+    SUBMITTING = "SUBMITTING"  # before the runner has the job (shown as its state)
+
+    def __init__(self):
+        self._poll = None
+        self.monitor: Optional[JobMonitor] = None
+
+    def attach(self, poll) -> None:
+        self._poll = poll
+
+    def poll(self) -> tuple:
+        poll = self._poll
+        return (self.SUBMITTING, {}) if poll is None else poll()
+
+
+@contextlib.contextmanager
+def watch_job(enabled: bool, runner: str, stream: TextIO = sys.stderr) -> Iterator[JobWatch]:
+    """A ``JobMonitor`` printing while the ``with`` body submits and waits for the
+    job (nothing when disabled); the body calls ``attach`` with the job's poll."""
+    watch = JobWatch()
+    if not enabled:
+        yield watch
+        return
+    watch.monitor = JobMonitor(watch.poll, runner, stream)
+    succeeded = False
+    try:
+        watch.monitor.start()
+        yield watch
+        succeeded = True
+    finally:
+        watch.monitor.stop(succeeded)
