@@ -60,6 +60,8 @@ def test_every_jsonl_output_is_compressed_and_reads_back(codec, manifest, plain,
         "alm_beam.run", "--input", manifest, "--output", out, "--output_compression", codec, "--quiet"
     )
     assert proc.returncode == 0, proc.stderr
+    names = f"(windows-*{SUFFIX[codec]}, errors-*{SUFFIX[codec]}, train-*{SUFFIX[codec]}, summary.json"
+    assert names in proc.stdout  # the files as they are named
     summary = json.loads((out / "summary.json").read_text())  # summary.json itself stays plain
     names = sorted(os.listdir(out))
     for prefix in ("windows", "errors", "train"):

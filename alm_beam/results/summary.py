@@ -217,7 +217,12 @@ def render_report(doc: dict, output_dir: str) -> str:
                 "see errors-*.jsonl (set --max_error_fraction to fail such runs)"
             )
     lines.append("")
-    train = "train-*.jsonl, " if doc.get("outputs", {}).get("train") else ""
+    outputs = doc.get("outputs", {})
+    first = str((outputs.get("windows") or [""])[0])  # named as --output_compression wrote it
+    suffix = next((s for s in (".jsonl.gz", ".jsonl.zst") if first.endswith(s)), ".jsonl")
+    train = f"train-*{suffix}, " if outputs.get("train") else ""
     shown = terminal_safe(output_dir)
-    lines.append(f"  output: {shown}  (windows-*.jsonl, errors-*.jsonl, {train}summary.json, report.html)")
+    lines.append(
+        f"  output: {shown}  (windows-*{suffix}, errors-*{suffix}, {train}summary.json, report.html)"
+    )
     return "\n".join(lines)
