@@ -9,7 +9,9 @@ tutorial's), the ``--config`` file, ``--set KEY=VALUE``, explicit flags.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+import stat
 from typing import Any, Mapping, Optional, Sequence
 
 import yaml
@@ -200,12 +202,43 @@ def parse_set(item: str) -> tuple[str, Any]:
     return key, value
 
 
-def load_yaml(path: str) -> dict:
+MAX_CONFIG_BYTES = 1 << 20  # a config is a few hundred bytes; more is the wrong file
+_NOT_REGULAR = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISDIR, "a directory"),
+)
+
+
+def _read_config_file(path: str) -> bytes:
+    """The bytes of a regular file of at most MAX_CONFIG_BYTES, or ConfigError:
+    opened without waiting (a FIFO would block) and never read past the limit
+    (``/dev/zero`` has no end)."""
     try:
-        with open(path, "rb") as fh:
-            data = fh.read()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         raise ConfigError(f"--config {path}: cannot read: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as fh:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = next((name for test, name in _NOT_REGULAR if test(mode)), "not a regular file")
+            raise ConfigError(f"--config {path}: not a regular file: {kind}")
+        try:
+            data = fh.read(MAX_CONFIG_BYTES + 1)
+        except OSError as exc:
+            raise ConfigError(f"--config {path}: cannot read: {exc.strerror}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        size = max(len(data), os.stat(path).st_size)
+        raise ConfigError(
+            f"--config {path}: {size:,} bytes, more than a config may hold ({MAX_CONFIG_BYTES:,} bytes)"
+        )
+    return data
+
+
+def load_yaml(path: str) -> dict:
+    data = _read_config_file(path)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -311,6 +344,13 @@ def _output_config(values: dict) -> OutputConfig:
     if "path" in values:
         if not isinstance(values["path"], str) or not values["path"]:
             raise ConfigError(f"output.path={brief(values['path'])}: expected a directory path")
+        try:
+            values["path"].encode("utf-8")
+        except UnicodeEncodeError as exc:  # a name from os.fsdecode with a non-UTF-8 byte
+            raise ConfigError(
+                f"output.path={brief(values['path'])}: the name is not UTF-8 (at character "
+                f"{exc.start}); Beam's file sinks need UTF-8 names: choose another directory name"
+            ) from None
         out["path"] = str(values["path"])
     if "num_shards" in values:
         out["num_shards"] = _num(

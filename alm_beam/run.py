@@ -414,6 +414,7 @@ def _run_into(
 
     from alm_beam.beam.pipeline import SUMMARY_NAME, build_pipeline
     from alm_beam.execution.direct_workers import make_direct_runner
+    from alm_beam.io.discovery import shown_path
     from alm_beam.io.output_dir import disk_full_where, is_disk_full
     from alm_beam.results.summary import process_started_epoch_s, render_report
 
@@ -454,12 +455,12 @@ def _run_into(
                 pipeline,
                 cfg,
                 units,
-                [f.path for f in files],
+                [shown_path(f.path) for f in files],  # names that are not UTF-8, escaped
                 reshuffle=reshuffle,
                 run_info=run_info,
                 write_dir=output.staging,
                 progress_dir=progress_dir,
-                skipped_inputs=[s._asdict() for s in skipped],
+                skipped_inputs=[{**s._asdict(), "path": shown_path(s.path)} for s in skipped],
             )
             result = pipeline.run()
             job.attach(job_poll(result))

@@ -159,7 +159,7 @@ def test_symlink_loop_ends(tmp_path):
     assert _rel(discover([str(tmp_path / "**")]), tmp_path) == ["d/m.jsonl"]
 
 
-def test_same_file_through_several_inputs_keeps_the_first_path(tmp_path):
+def test_same_file_through_several_inputs_is_named_by_its_smallest_path(tmp_path):
     real = _write(tmp_path / "a" / "m.jsonl")
     os.symlink(tmp_path / "a", tmp_path / "b")
     inputs = [
@@ -168,16 +168,18 @@ def test_same_file_through_several_inputs_keeps_the_first_path(tmp_path):
         str(real),
         str(tmp_path / "*" / "m.jsonl"),
     ]
-    assert _rel(discover(inputs), tmp_path) == ["b/m.jsonl"]
-    assert _rel(discover(inputs[1:]), tmp_path) == ["a/m.jsonl"]
+    # issue 19 item 6: the name does not depend on the order of the inputs
+    assert _rel(discover(inputs), tmp_path) == ["a/m.jsonl"]
+    assert _rel(discover(inputs[::-1]), tmp_path) == ["a/m.jsonl"]
+    assert _rel(discover(inputs[:1]), tmp_path) == ["b/m.jsonl"]
 
 
 def test_hard_links_are_one_file_too(tmp_path):
     _write(tmp_path / "m.jsonl")
     os.link(tmp_path / "m.jsonl", tmp_path / "n.jsonl")
-    # not the same path, but the same bytes: read twice, as two files (a hard
-    # link is a real second name; only symbolic links are resolved)
-    assert _rel(discover([str(tmp_path)]), tmp_path) == ["m.jsonl", "n.jsonl"]
+    # one file (same device and inode), read once (issue 19 item 6)
+    assert _rel(discover([str(tmp_path)]), tmp_path) == ["m.jsonl"]
+    assert _rel(discover([str(tmp_path / "n.jsonl"), str(tmp_path / "m.jsonl")]), tmp_path) == ["m.jsonl"]
 
 
 # --- (d) the output directory and the input tree -----------------------------

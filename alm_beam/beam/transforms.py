@@ -21,8 +21,9 @@ from alm_beam.core.params import CurationParams
 from alm_beam.core.stats import DEFAULT_BINS, INT_FIELDS, DurationBins, ErrorItem, ReadCount, RunStats
 from alm_beam.core.validate import Rejection
 from alm_beam.io.codecs import DecodedStream, codec_for_name
-from alm_beam.io.discovery import ReadRange
+from alm_beam.io.discovery import ReadRange, shown_path
 from alm_beam.io.reader import BLOCK_SIZE, JSON_WHITESPACE, LineProblem, is_blank, iter_lines
+from alm_beam.io.storage import describe_error
 from alm_beam.results.progress import REPORT_EVERY_BYTES, ProgressWriter
 
 METRICS_NAMESPACE = "alm_beam"
@@ -57,14 +58,26 @@ def _open_manifest(path: str, compressed: bool):
     return (DecodedStream(raw, codec) if codec else raw), raw
 
 
+def _unreadable_rest(exc: BaseException, opened: bool, offset: int) -> LineProblem:
+    """The problem of a range whose file vanished, became unreadable or
+    failed mid-read once the job ran (one ``unreadable_file`` record)."""
+    if opened:
+        what = f"failed while being read, at byte {offset:,}; the rest of the range was not read"
+    else:
+        what = "could not be opened when the job ran (removed, replaced or made unreadable since discovery)"
+    return LineProblem("unreadable_file", f"the file {what}: {describe_error(exc)}", 0)
+
+
 class _ReadRangeFn(beam.DoFn):
     """Reads the lines that start in one byte range of one manifest.
 
     Blank lines are counted and dropped here; every other line goes on
     (a damaged file's unreadable rest and a too-long line as a problem). The
     range's counts go to READ_COUNTS_TAG as one ``stats.ReadCount``: the
-    summary checks them against what curation wrote and rejected. Real I/O
-    errors propagate (the runner retries the bundle; no count is emitted).
+    summary checks them against what curation wrote and rejected. A file
+    that cannot be opened, or an I/O error while reading, ends the range with
+    one ``unreadable_file`` problem, counted as one line: every other file
+    is read, and the line balance holds. Sources are ``discovery.shown_path``.
     With a ``progress_dir`` (DirectRunner, see ``progress``) it also keeps its
     bytes and lines read in a file there, once per ``REPORT_EVERY_BYTES``.
     """
@@ -93,26 +106,40 @@ class _ReadRangeFn(beam.DoFn):
     def _read_range(self, rng: ReadRange):
         lines = blank = size = 0
         path = rng.path
+        source = shown_path(path)
         progress = self._progress
         # One comparison per line; never true without progress.
         next_report = REPORT_EVERY_BYTES if progress is not None else float("inf")
-        stream, raw_file = _open_manifest(path, rng.compressed)
+        try:
+            stream, raw_file = _open_manifest(path, rng.compressed)
+        except Exception as exc:  # noqa: BLE001 - gone or unreadable: one record, not the run
+            yield ManifestLine(source, b"", None, rng.start, _unreadable_rest(exc, False, rng.start))
+            yield beam.pvalue.TaggedOutput(READ_COUNTS_TAG, ReadCount(1, 0))
+            self.lines_read.inc(1)
+            return
+        next_line, at = (1 if rng.start == 0 else None), rng.start
         with raw_file, stream:
-            for raw in iter_lines(stream, rng.start, rng.end, BLOCK_SIZE, self._max_line):
+            try:
+                for raw in iter_lines(stream, rng.start, rng.end, BLOCK_SIZE, self._max_line):
+                    lines += 1
+                    if size >= next_report:
+                        next_report = size + REPORT_EVERY_BYTES
+                        progress.report(raw_file.tell() - rng.start if rng.compressed else size, lines)
+                    data = raw.data
+                    if raw.problem is None:
+                        size += len(data) + 1
+                        next_line = None if raw.line is None else raw.line + 1
+                        at = raw.offset + len(data) + 1
+                        if not data.strip(JSON_WHITESPACE):
+                            blank += 1
+                            continue
+                        yield ManifestLine(source, data, raw.line, raw.offset)
+                    else:
+                        size += raw.problem.size
+                        yield ManifestLine(source, data, raw.line, raw.offset, raw.problem)
+            except OSError as exc:  # the file failed under us: the rest of the range is one record
                 lines += 1
-                if size >= next_report:
-                    next_report = size + REPORT_EVERY_BYTES
-                    progress.report(raw_file.tell() - rng.start if rng.compressed else size, lines)
-                data = raw.data
-                if raw.problem is None:
-                    size += len(data) + 1
-                    if not data.strip(JSON_WHITESPACE):
-                        blank += 1
-                        continue
-                    yield ManifestLine(path, data, raw.line, raw.offset)
-                else:
-                    size += raw.problem.size
-                    yield ManifestLine(path, data, raw.line, raw.offset, raw.problem)
+                yield ManifestLine(source, b"", next_line, at, _unreadable_rest(exc, True, at))
             if progress is not None:  # the whole range, exactly
                 progress.finish_range(
                     rng.end - rng.start if rng.end >= 0 else raw_file.tell() - rng.start, lines

@@ -14,8 +14,8 @@ import re
 import stat
 from typing import Iterable, NamedTuple, Optional
 
-from apache_beam.io.filesystem import CompressionTypes, FileSystem
-from apache_beam.io.filesystems import FileSystems
+# Beam's filesystems are imported where they are used: importing Beam takes
+# seconds, and a missing local --input is refused without it.
 
 # .jsonl / .json, optionally compressed with any codec Beam detects by suffix.
 MANIFEST_NAME = re.compile(r"\.(jsonl|json)(\.(gz|bz2|deflate|zst|zstd|xz|lzma))?$", re.I)
@@ -55,15 +55,31 @@ class ReadRange(NamedTuple):
     compressed: bool
 
 
+def shown_path(path: str) -> str:
+    """``path`` as outputs, records and messages show it: itself when it is
+    valid UTF-8; else each byte that is not (an ``os.fsdecode`` surrogate) as
+    ``\\xNN``, e.g. ``caf\\xe9.jsonl``. The file is still opened by its real
+    name; only what is written about it is escaped."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def is_manifest_name(path: str) -> bool:
     return bool(MANIFEST_NAME.search(path))
 
 
 def _is_compressed(path: str) -> bool:
+    from apache_beam.io.filesystem import CompressionTypes
+
     return CompressionTypes.detect_compression_type(path) != CompressionTypes.UNCOMPRESSED
 
 
 def _match(pattern: str) -> list:
+    from apache_beam.io.filesystems import FileSystems
+
     try:
         result = FileSystems.match([pattern])[0]
     except Exception:  # Beam raises BeamIOError for "nothing matched" on some filesystems
@@ -72,6 +88,8 @@ def _match(pattern: str) -> list:
 
 
 def _under_directory(path: str) -> list:
+    from apache_beam.io.filesystems import FileSystems
+
     pattern = FileSystems.join(path.rstrip("/"), "**")
     return [m for m in _match(pattern) if is_manifest_name(m.path)]
 
@@ -121,7 +139,7 @@ class _LocalWalk:
     """One input's local files: symbolic links followed, each real directory
     entered once (so a link loop ends), the output directory never entered.
 
-    ``files`` holds (path, real path, size) of regular manifest files;
+    ``files`` holds (path, (device, inode), size) of regular manifest files;
     ``skipped`` what has a manifest name but cannot be read as one.
     """
 
@@ -171,7 +189,7 @@ class _LocalWalk:
         elif _inside(os.path.realpath(path), self.output_real):
             self.skipped.append(SkippedInput(path, _OUTPUT_REASON))
         elif stat.S_ISREG(st.st_mode):
-            self.files.append((path, os.path.realpath(path), st.st_size))
+            self.files.append((path, (st.st_dev, st.st_ino), st.st_size))
         elif not stat.S_ISDIR(st.st_mode):
             self.skipped.append(SkippedInput(path, _not_regular(st.st_mode)))
 
@@ -185,6 +203,8 @@ class _LocalWalk:
     def glob(self, pattern: str) -> None:
         """Beam's pattern syntax (``*`` within a name, ``**`` across
         directories); a matched directory is searched like a directory input."""
+        from apache_beam.io.filesystem import FileSystem
+
         matches = re.compile(FileSystem.translate_pattern(pattern)).match
         base = os.path.dirname(_GLOB_PREFIX.match(pattern).group(0)) or os.sep
         if not os.path.isdir(base):
@@ -241,7 +261,7 @@ def _local_input(raw: str, path: str, output_real: Optional[str]) -> _LocalWalk:
                     raw, "directory holds no .jsonl/.json manifest (searched recursively)", walk
                 )
         elif stat.S_ISREG(st.st_mode):
-            walk.files.append((path, os.path.realpath(path), st.st_size))
+            walk.files.append((path, (st.st_dev, st.st_ino), st.st_size))
         else:
             raise DiscoveryError(
                 f"--input {raw!r}: {_not_regular(st.st_mode)}; alm_beam reads only regular files"
@@ -257,6 +277,8 @@ def _local_input(raw: str, path: str, output_real: Optional[str]) -> _LocalWalk:
 
 def _remote_input(raw: str, path: str) -> list:
     """Beam FileSystems metadata of one remote --input (gs://, s3://, ...)."""
+    from apache_beam.io.filesystems import FileSystems
+
     literal = not _GLOB_CHARS.search(path)
     if not literal:
         try:
@@ -300,6 +322,8 @@ def check_output_outside_inputs(inputs: Iterable[str], output_dir: str) -> None:
         if _is_remote(path) != _is_remote(out):
             continue
         if _is_remote(path):
+            from apache_beam.io.filesystems import FileSystems
+
             if not _GLOB_CHARS.search(path) or FileSystems.exists(path):
                 inp = path.rstrip("/")
                 if out == inp or out.startswith(inp + "/") or inp.startswith(out + "/"):
@@ -323,6 +347,19 @@ def check_output_outside_inputs(inputs: Iterable[str], output_dir: str) -> None:
             )
 
 
+def _check_opens(raw: str, path: str) -> None:
+    """A local manifest can be opened for reading now (``O_NONBLOCK``: never
+    waits), or DiscoveryError naming it: found before the pipeline, not as a
+    failed job."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise DiscoveryError(
+            f"--input {raw!r}: {shown_path(path)} cannot be read: {exc.strerror or exc}"
+        ) from None
+    os.close(fd)
+
+
 def find_inputs(inputs: Iterable[str], output_dir: Optional[str] = None) -> Discovery:
     """Expand every --input (file, directory or glob) into manifest files.
 
@@ -331,14 +368,16 @@ def find_inputs(inputs: Iterable[str], output_dir: Optional[str] = None) -> Disc
     ``.json`` (any case, optionally compressed); other files there are
     ignored. A file named explicitly is read whatever its name. An existing
     path is taken literally; only one that does not exist is a glob. Each
-    real file is read once, under the first path that reached it (inputs in
-    the order given; within one input, paths in sorted order). Manifest-named
+    real file (device and inode: symbolic and hard links alike) is read once,
+    named by the smallest of the paths that reached it (so names, and window
+    ids, do not depend on the order of the inputs), in the order it was first
+    found. A local file that cannot be opened is a DiscoveryError. Manifest-named
     entries that are not regular files (FIFOs, sockets, devices, broken
     links) and anything inside ``output_dir`` are not read: they are returned
     in ``skipped``. With ``output_dir``, ``check_output_outside_inputs``
     runs first.
     """
-    found: dict = {}  # real path (local) or path (remote) -> ManifestFile
+    found: dict = {}  # (device, inode) (local) or path (remote) -> ManifestFile
     skipped: list = []
     inputs = list(inputs)
     if not inputs:
@@ -358,9 +397,12 @@ def find_inputs(inputs: Iterable[str], output_dir: Optional[str] = None) -> Disc
         # Local paths are made absolute: they end up in every output entry
         # (manifest_filepath) and in error records, read long after the run.
         walk = _local_input(raw, os.path.abspath(path), out_real)
-        for file_path, real, size in sorted(walk.files):
-            if real not in found:
-                found[real] = ManifestFile(file_path, size, _is_compressed(file_path))
+        for file_path, identity, size in sorted(walk.files):
+            held = found.get(identity)
+            if held is None:
+                _check_opens(raw, file_path)
+            if held is None or file_path < held.path:
+                found[identity] = ManifestFile(file_path, size, _is_compressed(file_path))
         skipped += [s for s in walk.skipped if s not in skipped]
     return Discovery(list(found.values()), skipped)
 
