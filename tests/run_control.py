@@ -1,4 +1,8 @@
-"""Start, pause and kill real ``python -m alm_beam.run`` processes, and compare results.
+"""Start, pause and kill real alm_beam runs, and compare results.
+
+A run is started through one of the three entry points a user has
+(``ENTRY_POINTS``): ``python -m alm_beam.run``, the ``alm-beam`` console
+script, or ``main()`` called from Python; they must behave alike.
 
 A run started with ``pause_at=STAGE`` stops at that stage (``output_dir.test_pause``):
 it creates a marker file and waits until the file is removed. The test then
@@ -20,6 +24,29 @@ from typing import Optional
 from bad_inputs.corpus import REPO
 
 from alm_beam.io.output_dir import PAUSE_AT_ENV, PAUSE_FILE_ENV
+
+MODULE = "python -m alm_beam.run"
+CONSOLE_SCRIPT = "alm-beam"
+FROM_PYTHON = "main() from Python"
+ENTRY_POINTS = (MODULE, CONSOLE_SCRIPT, FROM_PYTHON)
+
+
+def entry_command(entry: str) -> list:
+    """The command line (without alm_beam's flags) that starts a run through ``entry``."""
+    if entry == MODULE:
+        return [sys.executable, "-m", "alm_beam.run"]
+    if entry == CONSOLE_SCRIPT:
+        # pip puts the console script beside the interpreter it installed alm_beam for
+        script = os.path.join(os.path.dirname(sys.executable), "alm-beam")
+        assert os.access(script, os.X_OK), f"no {script}: install alm_beam (pip install -e .)"
+        return [script]
+    if entry == FROM_PYTHON:
+        return [
+            sys.executable,
+            "-c",
+            "import sys; from alm_beam.run import main; sys.exit(main(sys.argv[1:]))",
+        ]
+    raise ValueError(f"unknown entry point {entry!r}")
 
 
 class Run:
@@ -73,6 +100,7 @@ def start_run(
     pause_at: Optional[str] = None,
     marker_dir: Optional[pathlib.Path] = None,
     env: Optional[dict] = None,
+    entry: str = MODULE,
 ) -> Run:
     environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     marker = None
@@ -81,7 +109,7 @@ def start_run(
         environment[PAUSE_AT_ENV] = pause_at
         environment[PAUSE_FILE_ENV] = str(marker)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "alm_beam.run", *map(str, args)],
+        [*entry_command(entry), *map(str, args)],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -6,7 +6,8 @@ KeyboardInterrupt`` and a long traceback, and with ``multi_processing``
 workers each worker prints its own. SIGTERM by default ends the process with
 no word at all and can leave its worker processes running.
 
-``install()`` (called first thing by ``python -m alm_beam.run``) replaces both
+``install()`` (called first thing by ``python -m alm_beam.run`` and the
+``alm-beam`` console script, and by ``run.main()`` for its duration) replaces both
 with ``_stop``: silence this process's output, stop every process this one
 started (SDK workers, a job server: found through /proc, so Beam's own
 subprocesses are stopped too), run the registered clean-ups, write one line
@@ -20,11 +21,13 @@ Imports nothing slow: it is installed before Beam is imported.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
+import threading
 import time
-from typing import Callable
+from typing import Callable, Iterator
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # What the output directory holds after a stopped run (see README, Failure behaviour).
@@ -45,6 +48,25 @@ def install() -> None:
     _owner_pid = os.getpid()
     for signum in STOP_SIGNALS:
         signal.signal(signum, _stop)
+
+
+@contextlib.contextmanager
+def installed() -> Iterator[None]:
+    """``install()`` for the duration of a ``with`` block, then the caller's own
+    handlers again: ``run.main()`` called from Python stops like the command
+    while it runs, and leaves the calling program's handlers as it found them.
+    Outside the main thread (where Python allows no handlers) nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    install()
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            if handler is not None:  # None: set outside Python, cannot be restored from here
+                signal.signal(signum, handler)
 
 
 def ignore_in_worker() -> None:
