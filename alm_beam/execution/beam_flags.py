@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 from typing import Optional, Sequence
 
 from alm_beam.core.params import ConfigError, brief, clip
@@ -74,9 +75,85 @@ def check_config_options(parser, flags: Sequence[str], where: str) -> None:
         raise ConfigError(f"{where}: unknown Beam option (see --help)")
 
 
+MAX_WORKERS_ENV = "ALM_BEAM_MAX_WORKERS"  # a deliberate, larger worker ceiling
+WORKERS_PER_CPU = 4  # the default ceiling: 4 workers per CPU this process may use
+MAX_PORT = 65535
+MAX_JOB_SERVER_TIMEOUT_S = 86400
+MAX_PARALLELISM = 32768  # Flink's own upper bound for (max_)parallelism
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def worker_ceiling() -> int:
+    """The most worker processes or threads a run may start on this machine:
+    ``WORKERS_PER_CPU`` per usable CPU, or ``$ALM_BEAM_MAX_WORKERS``."""
+    text = os.environ.get(MAX_WORKERS_ENV)
+    if text is None:
+        return WORKERS_PER_CPU * _usable_cpus()
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"{MAX_WORKERS_ENV}={clip(text)!r}: expected a whole number >= 1")
+    return value
+
+
+def _ceiling_text(ceiling: int) -> str:
+    if os.environ.get(MAX_WORKERS_ENV) is not None:
+        return f"(the ceiling {MAX_WORKERS_ENV} sets)"
+    return f"({WORKERS_PER_CPU} x this machine's {_usable_cpus()} CPUs; set {MAX_WORKERS_ENV} to allow more)"
+
+
+def check_option_ranges(known) -> None:
+    """The numeric Beam options alm_beam plans with or a run relies on are in
+    range (docs/cli.md, "Beam option ranges"); each problem is one ConfigError.
+
+    Beam checks only that they are integers: a negative worker count failed
+    deep in the runner, a count far above the machine's CPUs started that
+    many processes or threads.
+    """
+    ceiling = worker_ceiling()
+    workers = known.direct_num_workers
+    if workers is not None and not 1 <= workers <= ceiling:
+        raise ConfigError(f"--direct_num_workers={workers}: allowed: 1 .. {ceiling} {_ceiling_text(ceiling)}")
+    sdk = getattr(known, "sdk_worker_parallelism", None)
+    if sdk is not None:
+        try:
+            value = int(sdk)
+        except (TypeError, ValueError):
+            value = -1
+        if not 0 <= value <= ceiling:
+            raise ConfigError(
+                f"--sdk_worker_parallelism={clip(str(sdk))}: allowed: 0 (the runner chooses) .. "
+                f"{ceiling} {_ceiling_text(ceiling)}"
+            )
+    for name in ("job_port", "artifact_port", "expansion_port"):
+        value = getattr(known, name, None)
+        if value is not None and not 0 <= value <= MAX_PORT:
+            raise ConfigError(f"--{name}={value}: allowed: 0 .. {MAX_PORT} (0: any free port)")
+    timeout = getattr(known, "job_server_timeout", None)
+    if timeout is not None and not 1 <= timeout <= MAX_JOB_SERVER_TIMEOUT_S:
+        raise ConfigError(
+            f"--job_server_timeout={timeout}: allowed: 1 .. {MAX_JOB_SERVER_TIMEOUT_S} (seconds)"
+        )
+    for name in ("parallelism", "max_parallelism"):
+        value = getattr(known, name, None)
+        if value is not None and value != -1 and not 1 <= value <= MAX_PARALLELISM:
+            raise ConfigError(
+                f"--{name}={value}: allowed: -1 (the engine's default) or 1 .. {MAX_PARALLELISM}"
+            )
+
+
 def check_command_line(parser, config_flags: Sequence[str], cli_flags: Sequence[str]):
     """The Beam flags of a run (config first, command line after, so it wins):
-    the parsed options, or ConfigError for an unknown flag or a stray word."""
+    the parsed options, or ConfigError for an unknown flag, a stray word or a
+    value out of range (``check_option_ranges``)."""
     try:
         known, leftovers = parser.parse_known_args(list(config_flags) + list(cli_flags))
     except ConfigError as exc:
@@ -95,6 +172,7 @@ def check_command_line(parser, config_flags: Sequence[str], cli_flags: Sequence[
             f"unexpected argument(s): {_shown(strays)}; give several inputs after one --input "
             "(--input a.jsonl b.jsonl) and quote a glob (--input 'dir/*.jsonl')"
         )
+    check_option_ranges(known)
     return known
 
 
