@@ -122,11 +122,12 @@ def test_num_shards_config_file_and_compact(tmp_path):
         assert e == ref
     full_size = os.path.getsize(tmp_path / "full" / "windows-00000-of-00001.jsonl")
     compact_size = os.path.getsize(tmp_path / "compact" / "windows-00000-of-00001.jsonl")
-    # README, "Output": the sample's 30,040 input bytes become 307,830 / 36,682 bytes
-    # when read as ../shared/fixtures/sample_input.jsonl from /work/main; every
-    # entry also carries its manifest path, so sizes shift with the path's length.
+    # README, "Output": the sample's 30,040 input bytes become 307,875 / 36,727 bytes
+    # when read as tests/data/fixtures/sample_input.jsonl from /work/main (a path of
+    # 49 characters); every entry also carries its manifest path, so sizes shift
+    # with the path's length.
     path_bytes = 5 * len(sample)
-    assert (full_size - path_bytes, compact_size - path_bytes) == (307830 - 200, 36682 - 200)
+    assert (full_size - path_bytes, compact_size - path_bytes) == (307875 - 5 * 49, 36727 - 5 * 49)
 
     _run(
         [

@@ -1,7 +1,7 @@
 """Generator of the bad-input corpus, and readers for what a run wrote.
 
 The corpus is a directory of manifests that mixes the public fixture entries
-(``../shared/fixtures/sample_input.jsonl``) with every kind of broken line
+(``tests/data/fixtures/sample_input.jsonl``) with every kind of broken line
 alm_beam must survive, plus files that must be read correctly although they
 look odd (UTF-8 BOM, CRLF line endings, gzip, bz2, Unicode line separators
 inside strings, no final newline, empty and blank-only files) and files
