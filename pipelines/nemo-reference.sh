@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Install NVIDIA NeMo Curator's ALM stages as the benchmark's reference, in a
-# virtual environment of their own (never alm_beam's dependencies):
+# Install NVIDIA NeMo Curator's ALM stages as the reference (the benchmark's,
+# and the maker of the golden outputs in tests/data/golden), in a virtual
+# environment of their own (never alm_beam's dependencies):
 #   bash pipelines/nemo-reference.sh          # installs once, prints its python
 #   python -m benchmarks.bench --reference nemo # uses it
+#   bash pipelines/regen-golden.sh              # uses it: remakes tests/data/golden
 # A full `pip install nemo-curator` pulls about 6 GB (torch, transformers, ...).
 # The two stage modules (ALMDataBuilderStage, ALMDataOverlapStage) need only
 # the package's core import chain, so the wheel goes in with --no-deps plus the
