@@ -13,8 +13,18 @@ string annotations (Beam derives the config schema from the signature).
   configs/default.yaml).
 - ``WriteAlmOutput``: the outputs -> ``windows-*.jsonl``, ``train-*.jsonl``,
   ``errors-*.jsonl`` and, once both are final, ``summary.json``.
+
+The job's paths are data: pipelines/alm.yaml quotes its Jinja variables as
+JSON (``{{ input | tojson }}``), so whatever string is given arrives here as
+that exact path. Beam YAML has no step before the pipeline, so the paths are
+checked when the job is built: a missing input or an output that cannot be
+written stops the launcher with one line, ``alm_beam: error: ...``, exit 2
+(a traceback otherwise, once the pipeline already runs).
 """
 
+import os
+import re
+import sys
 from typing import Any, Optional
 
 import apache_beam as beam
@@ -30,8 +40,10 @@ from alm_beam.beam.transforms import (
     _ReadRangeFn,
 )
 from alm_beam.core.curate import OutputOptions
+from alm_beam.core.display import terminal_safe
 from alm_beam.core.stats import DurationBins
-from alm_beam.io.discovery import discover, plan_ranges
+from alm_beam.io.discovery import DiscoveryError, discover, plan_ranges
+from alm_beam.io.preflight import PreflightError, preflight_output
 from alm_beam.io.storage import LineCoder
 from alm_beam.results.summary import build_summary
 
@@ -39,6 +51,61 @@ WINDOWS_PREFIX = "windows"  # the CLI's names (pipeline.py)
 ERRORS_PREFIX = "errors"
 SUMMARY_NAME = "summary.json"
 SHARD_TEMPLATE = "-SSSSS-of-NNNNN"
+
+
+USAGE = """needs --jinja_variables '{"input": PATH, "output": DIR}'"""
+_SURROGATE_PAIR = re.compile("[\ud800-\udbff][\udc00-\udfff]")
+
+
+def _stop(message: str) -> None:
+    """The job cannot run as given: one line and exit 2, as the CLI's checks
+    (a SystemExit passes Beam YAML's error wrapping and its pipeline's exit)."""
+    print(terminal_safe(f"alm_beam: error: pipelines/alm.yaml: {message}"), file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _job_path(value: Any, variable: str) -> str:
+    """``value`` (a Jinja variable, JSON-quoted into the YAML) as a path, or one line.
+
+    YAML reads a JSON ``\\ud83d\\ude00`` as two lone surrogates: they are
+    joined back into the character the variable held.
+    """
+    if value is None:
+        _stop(f"{USAGE} (no {variable})")
+    if not isinstance(value, str) or not value:
+        _stop(f"{variable} must be a path (a string), not {_json_text(value)}")
+    return _SURROGATE_PAIR.sub(lambda m: m.group().encode("utf-16", "surrogatepass").decode("utf-16"), value)
+
+
+def _json_text(value: Any) -> str:
+    return orjson.dumps(value, default=str).decode("utf-8")[:60]
+
+
+def _as_job_message(exc: Exception) -> str:
+    """A discovery or preflight message in the job's terms (its variables are
+    ``input`` and ``output``, not the CLI's flags)."""
+    text = str(exc)
+    for flag in ("--input ", "--output "):
+        if text.startswith(flag):
+            text = text[2:]
+    return text.replace("choose another --output", "choose another output")
+
+
+def _check_name_lengths(path: str) -> None:
+    """A local ``path`` whose names the filesystem cannot hold: one line now,
+    not the sinks' traceback once the pipeline runs."""
+    if "://" in path:
+        return
+    existing = os.path.abspath(path)
+    while not os.path.isdir(existing):
+        existing = os.path.dirname(existing)
+    try:
+        limit = os.pathconf(existing, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    for name in path.split("/"):
+        if len(os.fsencode(name)) > limit:
+            _stop(f"output {path!r}: a name in it is longer than {limit} bytes; choose another output")
 
 
 def _plan(path, split_mb):
@@ -50,10 +117,14 @@ class ReadAlmManifests(beam.PTransform):
 
     def __init__(self, path: str, split_mb: float = 64.0):
         super().__init__()
-        self._path = path
+        self._path = _job_path(path, "input")
         self._split_mb = split_mb
 
     def expand(self, pbegin):
+        try:  # the job's only check before the pipeline (see the module docstring)
+            discover([self._path])
+        except DiscoveryError as exc:
+            _stop(_as_job_message(exc))
         read = (
             pbegin
             | "Path" >> beam.Create([self._path])
@@ -131,9 +202,16 @@ class WriteAlmOutput(beam.PTransform):
         super().__init__()
         from alm_beam.core.params import make_params
 
-        self._path = path
+        self._path = _job_path(path, "output")
+        try:
+            preflight_output(self._path)
+        except PreflightError as exc:
+            _stop(_as_job_message(exc))
+        _check_name_lengths(self._path)
         self._num_shards = num_shards
         self._params = make_params(builder, overlap).as_dict()
+        if isinstance(inputs, str):
+            inputs = _job_path(inputs, "input")
         self._inputs = [inputs] if isinstance(inputs, str) else list(inputs or [])
 
     def expand(self, pcolls):
