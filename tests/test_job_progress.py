@@ -12,6 +12,7 @@ import time
 
 import pytest
 from conftest import beam_test_pipeline, require_or_skip
+from runner_helpers import free_ports, script
 
 from alm_beam.execution.job_progress import counter_values
 from alm_beam.execution.runners import prism_binary_path
@@ -20,7 +21,7 @@ from alm_beam.results.progress import JobMonitor, format_job_progress, watch_job
 
 PRISM = prism_binary_path()
 JOB_LINE = re.compile(
-    r"^alm_beam: PrismRunner job ([A-Z]+), elapsed (\d+):(\d\d)"
+    r"^alm_beam: (?:PrismRunner|PortableRunner) job ([A-Z]+), elapsed (\d+):(\d\d)"
     r"(?:, ([\d,]+) lines read)?(?:, ([\d,]+) entries written)?(?:, ([\d,]+) rejected)?"
     r"(?:, ([\d,]+) windows kept)?$"
 )
@@ -163,6 +164,28 @@ def manifest(tmp_path_factory):
     return path
 
 
+def _check_job_lines(stderr: str, runner: str, out) -> None:
+    """Job lines in order, RUNNING among them, the last one DONE with the summary's counts."""
+    assert "\r" not in stderr  # not a terminal: plain lines
+    lines = [line for line in stderr.splitlines() if line.startswith(f"alm_beam: {runner} job ")]
+    assert len(lines) >= 2, stderr[-3000:]
+    matches = [JOB_LINE.match(line) for line in lines]
+    assert all(matches), lines
+    elapsed = [int(m.group(2)) * 60 + int(m.group(3)) for m in matches]
+    assert elapsed == sorted(elapsed)
+    assert "RUNNING" in {m.group(1) for m in matches}
+    summary = json.loads((out / "summary.json").read_text())
+    last = matches[-1]
+    assert last.group(1) == "DONE"
+    assert [int(g.replace(",", "")) for g in last.groups()[3:]] == [
+        summary["lines_read"],
+        summary["entries_written"],
+        summary["entries_failed"],
+        summary["filtered_windows"],
+    ]
+    assert summary["entries_failed"] == 1
+
+
 def _prism_run(manifest, out, *extra):
     return subprocess.run(
         [
@@ -188,25 +211,7 @@ def _prism_run(manifest, out, *extra):
 def test_a_prism_run_shows_state_elapsed_and_the_runners_counts(prism, manifest, tmp_path):
     done = _prism_run(manifest, tmp_path / "out")
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "\r" not in done.stderr  # not a terminal: plain lines
-    lines = [line for line in done.stderr.splitlines() if line.startswith("alm_beam: PrismRunner job ")]
-    assert len(lines) >= 2, done.stderr[-3000:]
-    matches = [JOB_LINE.match(line) for line in lines]
-    assert all(matches), lines
-    elapsed = [int(m.group(2)) * 60 + int(m.group(3)) for m in matches]
-    assert elapsed == sorted(elapsed)
-    assert "RUNNING" in {m.group(1) for m in matches}
-    # the last line: the job's end, with the counts Prism reported, which are the summary's
-    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    last = matches[-1]
-    assert last.group(1) == "DONE"
-    assert [int(g.replace(",", "")) for g in last.groups()[3:]] == [
-        summary["lines_read"],
-        summary["entries_written"],
-        summary["entries_failed"],
-        summary["filtered_windows"],
-    ]
-    assert summary["entries_failed"] == 1
+    _check_job_lines(done.stderr, "PrismRunner", tmp_path / "out")
 
 
 @pytest.mark.e2e
@@ -217,3 +222,28 @@ def test_quiet_silences_it_on_prism(prism, manifest, tmp_path):
     assert done.stderr.splitlines() == [
         line for line in done.stderr.splitlines() if "serving jobs at" in line
     ]
+
+
+@pytest.mark.e2e
+def test_a_job_on_the_portable_deployment_shows_progress_too(prism, manifest, tmp_path):
+    """--runner PortableRunner against pipelines/portable.sh's Prism job service and
+    worker pool: the same job lines (the PortableRunner calls Flink and Spark use)."""
+    ports = free_ports(3)
+    env = dict(
+        os.environ,
+        ALM_PORTABLE_STATE_DIR=str(tmp_path / "state"),
+        ALM_PRISM_JOB_PORT=str(ports[0]),
+        ALM_PRISM_WEB_PORT=str(ports[1]),
+        ALM_WORKER_POOL_PORT=str(ports[2]),
+        ALM_BEAM_PROGRESS_INTERVAL_S="0.2",
+    )
+    up = script("portable.sh", "up", env=env)
+    assert up.returncode == 0, up.stderr
+    try:
+        out = tmp_path / "out"
+        done = script("portable.sh", "submit", "--input", str(manifest), "--output", str(out), env=env)
+    finally:
+        down = script("portable.sh", "down", env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    _check_job_lines(done.stderr, "PortableRunner", out)
+    assert down.returncode == 0, down.stderr
