@@ -134,6 +134,7 @@ def build_pipeline(
         compact=cfg.output.compact,
         max_raw_chars=cfg.output.max_raw_chars,
         training_manifest=cfg.output.training_manifest,
+        max_line_bytes=cfg.input.max_line_bytes,  # output lines the reader takes back
     )
 
     read = p | "ReadManifests" >> ReadManifestLines(

@@ -26,6 +26,11 @@ from alm_beam.core.training import training_lines
 from alm_beam.core.validate import JSON_WHITESPACE, Rejection, serialization_rejection, validate_entry
 
 DEFAULT_MAX_RAW_CHARS = 2000
+DEFAULT_MAX_LINE_BYTES = 64 << 20  # input.max_line_mb's default: the reader takes such a line back
+# An output entry too long for ``max_line_bytes`` is written reduced, marked so:
+REDUCED_KEY = "alm_beam_reduced"
+WINDOWS_OMITTED = "windows_omitted"  # without `windows` and `stats.lost_win_full_data`
+KEPT_OMITTED = "windows_and_filtered_windows_omitted"  # and without `filtered_windows`
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +40,8 @@ class OutputOptions:
     compact: bool = False  # omit pre-filter `windows` and `stats.lost_win_full_data`
     max_raw_chars: int = DEFAULT_MAX_RAW_CHARS  # raw line kept in an error record
     training_manifest: bool = True  # also make the training lines (training.py)
+    # No output line longer than this (None: unbounded); see ``bounded_line``.
+    max_line_bytes: Optional[int] = DEFAULT_MAX_LINE_BYTES
 
 
 class Curated(NamedTuple):
@@ -213,6 +220,97 @@ def parse_line_exact(raw: bytes):
     return value, None, False
 
 
+class OutputTooLong(ValueError):
+    """Even the reduced entry is longer than ``max_line_bytes``: an error record."""
+
+
+def _dumped_items(items, dumps, budget: int) -> Optional[list]:
+    """Each item serialized, or None as soon as they pass ``budget`` bytes
+    (never more than ``budget`` plus one item is held)."""
+    out, total = [], 0
+    for item in items:
+        data = dumps(item)
+        total += len(data) + 1
+        if total > budget:
+            return None
+        out.append(data)
+    return out
+
+
+def _array(parts: list) -> orjson.Fragment:
+    return orjson.Fragment(b"[" + b",".join(parts) + b"]")
+
+
+def bounded_line(out: dict, dumps, compact: bool, limit: Optional[int]) -> tuple[bytes, Optional[str]]:
+    """The output line of ``out`` (not modified) and its reduction mark, or None.
+
+    ``windows`` and ``stats.lost_win_full_data`` grow with the square of an
+    entry's segments (each window copies up to every segment of its two
+    minutes): a 238 KB line of 3,000 short segments made a 316 MB line. So
+    they, and ``filtered_windows``, are serialized window by window and given
+    up as soon as they pass ``limit`` bytes; the entry is then written without
+    them (``WINDOWS_OMITTED``: as ``--compact`` writes it), and if it is still
+    too long also without ``filtered_windows`` (``KEPT_OMITTED``), marked with
+    ``REDUCED_KEY``. Within the limit the bytes are those of ``dumps(out)``
+    (kept windows are serialized once, shared with ``windows``).
+    ``OutputTooLong`` when even that is too long.
+    """
+    if limit is None:
+        shown = out
+        if compact:
+            shown = {k: v for k, v in out.items() if k != "windows"}
+            shown["stats"] = {k: v for k, v in out["stats"].items() if k != "lost_win_full_data"}
+        return dumps(shown), None
+    shown = dict(out)
+    stats = shown["stats"] = dict(out["stats"])
+    windows, mark, window_bytes = out["windows"], None, None
+    if not compact:
+        window_bytes = _dumped_items(windows, dumps, limit)
+        lost_bytes = None
+        if window_bytes is not None:
+            used = sum(map(len, window_bytes)) + len(window_bytes)
+            lost_bytes = _dumped_items(stats.get("lost_win_full_data", ()), dumps, limit - used)
+        if lost_bytes is None:
+            mark, window_bytes = WINDOWS_OMITTED, None
+        else:
+            shown["windows"] = _array(window_bytes)
+            if "lost_win_full_data" in stats:
+                stats["lost_win_full_data"] = _array(lost_bytes)
+    if compact or mark:
+        shown.pop("windows", None)
+        stats.pop("lost_win_full_data", None)
+    kept = out["filtered_windows"]
+    if windows and kept:  # the builder's windows (else the input's own value, spec 4)
+        known = dict(zip(map(id, windows), window_bytes)) if window_bytes else {}
+        kept_bytes = _dumped_items((known.get(id(w)) or w for w in kept), _dumps_once(dumps), limit)
+        if kept_bytes is None:
+            mark = KEPT_OMITTED
+            del shown["filtered_windows"]
+        else:
+            shown["filtered_windows"] = _array(kept_bytes)
+    while True:
+        if mark is not None:
+            shown[REDUCED_KEY] = mark
+        line = dumps(shown)
+        if len(line) <= limit:
+            return line, mark
+        if mark != KEPT_OMITTED and windows and "filtered_windows" in shown:
+            mark = KEPT_OMITTED
+            shown.pop("windows", None)
+            stats.pop("lost_win_full_data", None)
+            del shown["filtered_windows"]
+            continue
+        raise OutputTooLong(
+            f"the output entry is {len(line):,} bytes even without its window lists, longer than "
+            f"the output line limit (input.max_line_mb: {limit:,} bytes)"
+        )
+
+
+def _dumps_once(dumps):
+    """``dumps`` that passes already serialized bytes through."""
+    return lambda item: item if type(item) is bytes else dumps(item)
+
+
 def curate_entry(
     entry: dict,
     params: CurationParams,
@@ -250,7 +348,10 @@ def curate_entry(
         kept_speakers = tuple([speakers[n] for n in at])
     else:
         kept_durations = kept_speakers = ()
-    record = entry_record(out, below_rate, source, kept_durations, kept_speakers)
+    out_line, reduced = bounded_line(
+        out, dumps_exact if exact else orjson.dumps, options.compact, options.max_line_bytes
+    )
+    record = entry_record(out, below_rate, source, kept_durations, kept_speakers, reduced=reduced is not None)
     train = b""
     if training and out["windows"]:
         train = training_lines(
@@ -263,10 +364,7 @@ def curate_entry(
             line,
             offset,
         )
-    if options.compact:
-        out.pop("windows", None)
-        out["stats"].pop("lost_win_full_data", None)
-    return Curated(dumps_exact(out) if exact else orjson.dumps(out), record, train)
+    return Curated(out_line, record, train)
 
 
 def curate_line(
@@ -293,6 +391,8 @@ def curate_line(
             return curate_entry(entry, params, source, options, exact=exact, line=line, offset=offset)
         except orjson.JSONEncodeError as exc:  # nesting orjson reads but cannot write
             rejection = serialization_rejection(entry, exc)
+        except OutputTooLong as exc:
+            rejection = Rejection("output_too_long", str(exc))
         except Exception as exc:  # a bug must cost one line, not the run
             rejection = Rejection(
                 f"internal_error:{type(exc).__name__}", f"unexpected error while curating: {exc!r:.300}"

@@ -49,6 +49,7 @@ INT_FIELDS = (
     "lost_win",
     "lost_no_spkr",
     "lost_next_seg_bm",
+    "entries_reduced",
 )
 # Durations in seconds, summed exactly.
 FLOAT_FIELDS = (
@@ -153,7 +154,13 @@ def _example_key(item: ErrorItem) -> tuple:
 
 
 def entry_record(
-    entry: Mapping, below_rate: bool, source: str = "", kept_durations: tuple = (), kept_speakers: tuple = ()
+    entry: Mapping,
+    below_rate: bool,
+    source: str = "",
+    kept_durations: tuple = (),
+    kept_speakers: tuple = (),
+    *,
+    reduced: bool = False,
 ) -> tuple:
     """The compact record of one curated entry, for the combiner:
     ``(ints, floats, source, kept_durations, kept_speakers)``.
@@ -162,7 +169,8 @@ def entry_record(
     every window loss has one ``lost_win_full_data`` record, so their count is
     ``lost_win`` even when the records are not collected. ``kept_durations``
     and ``kept_speakers`` hold each kept window's length (s) and distinct
-    speaker count, in ``filtered_windows`` order. Only what the builder and
+    speaker count, in ``filtered_windows`` order; ``reduced``: its line was
+    written in a reduced form (``curate.bounded_line``). Only what the builder and
     the filter computed is counted (an input's copies of our keys are not).
     """
     stats = entry["stats"]
@@ -187,6 +195,7 @@ def entry_record(
         stats["lost_win"],
         stats["lost_no_spkr"],
         stats["lost_next_seg_bm"],
+        1 if reduced else 0,
     )
     floats = (
         entry["filtered_dur"] if windows else 0.0,
@@ -414,6 +423,7 @@ class RunStats:
             "total_dur_window",
             "truncation_events",
             "lost_win_full_data_records",
+            "entries_reduced",
         ):
             out[key] = totals[key]
         out["stats"] = {key: totals[key] for key in STATS_KEYS}

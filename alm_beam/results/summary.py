@@ -216,6 +216,12 @@ def render_report(doc: dict, output_dir: str) -> str:
                 f"  WARNING: {failed:,} input lines were rejected; "
                 "see errors-*.jsonl (set --max_error_fraction to fail such runs)"
             )
+    if doc.get("entries_reduced"):
+        lines.append("")
+        lines.append(
+            f"  NOTE: {doc['entries_reduced']:,} entries were written reduced (without `windows`, "
+            '"alm_beam_reduced" in the entry): their full line would pass input.max_line_mb'
+        )
     lines.append("")
     outputs = doc.get("outputs", {})
     first = str((outputs.get("windows") or [""])[0])  # named as --output_compression wrote it
