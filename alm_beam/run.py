@@ -192,6 +192,12 @@ def build_arg_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def own_option_strings(parser: argparse.ArgumentParser) -> list:
+    """alm_beam's own long flags (``--input``, ...): a near miss of one is
+    refused without Beam (``beam_flags.check_without_beam``)."""
+    return [name for action in parser._actions for name in action.option_strings if name.startswith("--")]
+
+
 def resolve_config(args: argparse.Namespace) -> RunConfig:
     raw = load_yaml(args.config) if args.config else {}
     overrides = [parse_set(item) for item in args.overrides]
@@ -280,7 +286,8 @@ def _flush_std_streams() -> None:
 
 
 def _command(argv: Optional[Sequence[str]]) -> int:
-    args, beam_args = build_arg_parser().parse_known_args(argv)
+    parser = build_arg_parser()
+    args, beam_args = parser.parse_known_args(argv)
     filter_start_up_noise()
     logging.getLogger("apache_beam.runners.common").addFilter(_not_budget_failure)
     logging.getLogger("apache_beam.runners.common").addFilter(_not_disk_full)
@@ -291,10 +298,14 @@ def _command(argv: Optional[Sequence[str]]) -> int:
 
     try:
         cfg = resolve_config(args)
-        from alm_beam.execution.beam_flags import silence_beam_flag_warning
+        from alm_beam.execution.beam_flags import check_without_beam, silence_beam_flag_warning
 
         silence_beam_flag_warning()
-        check_beam_options(args, cfg, beam_args)
+        # A misspelling of our own flags is refused at once; Beam's parser (and
+        # with it Beam, seconds to import) is needed only when Beam flags are given.
+        check_without_beam(beam_args, own_option_strings(parser))
+        if beam_args or cfg.pipeline_options:
+            check_beam_options(args, cfg, beam_args)
         preflight_output(cfg.output.path)
     except (ConfigError, PreflightError) as exc:
         _say(f"alm_beam: error: {exc}")
@@ -321,26 +332,43 @@ def _command(argv: Optional[Sequence[str]]) -> int:
         leave_run_temp(temp)
 
 
+def _any_remote(paths: Sequence[str]) -> bool:
+    """A path on a Beam filesystem (``scheme://``) among ``paths``: only those
+    need Beam to be checked."""
+    return any("://" in path for path in paths)
+
+
 def _run(cfg: RunConfig, beam_flags: list, pool: Optional[WarmWorkerPool], *, quiet: bool = False) -> int:
-    # Beam and the engine clients are imported only once the flags parse, so
-    # `--help` and config errors answer at once.
     from alm_beam.io.discovery import DiscoveryError, find_inputs
+
+    paths = list(cfg.input.paths)
+    if not paths:
+        paths = [bundled_sample_path()]
+        _say(
+            f"alm_beam: no --input given; curating the bundled sample manifest {paths[0]}",
+        )
+    found = None
+    if not _any_remote([*paths, cfg.output.path]):
+        # Local inputs are found (or refused) before Beam is imported: seconds.
+        try:
+            # refuses an --output inside an --input (discovery.check_output_outside_inputs)
+            found = find_inputs(paths, cfg.output.path)
+        except DiscoveryError as exc:
+            _say(f"alm_beam: error: {exc}")
+            return 2
+    # Beam and the engine clients are imported only once the flags parse and
+    # local inputs are found, so those refusals answer at once.
     from alm_beam.io.output_dir import OutputDirError, OutputRun
     from alm_beam.io.planning import plan_units
     from alm_beam.io.storage import StorageError, check_locations, check_readable, probe_output
 
     try:
-        paths = list(cfg.input.paths)
-        if not paths:
-            paths = [bundled_sample_path()]
-            _say(
-                f"alm_beam: no --input given; curating the bundled sample manifest {paths[0]}",
-            )
         from apache_beam.options.pipeline_options import PipelineOptions
 
         check_locations(paths, cfg.output.path, PipelineOptions(beam_flags))  # object stores
-        # refuses an --output inside an --input (discovery.check_output_outside_inputs)
-        files, skipped = find_inputs(paths, cfg.output.path)
+        if found is None:
+            found = find_inputs(paths, cfg.output.path)
+        files, skipped = found
         check_readable(files)
 
         from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions

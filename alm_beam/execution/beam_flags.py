@@ -20,6 +20,10 @@ from typing import Optional, Sequence
 from alm_beam.core.params import ConfigError, brief, clip
 
 UNPARSEABLE_WARNING = "Discarding unparseable args"
+# How close a flag must be to one of alm_beam's own to be taken for its misspelling
+# (difflib's ratio). No Beam option comes closer than 0.75 (--spark_version and
+# --version); tests/test_instant_refusals.py checks every one Beam knows.
+NEAR_MISS_RATIO = 0.8
 
 
 def _beam_warning_filter(record: logging.LogRecord) -> bool:
@@ -62,6 +66,44 @@ def _split_leftovers(leftovers: Sequence[str]) -> tuple[list, list]:
 def _shown(items: Sequence[str], most: int = 3) -> str:
     text = ", ".join(brief(i) for i in items[:most])
     return text + (f" and {len(items) - most} more" if len(items) > most else "")
+
+
+def _unrecognized(flags: Sequence[str]) -> ConfigError:
+    names = sorted({f.split("=", 1)[0] for f in flags})
+    return ConfigError(
+        "unrecognized option(s): "
+        + ", ".join(clip(n) for n in names)
+        + " (neither an alm_beam option nor a Beam pipeline option; "
+        "see --help)"
+    )
+
+
+def _unexpected(strays: Sequence[str]) -> ConfigError:
+    return ConfigError(
+        f"unexpected argument(s): {_shown(strays)}; give several inputs after one --input "
+        "(--input a.jsonl b.jsonl) and quote a glob (--input 'dir/*.jsonl')"
+    )
+
+
+def near_miss_of(flag: str, own_flags: Sequence[str]) -> Optional[str]:
+    """The alm_beam flag that ``flag`` misspells (``--inptu``: ``--input``), or None."""
+    import difflib
+
+    close = difflib.get_close_matches(flag.split("=", 1)[0], own_flags, n=1, cutoff=NEAR_MISS_RATIO)
+    return close[0] if close else None
+
+
+def check_without_beam(cli_flags: Sequence[str], own_flags: Sequence[str]) -> None:
+    """What the flags alm_beam's parser left over show without Beam's parser
+    (importing Beam takes seconds): a misspelling of one of alm_beam's own flags,
+    or words with no flag at all that could take them as its value. The same
+    ConfigError ``check_command_line`` would raise; the rest is left to it."""
+    flags, strays = _split_leftovers(cli_flags)
+    misses = [flag for flag in flags if near_miss_of(flag, own_flags)]
+    if misses:
+        raise _unrecognized(misses)
+    if strays and not flags:
+        raise _unexpected(strays)
 
 
 def check_config_options(parser, flags: Sequence[str], where: str) -> None:
@@ -160,18 +202,9 @@ def check_command_line(parser, config_flags: Sequence[str], cli_flags: Sequence[
         raise ConfigError(str(exc)) from None
     flags, strays = _split_leftovers(leftovers)
     if flags:
-        names = sorted({f.split("=", 1)[0] for f in flags})
-        raise ConfigError(
-            "unrecognized option(s): "
-            + ", ".join(clip(n) for n in names)
-            + " (neither an alm_beam option nor a Beam pipeline option; "
-            "see --help)"
-        )
+        raise _unrecognized(flags)
     if strays:
-        raise ConfigError(
-            f"unexpected argument(s): {_shown(strays)}; give several inputs after one --input "
-            "(--input a.jsonl b.jsonl) and quote a glob (--input 'dir/*.jsonl')"
-        )
+        raise _unexpected(strays)
     check_option_ranges(known)
     return known
 
