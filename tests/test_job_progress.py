@@ -8,7 +8,6 @@ import re
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 from conftest import beam_test_pipeline, require_or_skip
@@ -62,6 +61,11 @@ class _Answers:
         return answer
 
 
+def _without_time(text: str) -> list:
+    """The lines of ``text`` with the elapsed time blanked (a busy machine may take seconds)."""
+    return [re.sub(r"elapsed \d+:\d\d", "elapsed T", line) for line in text.splitlines()]
+
+
 def test_monitor_prints_each_answer_skips_failed_polls_and_ends_with_the_final_state():
     job = _Answers(
         ("STARTING", {}),
@@ -72,16 +76,16 @@ def test_monitor_prints_each_answer_skips_failed_polls_and_ends_with_the_final_s
     out = io.StringIO()
     monitor = JobMonitor(job, "PrismRunner", out, interval_s=0.01)
     monitor.start()
-    assert job.asked.wait(30)
+    assert job.asked.wait(60)
     job.answers.append(("DONE", {"lines_read": 80, "entries_written": 79, "entries_failed": 1}))
     monitor.stop(succeeded=True)
-    lines = out.getvalue().splitlines()
-    assert lines[0] == "alm_beam: PrismRunner job STARTING, elapsed 0:00"
-    assert lines[1] == "alm_beam: PrismRunner job RUNNING, elapsed 0:00, 40 lines read"
-    assert lines[2].startswith("alm_beam: PrismRunner job RUNNING, elapsed 0:00, 80 lines read")
+    lines = _without_time(out.getvalue())
+    assert lines[0] == "alm_beam: PrismRunner job STARTING, elapsed T"
+    assert lines[1] == "alm_beam: PrismRunner job RUNNING, elapsed T, 40 lines read"
+    assert lines[2].startswith("alm_beam: PrismRunner job RUNNING, elapsed T, 80 lines read")
     assert (
         lines[-1]
-        == "alm_beam: PrismRunner job DONE, elapsed 0:00, 80 lines read, 79 entries written, 1 rejected"
+        == "alm_beam: PrismRunner job DONE, elapsed T, 80 lines read, 79 entries written, 1 rejected"
     )
     assert "did not answer" not in out.getvalue()  # a failed poll prints nothing
     assert monitor.cpu_s >= 0.0
@@ -89,21 +93,20 @@ def test_monitor_prints_each_answer_skips_failed_polls_and_ends_with_the_final_s
 
 def test_a_failed_run_gets_no_final_line_and_a_hung_poll_does_not_hold_it(monkeypatch):
     monkeypatch.setattr(progress, "POLL_TIMEOUT_S", 0.2)
-    release = threading.Event()
-    started = threading.Event()
+    release, started, answered = threading.Event(), threading.Event(), threading.Event()
 
     def hung():
         started.set()
-        release.wait(60)
+        release.wait(600)
+        answered.set()
         return "RUNNING", {}
 
     out = io.StringIO()
     monitor = JobMonitor(hung, "FlinkRunner", out, interval_s=0.01)
     monitor.start()
-    assert started.wait(30)
-    begun = time.monotonic()
-    monitor.stop(succeeded=False)
-    assert time.monotonic() - begun < 30  # bounded by the poll timeout, not by the runner
+    assert started.wait(60)
+    monitor.stop(succeeded=False)  # returns although the runner has not answered
+    assert not answered.is_set()
     release.set()
     assert out.getvalue() == ""
 
@@ -117,7 +120,7 @@ def test_watch_job_says_submitting_until_attached_and_nothing_when_disabled():
     with watch_job(True, "PrismRunner", out) as job:
         assert job.poll() == ("SUBMITTING", {})
         job.attach(lambda: ("DONE", {"lines_read": 3}))
-    assert out.getvalue().splitlines()[-1] == "alm_beam: PrismRunner job DONE, elapsed 0:00, 3 lines read"
+    assert _without_time(out.getvalue())[-1] == "alm_beam: PrismRunner job DONE, elapsed T, 3 lines read"
 
 
 def test_counter_values_sums_alm_beam_counters_over_steps():
