@@ -25,6 +25,7 @@ import math
 import sys
 from typing import NamedTuple, Optional, Sequence
 
+from alm_beam.core.display import terminal_safe
 from alm_beam.results.summary import LOSS_BUCKETS, LOSS_KNOBS, headline_figures
 
 REPORT_NAME = "report.html"
@@ -627,9 +628,17 @@ def read_summary(directory: str) -> dict:
 
 
 def write_report(directory: str, page: str, name: str = REPORT_NAME) -> str:
+    """Write ``page`` as ``directory/name``. Locally as a new file renamed over
+    the old one, never through a link (``OutputDirError`` names a link there);
+    on an object store through Beam's FileSystems (no links there)."""
     from apache_beam.io.filesystems import FileSystems
 
     path = FileSystems.join(directory, name)
+    if "://" not in directory:
+        from alm_beam.io.output_dir import replace_local_file
+
+        replace_local_file(path, page.encode("utf-8"), "choose another directory")
+        return path
     with FileSystems.create(path) as fh:
         fh.write(page.encode("utf-8"))
     return path
@@ -649,21 +658,33 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         doc = read_summary(args.directory)
     except Exception as exc:  # noqa: BLE001 - a missing/unreadable summary is the user's answer
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        print(
+        _say(
             f"alm_beam: error: cannot read {args.directory}/{SUMMARY_NAME} ({reason}); "
-            "pass the output directory of a finished run",
-            file=sys.stderr,
+            "pass the output directory of a finished run"
         )
         return 2
     try:
         page = render_html(doc)
     except (KeyError, TypeError, ValueError) as exc:
-        print(
+        _say(
             f"alm_beam: error: {args.directory}/{SUMMARY_NAME} is not an alm_beam summary "
-            f"({type(exc).__name__}: {exc})",
-            file=sys.stderr,
+            f"({type(exc).__name__}: {exc})"
         )
         return 2
-    path = write_report(args.directory, page)
-    print(f"alm_beam: wrote {path}")
+    from alm_beam.io.output_dir import OutputDirError
+
+    try:
+        path = write_report(args.directory, page)
+    except OutputDirError as exc:
+        _say(f"alm_beam: error: {exc}")
+        return 2
+    except OSError as exc:
+        _say(f"alm_beam: error: cannot write {args.directory}/{REPORT_NAME} ({exc.strerror or exc})")
+        return 2
+    print(terminal_safe(f"alm_beam: wrote {path}"))
     return 0
+
+
+def _say(line: str) -> None:
+    """An error line on stderr; the directory it names cannot control the terminal."""
+    print(terminal_safe(line), file=sys.stderr)
