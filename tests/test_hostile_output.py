@@ -113,6 +113,21 @@ def finished_run(tmp_path_factory):
     return out
 
 
+def test_overwrite_refuses_a_shard_replaced_by_a_link(tmp_path, finished_run, victim):
+    """A previous run's shard, recorded as ours, is now a link: --overwrite
+    names it and deletes nothing (a run would write that name again)."""
+    out = tmp_path / "out"
+    shutil.copytree(finished_run, out, symlinks=True)
+    [shard] = sorted(out.glob("windows-*.jsonl"))
+    shard.unlink()
+    shard.symlink_to(victim)
+    before = sorted(os.listdir(out))
+    line = _one_error_line(_run("--input", FIXTURES / "sample_input.jsonl", "--output", out, "--overwrite"))
+    assert f"{shard.name} is a symbolic link" in line, line
+    assert sorted(os.listdir(out)) == before
+    _assert_outside_untouched(victim)
+
+
 @pytest.mark.parametrize("dangling", [False, True], ids=["to-a-file", "dangling"])
 def test_report_cli_refuses_a_symlinked_report(tmp_path, finished_run, victim, dangling):
     out = tmp_path / "out"
