@@ -271,6 +271,7 @@ class DecodedStream:
         raw_pos = 0  # compressed bytes consumed so far (before ``pending``)
         out_pos = 0  # decompressed bytes yielded so far
         stream_start = 0  # compressed offset where the current stream began
+        stream_out = 0  # decompressed offset where it began (earlier streams' bytes)
         pending = b""
         while True:
             if not pending:
@@ -308,7 +309,7 @@ class DecodedStream:
                             ),
                         )
                 dec = _new_decoder(codec)
-                stream_start = raw_pos
+                stream_start, stream_out = raw_pos, out_pos
             try:
                 for piece in dec.pieces(pending):
                     out_pos += len(piece)
@@ -316,7 +317,12 @@ class DecodedStream:
             except errors as exc:
                 cause = _describe(exc)
                 yield from self._replay(
-                    dec_start=stream_start, chunk_start=raw_pos, chunk=pending, delivered=out_pos, cause=cause
+                    dec_start=stream_start,
+                    dec_out=stream_out,
+                    chunk_start=raw_pos,
+                    chunk=pending,
+                    delivered=out_pos,
+                    cause=cause,
                 )
                 return  # _replay always raises
             if dec.eof:
@@ -328,13 +334,15 @@ class DecodedStream:
                 pending = b""
 
     def _replay(
-        self, dec_start: int, chunk_start: int, chunk: bytes, delivered: int, cause: str
+        self, dec_start: int, dec_out: int, chunk_start: int, chunk: bytes, delivered: int, cause: str
     ) -> Iterator[bytes]:
         """A decoder call failed on ``chunk`` and lost what it had decoded of it.
 
         Decode the stream again from its start, the failing chunk one byte at
         a time, and yield the bytes past ``delivered`` that decode before the
-        error: the damage point is then exact to the byte. Needs a seekable
+        error: the damage point is then exact to the byte. The stream began at
+        compressed offset ``dec_start`` and decompressed offset ``dec_out`` (the
+        bytes of the streams before it). Needs a seekable
         file; without one the damage is reported where the failing call began.
         """
         errors = self._errors
@@ -343,7 +351,7 @@ class DecodedStream:
         except (OSError, AttributeError, ValueError):
             raise DamagedStream(delivered, chunk_start, cause, exact=False) from None
         dec = _new_decoder(self._codec)
-        produced = 0
+        produced = dec_out
         left = chunk_start - dec_start
         while left > 0:  # re-decode up to the failing chunk (it decoded before)
             block = self._raw.read(min(RAW_CHUNK, left))
