@@ -187,6 +187,32 @@ def test_cli_error_line_for_an_input_path_with_an_escape_sequence(tmp_path):
     assert line.startswith("alm_beam: error: ") and "missing\\x1b]52;c;cHduZWQ=\\x07" in line
 
 
+def test_cli_error_line_for_an_output_path_with_an_escape_sequence(tmp_path):
+    """The output checks quote the path as given (discovery's --input
+    messages use Python's repr, which escaped already)."""
+    parent = tmp_path / f"file{HOSTILE}"
+    parent.write_text("a file, not a directory\n")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "alm_beam.run",
+            "--input",
+            str(FIXTURES / "sample_input.jsonl"),
+            "--output",
+            str(parent / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2
+    assert not _raw_controls(proc.stderr), proc.stderr
+    [line] = proc.stderr.splitlines()
+    # (the message clips the path, folding its whitespace, CR and U+0085 included)
+    assert line.startswith("alm_beam: error: --output ") and "file\\x1b]52;c;cHduZWQ=\\x07\\u009b2J" in line
+
+
 def test_cli_usage_error_line_escapes_the_argument(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "alm_beam.run", f"--bogus{HOSTILE}"],
