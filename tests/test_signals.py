@@ -121,6 +121,13 @@ def _wait_for(proc, ready, what: str) -> None:
     assert ready(), f"the run never reached {what}"
 
 
+def _is_prism(pid: int) -> bool:
+    try:
+        return os.path.realpath(f"/proc/{pid}/exe") == os.path.realpath(PRISM)
+    except OSError:
+        return False
+
+
 def _catches_stop_signals(pid: int) -> bool:
     """The process has its own handlers for SIGINT and SIGTERM (SigCgt in
     /proc/PID/status): the earliest moment the run answers a signal."""
@@ -187,6 +194,10 @@ def test_a_signal_stops_the_run_with_one_line(
             _wait_for(proc, lambda: (out / "summary.json").exists(), "its end")
             time.sleep(0.3)
         started = _tree(proc.pid)
+        if workers == "Prism":
+            # a terminal's Ctrl-C must not reach Prism itself: dying first, it made the
+            # run's data-plane thread log a traceback before the run could stop
+            assert [pid for pid in started if _is_prism(pid) and os.getpgid(pid) == proc.pid] == []
         if signum == signal.SIGINT:
             os.killpg(proc.pid, signum)  # Ctrl-C: the terminal signals the whole group
         else:

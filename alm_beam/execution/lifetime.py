@@ -67,10 +67,16 @@ class ChildProcess:
 
     Start it from the main thread: PDEATHSIG fires when the *thread* that forked
     the child ends, and the main thread lives as long as the process.
+
+    It runs in a session of its own: a terminal's Ctrl-C, sent to the run's
+    whole process group, reaches only the run, which stops the server itself
+    (``interrupts``). A server that died of the Ctrl-C first made the run's
+    data-plane thread log a traceback before the run could say its one line.
     """
 
     def __init__(self, argv: list, **popen_kwargs):
         self.argv = list(argv)
+        popen_kwargs.setdefault("start_new_session", True)
         self.process = subprocess.Popen(
             self.argv, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent_preexec(), **popen_kwargs
         )
