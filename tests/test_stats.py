@@ -294,6 +294,7 @@ def test_entry_record_counts_filtered_timestamps_not_windows():
         "lost_win": 1,
         "lost_no_spkr": 0,
         "lost_next_seg_bm": 0,
+        "entries_reduced": 0,
     }
     assert dict(zip(FLOAT_FIELDS, twin[1])) == {
         "filtered_dur": 10,
