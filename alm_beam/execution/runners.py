@@ -27,14 +27,25 @@ Its web UI, which binds ``localhost`` only, is turned off here.
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import time
 from importlib import metadata
 from typing import Optional
 
 from alm_beam.core.params import ConfigError
-from alm_beam.execution.lifetime import ChildProcess, die_with_parent  # noqa: F401 - re-exported
+from alm_beam.execution.job_servers import (
+    ENGINES,
+    announce,
+    master_of,
+    resolve_job_server_jar,
+    start_job_server,
+)
+from alm_beam.execution.lifetime import (  # noqa: F401 - re-exported
+    ChildProcess,
+    die_with_parent,
+    free_port,
+    port_accepts,
+)
 
 PRISM_MODULE = "github.com/apache/beam/sdks/v2/go/cmd/prism"
 PRISM_IDLE_SHUTDOWN = "5m"  # Prism exits on its own after this long without a job
@@ -86,6 +97,8 @@ def check_runner_supported(options) -> None:
         raise ConfigError(DASK_REFUSAL.format(beam=beam_version()))
     if key == "prism" and not options.view_as(PortableOptions).job_endpoint:
         resolve_prism_binary(options.view_as(PrismRunnerOptions).prism_location)
+    if key in ENGINES and not options.view_as(PortableOptions).job_endpoint:
+        resolve_job_server_jar(ENGINES[key], options)
 
 
 def resolve_prism_binary(prism_location: Optional[str]) -> str:
@@ -107,20 +120,6 @@ def resolve_prism_binary(prism_location: Optional[str]) -> str:
             "`bash pipelines/prism.sh build` (needs Go), or pass --prism_location PATH"
         )
     return path
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
-def port_accepts(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def start_prism(
@@ -164,25 +163,37 @@ _STARTED: list = []
 
 
 def prepare_runner(options) -> None:
-    """For ``--runner PrismRunner`` without ``--job_endpoint``: start our Prism and an
-    in-process worker pool on 127.0.0.1, and point ``options`` at them.
+    """For ``--runner PrismRunner``, ``FlinkRunner`` or ``SparkRunner`` without
+    ``--job_endpoint``: start our Prism or Beam's job server for the engine
+    (``job_servers``), and, unless an environment is given, an in-process worker
+    pool on 127.0.0.1; point ``options`` at them.
 
     Every other runner is left to Beam unchanged. Call from the main thread, after
     every user error has been reported; ``stop_started`` undoes it.
     """
     from apache_beam.options.pipeline_options import PortableOptions, PrismRunnerOptions, StandardOptions
 
-    if runner_key(options.view_as(StandardOptions).runner) != "prism":
+    key = runner_key(options.view_as(StandardOptions).runner)
+    if key != "prism" and key not in ENGINES:
         return
     portable = options.view_as(PortableOptions)
-    if portable.job_endpoint:  # the user's own Prism (or other job service)
+    if portable.job_endpoint:  # the user's own job service (Prism, a job server)
         return
-    binary = resolve_prism_binary(options.view_as(PrismRunnerOptions).prism_location)
-    child, endpoint = start_prism(binary)
-    _STARTED.append(child.stop)
-    print(
-        f"alm_beam: PrismRunner: Prism {binary} (pid {child.pid}) serving jobs at {endpoint}", file=sys.stderr
-    )
+    if key == "prism":
+        binary = resolve_prism_binary(options.view_as(PrismRunnerOptions).prism_location)
+        child, endpoint = start_prism(binary)
+        _STARTED.append(child.stop)
+        print(
+            f"alm_beam: PrismRunner: Prism {binary} (pid {child.pid}) serving jobs at {endpoint}",
+            file=sys.stderr,
+        )
+    else:
+        engine = ENGINES[key]
+        jar = resolve_job_server_jar(engine, options)
+        master = master_of(engine, options)
+        child, endpoint, log_path = start_job_server(engine, jar, master)
+        _STARTED.append(child.stop)
+        announce(engine, child, endpoint, master, log_path)
     portable.job_endpoint = endpoint
     if not portable.environment_type:
         # Beam's LOOPBACK, but listening on 127.0.0.1 rather than on every interface.
