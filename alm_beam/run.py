@@ -413,6 +413,30 @@ def _run(cfg: RunConfig, beam_flags: list, pool: Optional[WarmWorkerPool], *, qu
         output.release()
 
 
+def _check_staged_summary(output, cfg: RunConfig) -> None:
+    """The line balance and the error budget, from the summary.json the job staged:
+    checked here, once the job has ended, rather than inside the job, where an
+    engine's restart strategy would retry a failing check (a rerun Flink job then
+    fails on its first attempt's files). A failing check removes the staged
+    summary.json and report.html (no summary, no success; no report that reads as
+    one) and raises into ``_run_into``'s one line."""
+    from apache_beam.io.filesystems import FileSystems
+
+    from alm_beam.io.output_dir import SUMMARY_NAME
+    from alm_beam.results.summary import check_error_budget, check_line_balance
+
+    path = FileSystems.join(output.staging, SUMMARY_NAME)
+    with FileSystems.open(path) as fh:
+        doc = json.loads(fh.read())
+    try:
+        check_line_balance(doc)
+        check_error_budget(doc, cfg.input.max_error_fraction)
+    except Exception:
+        staged = [path, FileSystems.join(output.staging, "report.html")]
+        FileSystems.delete([name for name in staged if FileSystems.exists(name)])
+        raise
+
+
 def _run_into(
     output,
     cfg: RunConfig,
@@ -493,6 +517,7 @@ def _run_into(
             result = pipeline.run()
             job.attach(job_poll(result))
             result.wait_until_finish()
+        _check_staged_summary(output, cfg)
         output.commit()
     except Exception as exc:  # an exceeded error budget is a one-line answer, not a traceback
         text = str(exc)
@@ -522,7 +547,14 @@ def _run_into(
             )
             return 1
         output.abandon()
-        raise
+        if os.environ.get("ALM_BEAM_DEBUG"):
+            raise
+        first = (str(exc).strip().splitlines() or [""])[0].split(" [while running ")[0]
+        _say(
+            f"alm_beam: error: job failed: {type(exc).__name__}: {first[:500]}; nothing was committed "
+            f"to {cfg.output.path} (ALM_BEAM_DEBUG=1 shows the traceback)",
+        )
+        return 1
 
     from apache_beam.io.filesystems import FileSystems
 

@@ -3,6 +3,8 @@ wrote, rejected and skipped as blank, or the run fails without summary.json."""
 
 from __future__ import annotations
 
+import pathlib
+
 import orjson
 import pytest
 from bad_inputs.corpus import read_output, run_in_process
@@ -100,3 +102,58 @@ def test_a_line_lost_inside_the_pipeline_fails_the_run(tmp_path, monkeypatch):
     summary = read_output(tmp_path / "ok").summary
     assert (summary["lines_read"], summary["blank_lines"], summary["entries_written"]) == (6, 1, 5)
     assert orjson.loads(orjson.dumps(summary))["entries_read"] == 5
+
+
+@pytest.mark.e2e
+def test_an_unexpected_job_failure_is_one_line_and_commits_nothing(tmp_path, monkeypatch):
+    """Any other failure of the job (a bug, an engine's error): one line naming the
+    exception, exit 1, nothing committed; ALM_BEAM_DEBUG=1 keeps the traceback."""
+    import alm_beam.beam.transforms as transforms
+
+    def broken(raw, *args, **kwargs):
+        raise ValueError("simulated fault\nsecond line")
+
+    monkeypatch.setattr(transforms, "curate_line", broken)
+    monkeypatch.delenv("ALM_BEAM_DEBUG", raising=False)
+    out = tmp_path / "out"
+    result = run_in_process(
+        ["--input", str(FIXTURES / "sample_input.jsonl"), "--output", str(out), "--quiet"]
+    )
+    assert result.code == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines == [
+        f"alm_beam: error: job failed: ValueError: simulated fault; nothing was committed to {out} "
+        "(ALM_BEAM_DEBUG=1 shows the traceback)"
+    ], result.stderr
+    assert not out.exists() or sorted(p.name for p in out.iterdir()) == []
+
+
+@pytest.mark.e2e
+def test_the_error_budget_is_checked_once_the_job_has_ended(tmp_path, monkeypatch):
+    """The budget and the line balance are checked by the CLI on the staged summary,
+    not inside the job (an engine would retry a failing step): the job itself
+    finishes, and the staged summary.json and report.html are removed."""
+    import alm_beam.run as run_module
+
+    seen = []
+    real = run_module._check_staged_summary
+
+    def spying(output, cfg):
+        seen.append(sorted(p.name for p in pathlib.Path(output.staging).iterdir()))
+        return real(output, cfg)
+
+    monkeypatch.setattr(run_module, "_check_staged_summary", spying)
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_bytes((FIXTURES / "sample_input.jsonl").read_bytes() + b"{not json\n")
+    out = tmp_path / "out"
+    result = run_in_process(
+        ["--input", str(manifest), "--output", str(out), "--max_error_fraction", "0", "--quiet"]
+    )
+    assert result.code == 1
+    assert result.stderr.strip().startswith("alm_beam: error: job failed: 1 of 6 lines were rejected")
+    assert "summary.json" in seen[0] and "report.html" in seen[0]  # the job itself finished
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
+        "errors-00000-of-00001.jsonl",
+        "train-00000-of-00001.jsonl",
+        "windows-00000-of-00001.jsonl",
+    ]
