@@ -7,7 +7,11 @@
 - PrismRunner (Prism from ``pipelines/prism.sh build``, SDK harness in the CLI);
 - the portable deployment (``pipelines/portable.sh up``; ``submit``: Prism as a job
   service, the SDK harness in a worker process of the pool; ``up`` and ``down`` are
-  outside the timing, as for a cluster that is already running).
+  outside the timing, as for a cluster that is already running);
+- with ``--engines flink,spark``: a Flink cluster (``pipelines/flink.sh up``) at
+  parallelism 1 and 2 and a Spark cluster (``pipelines/spark.sh up``), each job
+  submitted to the launcher's job server with the SDK harness in its worker pool
+  (EXTERNAL); ``up`` and ``down`` outside the timing.
 
 Each run is the whole ``python -m alm_beam.run`` process, timed from outside. The
 outputs must be the same multiset of lines, or the benchmark fails. Ratios are to
@@ -60,6 +64,36 @@ def _timed(argv: list, env=None) -> float:
     return elapsed
 
 
+def _engine_runs(engine: str, work: str, env: dict, common: list) -> list:
+    """Bring the engine's local cluster up, time its jobs, bring it down."""
+    script = ["bash", os.path.join(REPO_PIPELINES, f"{engine}.sh")]
+    names = (
+        ["ALM_FLINK_REST_PORT", "ALM_FLINK_RPC_PORT", "ALM_FLINK_POOL_PORT", "ALM_FLINK_JOB_PORT"]
+        + ["ALM_FLINK_ARTIFACT_PORT"]
+        if engine == "flink"
+        else ["ALM_SPARK_MASTER_PORT", "ALM_SPARK_MASTER_WEBUI_PORT", "ALM_SPARK_WORKER_WEBUI_PORT"]
+        + ["ALM_SPARK_POOL_PORT", "ALM_SPARK_JOB_PORT", "ALM_SPARK_ARTIFACT_PORT"]
+    )
+    env = dict(env, **dict(zip(names, map(str, _free_ports(len(names))))))
+    env[f"ALM_{engine.upper()}_STATE_DIR"] = os.path.join(work, f"{engine}_state")
+    env[f"ALM_{engine.upper()}_ENVIRONMENT_TYPE"] = "EXTERNAL"
+    runs = (
+        [("Flink, parallelism 1", ["--parallelism", "1"]), ("Flink, parallelism 2", ["--parallelism", "2"])]
+        if engine == "flink"
+        else [("Spark (local cluster, 2 cores)", [])]
+    )
+    subprocess.run(script + ["up"], env=env, check=True, stdout=subprocess.DEVNULL)
+    results = []
+    try:
+        for i, (name, flags) in enumerate(runs):
+            out = os.path.join(work, f"{engine}{i}")
+            seconds = _timed(script + ["submit"] + common + flags + ["--output", out], env)
+            results.append((f"{name} ({engine}.sh submit, worker pool)", seconds, out))
+    finally:
+        subprocess.run(script + ["down"], env=env, stdout=subprocess.DEVNULL)
+    return results
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.runners", description=__doc__.split("\n\n")[0]
@@ -69,7 +103,17 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--compact", action="store_true", help="pass --compact to every run (much smaller output)"
     )
+    parser.add_argument(
+        "--engines",
+        default="",
+        help="also run on these local clusters: flink, spark or flink,spark "
+        "(needs `bash pipelines/flink.sh install` / `spark.sh install`)",
+    )
     args = parser.parse_args(argv)
+    engines = [e for e in args.engines.split(",") if e]
+    unknown = sorted(set(engines) - {"flink", "spark"})
+    if unknown:
+        parser.error(f"--engines: unknown {', '.join(unknown)} (flink, spark)")
 
     work = tempfile.mkdtemp(prefix="alm_runner_bench_")
     env = dict(os.environ)
@@ -117,6 +161,8 @@ def main(argv=None) -> int:
                 results.append((name, _timed(command + common + ["--output", out], env), out))
         finally:
             subprocess.run(portable + ["down"], env=env, stdout=subprocess.DEVNULL)
+        for engine in engines:
+            results += _engine_runs(engine, work, env, common)
         reference = _lines(results[0][2])
         for name, _, out in results[1:]:
             if _lines(out) != reference:
