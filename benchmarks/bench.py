@@ -120,7 +120,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
         default=("default",),
         metavar="SHAPE",
         help="the workload's shape: "
-        + "; ".join(f"{s.name}: {s.what}" for s in SHAPES.values())
+        + "; ".join(f"{s.name}: {s.what}".replace("%", "%%") for s in SHAPES.values())
         + f". Several separated by commas, or all ({', '.join(ALL_SHAPES)}): each is "
         "measured in turn, and their ratios are set side by side at the end. --entries "
         "is the default shape's count; the others scale it to about the same bytes "
