@@ -127,3 +127,44 @@ def test_lost_job_service_names_the_endpoint_and_only_for_unavailable():
     )
     assert lost_job_service(Failed(grpc.StatusCode.INTERNAL, "boom"), options) is None
     assert lost_job_service(RuntimeError("UNAVAILABLE"), options) is None
+
+
+def test_a_cancelled_harness_stream_prints_no_traceback():
+    """The in-process SDK harness's threads raise gRPC CANCELLED when the engine
+    closes their streams (Spark, between stages): no traceback for that; any other
+    exception in a thread still reaches the previous hook (which prints it)."""
+    import logging
+    import threading
+
+    import grpc
+
+    from alm_beam.execution import runners
+
+    class Cancelled(grpc.RpcError):
+        def code(self):
+            return grpc.StatusCode.CANCELLED
+
+    reached = []
+    previous = threading.excepthook
+    threading.excepthook = lambda args: reached.append(type(args.exc_value).__name__)
+    try:
+        runners.install_quiet_job_stream_threads()
+
+        def raising(exc):
+            def run():
+                raise exc
+
+            thread = threading.Thread(target=run, name="read_grpc_client_inputs")
+            thread.start()
+            thread.join()
+
+        raising(Cancelled())
+        raising(ValueError("a real problem"))
+        assert reached == ["ValueError"]
+        logger = logging.getLogger("apache_beam.runners.worker.data_plane")
+        record = logger.makeRecord(
+            logger.name, logging.ERROR, __file__, 1, "Failed", (), (Cancelled, Cancelled(), None)
+        )
+        assert not logger.filter(record)
+    finally:
+        threading.excepthook = previous

@@ -241,12 +241,39 @@ def lost_job_service(exc: BaseException, options) -> Optional[str]:
     )
 
 
+def _cancelled_rpc(exc) -> bool:
+    """A gRPC stream the other side closed (CANCELLED): how an engine ends an SDK
+    harness's data and control streams when it is done with them."""
+    try:
+        import grpc
+    except ImportError:  # pragma: no cover - grpc comes with apache-beam
+        return False
+    if not isinstance(exc, grpc.RpcError) or not hasattr(exc, "code"):
+        return False
+    try:
+        return exc.code() == grpc.StatusCode.CANCELLED
+    except Exception:  # noqa: BLE001 - a half-built error object: not ours to judge
+        return False
+
+
+def _not_a_cancelled_stream(record) -> bool:
+    exc = record.exc_info[1] if record.exc_info else None
+    return not _cancelled_rpc(exc)
+
+
 def install_quiet_job_stream_threads() -> None:
     """Beam's PortableRunner reads the job's message stream in a thread that dumps
     a traceback when the job service goes away; the main thread reports that
-    loss in one line (``lost_job_service``), so the thread's copy is dropped."""
+    loss in one line (``lost_job_service``), so the thread's copy is dropped.
+
+    The SDK harness that runs in this process (our in-process worker pool) has
+    threads that dump tracebacks, and a data-plane logger that logs one, when the
+    engine closes their streams (CANCELLED: Spark does so between stages); the
+    job's outcome is what the CLI reports, so those are dropped too."""
+    import logging
     import threading
 
+    logging.getLogger("apache_beam.runners.worker.data_plane").addFilter(_not_a_cancelled_stream)
     previous = threading.excepthook
 
     def hook(args) -> None:
@@ -259,6 +286,8 @@ def install_quiet_job_stream_threads() -> None:
                     return
             except ImportError:  # pragma: no cover
                 pass
+        if _cancelled_rpc(args.exc_value):
+            return
         previous(args)
 
     threading.excepthook = hook
