@@ -83,10 +83,8 @@ def test_monitor_prints_each_answer_skips_failed_polls_and_ends_with_the_final_s
     assert lines[0] == "alm_beam: PrismRunner job STARTING, elapsed T"
     assert lines[1] == "alm_beam: PrismRunner job RUNNING, elapsed T, 40 lines read"
     assert lines[2].startswith("alm_beam: PrismRunner job RUNNING, elapsed T, 80 lines read")
-    assert (
-        lines[-1]
-        == "alm_beam: PrismRunner job DONE, elapsed T, 80 lines read, 79 entries written, 1 rejected"
-    )
+    # the final line: the state alone (the summary printed next has the exact counts)
+    assert lines[-1] == "alm_beam: PrismRunner job DONE, elapsed T"
     assert "did not answer" not in out.getvalue()  # a failed poll prints nothing
     assert monitor.cpu_s >= 0.0
 
@@ -120,7 +118,7 @@ def test_watch_job_says_submitting_until_attached_and_nothing_when_disabled():
     with watch_job(True, "PrismRunner", out) as job:
         assert job.poll() == ("SUBMITTING", {})
         job.attach(lambda: ("DONE", {"lines_read": 3}))
-    assert _without_time(out.getvalue())[-1] == "alm_beam: PrismRunner job DONE, elapsed T, 3 lines read"
+    assert _without_time(out.getvalue())[-1] == "alm_beam: PrismRunner job DONE, elapsed T"
 
 
 def test_counter_values_sums_alm_beam_counters_over_steps():
@@ -180,12 +178,13 @@ def _check_job_lines(stderr: str, runner: str, out) -> None:
     summary = json.loads((out / "summary.json").read_text())
     last = matches[-1]
     assert last.group(1) == "DONE"
-    assert [int(g.replace(",", "")) for g in last.groups()[3:]] == [
-        summary["lines_read"],
-        summary["entries_written"],
-        summary["entries_failed"],
-        summary["filtered_windows"],
-    ]
+    # The final line has no counts (the runner's may lag; the summary's are exact),
+    # and no line ever counts more than the run did.
+    assert last.groups()[3:] == (None, None, None, None), lines[-1]
+    truth = [summary[k] for k in ("lines_read", "entries_written", "entries_failed", "filtered_windows")]
+    for m in matches:
+        for shown, exact in zip(m.groups()[3:], truth):
+            assert shown is None or int(shown.replace(",", "")) <= exact, m.group(0)
     assert summary["entries_failed"] == 1
 
 

@@ -238,8 +238,8 @@ class JobMonitor(ProgressMonitor):
 
     ``poll`` asks the runner (a remote call): when it fails or takes longer than
     ``POLL_TIMEOUT_S``, that moment prints nothing; the run itself reports a
-    runner that is gone. A successful run ends with the job's final state and
-    counters.
+    runner that is gone. A successful run ends with the job's final state (its
+    counts are the summary's, printed next).
     """
 
     tty_interval_s = JOB_TTY_INTERVAL_S
@@ -255,6 +255,10 @@ class JobMonitor(ProgressMonitor):
             state, counters = self.poll()
         except Exception:  # noqa: BLE001 - progress must not fail or clutter a run
             return None
+        if final:
+            # A runner's counters at the job's end can lag its last bundles (Prism's
+            # did: half the entries); the summary printed next has the exact counts.
+            counters = {}
         return format_job_progress(self.runner, state, time.monotonic() - self._started, counters)
 
     def _join(self) -> bool:
