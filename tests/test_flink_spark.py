@@ -250,18 +250,12 @@ def _totals(out_dir) -> dict:
     return {key: summary.get(key) for key in keys}
 
 
-def _without_place(record: dict) -> str:
-    return canonical(record)
-
-
 def assert_same_as_direct(out_dir, direct_dir) -> None:
     """Windows, error records, training lines and the totals equal the DirectRunner's."""
     for prefix in ("windows", "errors", "train"):
         got, want = read_shards(out_dir, prefix), read_shards(direct_dir, prefix)
         assert want, prefix
-        assert collections.Counter(map(_without_place, got)) == collections.Counter(
-            map(_without_place, want)
-        ), prefix
+        assert collections.Counter(map(canonical, got)) == collections.Counter(map(canonical, want)), prefix
     totals = _totals(out_dir)
     assert totals == _totals(direct_dir)
     # the line balance, from the reader's count and the outputs' counts

@@ -36,6 +36,7 @@ from alm_beam.core.params import ConfigError
 from alm_beam.execution.job_servers import (
     ENGINES,
     announce,
+    cache_root,
     master_of,
     resolve_job_server_jar,
     start_job_server,
@@ -50,7 +51,6 @@ from alm_beam.execution.lifetime import (  # noqa: F401 - re-exported
 PRISM_MODULE = "github.com/apache/beam/sdks/v2/go/cmd/prism"
 PRISM_IDLE_SHUTDOWN = "5m"  # Prism exits on its own after this long without a job
 PRISM_READY_TIMEOUT_S = 60.0
-_STOP_GRACE_S = 5.0
 
 # What Beam's DaskRunner (2.77) was measured to do with this pipeline (issue 11).
 DASK_REFUSAL = (
@@ -75,11 +75,6 @@ def runner_key(runner_name: Optional[str]) -> str:
 def beam_version() -> str:
     """The installed apache-beam version, without importing Beam."""
     return metadata.version("apache-beam")
-
-
-def cache_root() -> str:
-    """``$ALM_BEAM_CACHE``, else ``~/.cache/alm_beam``: built and downloaded parts, by version."""
-    return os.environ.get("ALM_BEAM_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "alm_beam")
 
 
 def prism_binary_path(version: Optional[str] = None) -> str:
