@@ -14,10 +14,9 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.pvalue import AsList
 
-from alm_beam.beam.transforms import AggregateRunStats, CurateEntries, ReadManifestLines
+from alm_beam.beam.transforms import AggregateRunStats, CurateEntries, ReadManifestLines, bins_for
 from alm_beam.config import RunConfig
 from alm_beam.core.curate import OutputOptions
-from alm_beam.core.stats import DurationBins
 from alm_beam.io.discovery import ReadRange
 from alm_beam.io.output_dir import SUMMARY_NAME, test_pause
 from alm_beam.io.storage import LineCoder
@@ -145,7 +144,8 @@ def build_pipeline(
     read = p | "ReadManifests" >> ReadManifestLines(
         units, reshuffle, max_line_bytes=cfg.input.max_line_bytes, progress_dir=progress_dir
     )
-    curated = read.lines | "CurateEntries" >> CurateEntries(cfg.params, options)
+    bins = bins_for(cfg.params)
+    curated = read.lines | "CurateEntries" >> CurateEntries(cfg.params, options, bins)
 
     window_files = curated.entries | "WriteWindows" >> _jsonl_sink(write_dir, WINDOWS_PREFIX, cfg)
     error_files = curated.errors | "WriteErrors" >> _jsonl_sink(write_dir, ERRORS_PREFIX, cfg)
@@ -158,7 +158,6 @@ def build_pipeline(
     # everything else is complete. The reader's per-range counts travel with the
     # entry records, so the summary step can check that every line read was
     # written, rejected or blank.
-    bins = DurationBins.for_range(cfg.params.builder.min_duration, cfg.params.builder.max_duration)
     summary = (
         (curated.stats, read.counts)
         | "CollectStats" >> beam.Flatten()

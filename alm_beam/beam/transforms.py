@@ -15,6 +15,7 @@ import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
+from apache_beam.utils.windowed_value import WindowedValue
 
 from alm_beam.core.curate import Curated, OutputOptions, curate_line, failed_line
 from alm_beam.core.params import CurationParams
@@ -196,13 +197,19 @@ class _CurateFn(beam.DoFn):
     """parse -> validate -> build -> filter -> serialize; bad lines go to ERRORS_TAG,
     an entry's training lines (one element per entry that has any) to TRAIN_TAG.
 
-    Counters are summed per bundle and reported in ``finish_bundle`` (a
-    counter update per element costs more than the bookkeeping here).
+    Statistics are summed here, per bundle and window, into one ``stats.RunStats``
+    each, emitted to STATS_TAG in ``finish_bundle``: a record per entry would
+    cross a stage boundary (the runners materialize the Flatten that joins them
+    with the reader's counts), encoded, sent to the runner and read back, which
+    cost more than curating a small entry and kept a second worker waiting on
+    the runner process. ``RunStats`` merges exactly, so the totals do not depend
+    on the bundles. Counters are likewise reported once per bundle.
     """
 
-    def __init__(self, params: CurationParams, options: OutputOptions):
+    def __init__(self, params: CurationParams, options: OutputOptions, bins: DurationBins = DEFAULT_BINS):
         self._params = params
         self._options = options
+        self._bins = bins
         self.written = Metrics.counter(METRICS_NAMESPACE, "entries_written")
         self.failed = Metrics.counter(METRICS_NAMESPACE, "entries_failed")
         self.blank = Metrics.counter(METRICS_NAMESPACE, "blank_lines")
@@ -210,6 +217,7 @@ class _CurateFn(beam.DoFn):
         self.kept = Metrics.counter(METRICS_NAMESPACE, "filtered_windows")
         self._counts: list = []
         self._failures: dict = {}
+        self._stats: dict = {}  # window -> RunStats of this bundle
 
     def setup(self):
         # One line holds a few thousand dicts and lists (one per word) for well
@@ -226,8 +234,9 @@ class _CurateFn(beam.DoFn):
         # written, blank, windows, filtered windows; failures by reason
         self._counts = [0, 0, 0, 0]
         self._failures = {}
+        self._stats = {}
 
-    def process(self, item: ManifestLine):
+    def process(self, item: ManifestLine, window=beam.DoFn.WindowParam):
         problem = item.problem
         if problem is None:
             outcome = curate_line(
@@ -252,24 +261,28 @@ class _CurateFn(beam.DoFn):
         if outcome is None:  # blank: the reader drops (and counts) these before curation
             counts[1] += 1
             return
+        stats = self._stats.get(window)
+        if stats is None:
+            stats = self._stats[window] = RunStats(self._bins)
         if type(outcome) is Curated:
             ints = outcome.record[0]
             counts[0] += 1
             counts[2] += ints[_WINDOWS]
             counts[3] += ints[_KEPT]
+            stats.add_entry(outcome.record)
             yield outcome.line
-            yield beam.pvalue.TaggedOutput(STATS_TAG, outcome.record)
             if outcome.train:
                 yield beam.pvalue.TaggedOutput(TRAIN_TAG, outcome.train)
         else:
             reason = outcome.reason
             self._failures[reason] = self._failures.get(reason, 0) + 1
+            stats.add_error(ErrorItem(reason, item.source, item.offset, item.line, outcome.line))
             yield beam.pvalue.TaggedOutput(ERRORS_TAG, outcome.line)
-            yield beam.pvalue.TaggedOutput(
-                STATS_TAG, ErrorItem(reason, item.source, item.offset, item.line, outcome.line)
-            )
 
     def finish_bundle(self):
+        for window, stats in self._stats.items():
+            yield beam.pvalue.TaggedOutput(STATS_TAG, WindowedValue(stats, window.max_timestamp(), (window,)))
+        self._stats = {}
         written, blank, windows, kept = self._counts
         for counter, value in (
             (self.written, written),
@@ -289,27 +302,40 @@ class _CurateFn(beam.DoFn):
 class CuratedOutputs(NamedTuple):
     entries: beam.PCollection  # output JSON lines (bytes)
     errors: beam.PCollection  # error record JSON lines (bytes)
-    stats: beam.PCollection  # stats.entry_record tuples and stats.ErrorItem
+    stats: beam.PCollection  # stats.RunStats, one per bundle and window (merge with AggregateRunStats)
     train: beam.PCollection  # training lines, newline-joined per entry (bytes)
 
 
 class CurateEntries(beam.PTransform):
-    """One fused step after the read: no entry is decoded or encoded twice."""
+    """One fused step after the read: no entry is decoded or encoded twice.
 
-    def __init__(self, params: CurationParams, options: OutputOptions):
+    ``stats`` holds partial ``RunStats`` binned by ``bins`` (by default the
+    parameters' window-length range, ``bins_for``): aggregate them with an
+    ``AggregateRunStats`` of the same bins.
+    """
+
+    def __init__(self, params: CurationParams, options: OutputOptions, bins: Optional[DurationBins] = None):
         super().__init__()
         self._params = params
         self._options = options
+        self._bins = bins if bins is not None else bins_for(params)
 
     def expand(self, lines):
-        out = lines | "Curate" >> beam.ParDo(_CurateFn(self._params, self._options)).with_outputs(
+        curate = _CurateFn(self._params, self._options, self._bins)
+        out = lines | "Curate" >> beam.ParDo(curate).with_outputs(
             ERRORS_TAG, STATS_TAG, TRAIN_TAG, main="entries"
         )
         return CuratedOutputs(out.entries, out[ERRORS_TAG], out[STATS_TAG], out[TRAIN_TAG])
 
 
+def bins_for(params: CurationParams) -> DurationBins:
+    """The kept-window duration histogram's bins for these parameters."""
+    return DurationBins.for_range(params.builder.min_duration, params.builder.max_duration)
+
+
 class RunStatsCombineFn(beam.CombineFn):
-    """Thin wrapper: all arithmetic lives in ``stats.RunStats``."""
+    """Thin wrapper: all arithmetic lives in ``stats.RunStats`` (inputs: partial
+    ``RunStats``, ``ReadCount``, and per-entry records or ``ErrorItem``)."""
 
     def __init__(self, bins: DurationBins = DEFAULT_BINS):
         super().__init__()
@@ -355,16 +381,31 @@ def _as_manifest_line(element) -> ManifestLine:
 
 
 class _CountLinesFn(beam.DoFn):
-    """The library's reader: every input element is one line read (READ_COUNTS_TAG,
-    a ``stats.ReadCount`` each); blank ones are counted and dropped before
-    curation, as the CLI's reader does, so the statistics balance the same way."""
+    """The library's reader: every input element is one line read; blank ones are
+    counted and dropped before curation, as the CLI's reader does, so the
+    statistics balance the same way. The counts go to READ_COUNTS_TAG as one
+    ``stats.ReadCount`` per bundle and window (see ``_CurateFn``: not one per line)."""
 
-    def process(self, element):
+    def start_bundle(self):
+        self._counts = {}  # window -> [lines, blank]
+
+    def process(self, element, window=beam.DoFn.WindowParam):
         line = _as_manifest_line(element)
         blank = line.problem is None and is_blank(line.data)
-        yield beam.pvalue.TaggedOutput(READ_COUNTS_TAG, ReadCount(1, int(blank)))
-        if not blank:
+        counts = self._counts.get(window)
+        if counts is None:
+            counts = self._counts[window] = [0, 0]
+        counts[0] += 1
+        if blank:
+            counts[1] += 1
+        else:
             yield line
+
+    def finish_bundle(self):
+        for window, (lines, blank) in self._counts.items():
+            counted = WindowedValue(ReadCount(lines, blank), window.max_timestamp(), (window,))
+            yield beam.pvalue.TaggedOutput(READ_COUNTS_TAG, counted)
+        self._counts = {}
 
 
 def _split_training_lines(joined: bytes) -> list:
@@ -411,11 +452,12 @@ class CurateManifests(beam.PTransform):
         read = lines | "AsManifestLines" >> beam.ParDo(_CountLinesFn()).with_outputs(
             READ_COUNTS_TAG, main="lines"
         )
-        curated = read.lines | "CurateEntries" >> CurateEntries(self._params, self._options)
+        bins = bins_for(self._params)
+        curated = read.lines | "CurateEntries" >> CurateEntries(self._params, self._options, bins)
         stats = (
             (curated.stats, read[READ_COUNTS_TAG])
             | "WithReadCounts" >> beam.Flatten()
-            | "AggregateStats" >> AggregateRunStats()
+            | "AggregateStats" >> AggregateRunStats(bins)
             | "StatsAsDict" >> beam.Map(RunStats.to_dict)
         )
         train = curated.train | "TrainingLines" >> beam.FlatMap(_split_training_lines)

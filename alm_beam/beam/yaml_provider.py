@@ -38,10 +38,10 @@ from alm_beam.beam.transforms import (
     CurateEntries,
     CurateManifests,
     _ReadRangeFn,
+    bins_for,
 )
 from alm_beam.core.curate import OutputOptions
 from alm_beam.core.display import terminal_safe
-from alm_beam.core.stats import DurationBins
 from alm_beam.io.discovery import DiscoveryError, discover, plan_ranges
 from alm_beam.io.preflight import PreflightError, preflight_output
 from alm_beam.io.storage import LineCoder
@@ -151,16 +151,14 @@ class CurateAlmManifests(beam.PTransform):
         if not isinstance(inputs, dict):
             out = inputs | "Curate" >> self._curate
             return {"entries": out.entries, "errors": out.errors, "stats": out.stats}
+        bins = bins_for(self._params)
         curated = inputs["lines"] | "CurateEntries" >> CurateEntries(
-            self._params, OutputOptions(compact=self._compact, training_manifest=True)
+            self._params, OutputOptions(compact=self._compact, training_manifest=True), bins
         )
         stats = (
             (curated.stats, inputs["counts"])
             | "CollectStats" >> beam.Flatten()
-            | "AggregateStats"
-            >> AggregateRunStats(
-                DurationBins.for_range(self._params.builder.min_duration, self._params.builder.max_duration)
-            )
+            | "AggregateStats" >> AggregateRunStats(bins)
         )
         # stats: one stats.RunStats (WriteAlmOutput builds summary.json from it)
         return {"entries": curated.entries, "errors": curated.errors, "stats": stats, "train": curated.train}

@@ -333,8 +333,11 @@ class RunStats:
         self.blank_lines += count.blank
 
     def add(self, item) -> None:
-        """Combiner input: an entry record, an ``ErrorItem``, or a ``ReadCount``."""
-        if type(item) is ErrorItem:
+        """Combiner input: an entry record, an ``ErrorItem``, a ``ReadCount``, or a
+        partial ``RunStats`` (a bundle's, summed where the entries were curated)."""
+        if type(item) is RunStats:
+            self.merge(item)
+        elif type(item) is ErrorItem:
             self.add_error(item)
         elif isinstance(item, ReadCount):
             self.add_read_count(item)
