@@ -413,16 +413,21 @@ def _run(cfg: RunConfig, beam_flags: list, pool: Optional[WarmWorkerPool], *, qu
         output.release()
 
 
-def _check_staged_summary(output, cfg: RunConfig) -> None:
-    """The line balance and the error budget, from the summary.json the job staged:
-    checked here, once the job has ended, rather than inside the job, where an
-    engine's restart strategy would retry a failing check (a rerun Flink job then
-    fails on its first attempt's files). A failing check removes the staged
-    summary.json and report.html (no summary, no success; no report that reads as
-    one) and raises into ``_run_into``'s one line."""
+def _finish_staged_result(output, cfg: RunConfig) -> None:
+    """The commit step's checks and its one file, from the summary.json the job staged.
+
+    The line balance and the error budget are checked here, once the job has
+    ended, rather than inside the job, where an engine's restart strategy would
+    retry a failing check (a rerun Flink job then fails on its first attempt's
+    files). A failing check removes the staged summary.json (no summary, no
+    success) and raises into ``_run_into``'s one line. Then report.html is
+    rendered from summary.json alone (as ``python -m alm_beam.report`` does) and
+    staged beside it.
+    """
     from apache_beam.io.filesystems import FileSystems
 
     from alm_beam.io.output_dir import SUMMARY_NAME
+    from alm_beam.results.report import REPORT_NAME, render_html
     from alm_beam.results.summary import check_error_budget, check_line_balance
 
     path = FileSystems.join(output.staging, SUMMARY_NAME)
@@ -432,9 +437,9 @@ def _check_staged_summary(output, cfg: RunConfig) -> None:
         check_line_balance(doc)
         check_error_budget(doc, cfg.input.max_error_fraction)
     except Exception:
-        staged = [path, FileSystems.join(output.staging, "report.html")]
-        FileSystems.delete([name for name in staged if FileSystems.exists(name)])
+        FileSystems.delete([path])
         raise
+    output.stage(REPORT_NAME, render_html(doc).rstrip("\n").encode("utf-8") + b"\n")
 
 
 def _run_into(
@@ -517,7 +522,7 @@ def _run_into(
             result = pipeline.run()
             job.attach(job_poll(result))
             result.wait_until_finish()
-        _check_staged_summary(output, cfg)
+        _finish_staged_result(output, cfg)
         output.commit()
     except Exception as exc:  # an exceeded error budget is a one-line answer, not a traceback
         text = str(exc)

@@ -132,17 +132,17 @@ def test_an_unexpected_job_failure_is_one_line_and_commits_nothing(tmp_path, mon
 def test_the_error_budget_is_checked_once_the_job_has_ended(tmp_path, monkeypatch):
     """The budget and the line balance are checked by the CLI on the staged summary,
     not inside the job (an engine would retry a failing step): the job itself
-    finishes, and the staged summary.json and report.html are removed."""
+    finishes, the staged summary.json is removed, and no report.html is made."""
     import alm_beam.run as run_module
 
     seen = []
-    real = run_module._check_staged_summary
+    real = run_module._finish_staged_result
 
     def spying(output, cfg):
         seen.append(sorted(p.name for p in pathlib.Path(output.staging).iterdir()))
         return real(output, cfg)
 
-    monkeypatch.setattr(run_module, "_check_staged_summary", spying)
+    monkeypatch.setattr(run_module, "_finish_staged_result", spying)
     manifest = tmp_path / "m.jsonl"
     manifest.write_bytes((FIXTURES / "sample_input.jsonl").read_bytes() + b"{not json\n")
     out = tmp_path / "out"
@@ -151,7 +151,8 @@ def test_the_error_budget_is_checked_once_the_job_has_ended(tmp_path, monkeypatc
     )
     assert result.code == 1
     assert result.stderr.strip().startswith("alm_beam: error: job failed: 1 of 6 lines were rejected")
-    assert "summary.json" in seen[0] and "report.html" in seen[0]  # the job itself finished
+    assert "summary.json" in seen[0]  # the job itself finished
+    assert "report.html" not in seen[0]  # the commit step renders it, once the checks pass
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
         "errors-00000-of-00001.jsonl",
         "train-00000-of-00001.jsonl",

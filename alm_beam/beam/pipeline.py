@@ -24,7 +24,6 @@ from alm_beam.results.summary import build_summary, finished_run_info
 
 WINDOWS_PREFIX = "windows"
 ERRORS_PREFIX = "errors"
-REPORT_NAME = "report.html"
 TRAIN_PREFIX = "train"
 SHARD_TEMPLATE = "-SSSSS-of-NNNNN"
 # output.compression -> Beam's compression type and the JSONL shards' suffix
@@ -100,23 +99,12 @@ def _summary_line(
         train_files=train_files,
         config=config,
         # The CLI checks the line balance and the error budget once the job has
-        # ended (run._check_staged_summary): a check failing inside the job would
+        # ended (run._finish_staged_result): a check failing inside the job would
         # be retried by an engine's restart strategy, and a rerun Flink job fails
         # on its first attempt's files instead.
         check=False,
     )
     return orjson.dumps(doc, option=orjson.OPT_INDENT_2)
-
-
-def _report_page(summary_line: bytes) -> str:
-    """report.html from the summary.json bytes alone (as ``python -m alm_beam.report``)."""
-    from alm_beam.results.report import render_html
-
-    return render_html(orjson.loads(summary_line)).rstrip("\n")  # the sink adds the newline
-
-
-def _after(summary_line: bytes, written) -> bytes:
-    return summary_line
 
 
 def build_pipeline(
@@ -153,12 +141,13 @@ def build_pipeline(
     if cfg.output.training_manifest:
         train_files = AsList(curated.train | "WriteTraining" >> _jsonl_sink(write_dir, TRAIN_PREFIX, cfg))
 
-    # summary.json is written last: its step waits on the finalized names of both
-    # result sinks and of report.html (side inputs), so it only exists once
-    # everything else is complete. The reader's per-range counts travel with the
-    # entry records, so the summary step can check that every line read was
-    # written, rejected or blank.
-    summary = (
+    # summary.json is written last: its step waits on the finalized names of the
+    # result sinks (side inputs), so it only exists once they are complete. The
+    # reader's per-range counts travel with the statistics, so the summary can
+    # show that every line read was written, rejected or blank. report.html is
+    # rendered from summary.json alone by the CLI's commit step (run.py), once
+    # the job has ended: in the job it took a sink and three more stages.
+    _ = (
         (curated.stats, read.counts)
         | "CollectStats" >> beam.Flatten()
         | "AggregateStats" >> AggregateRunStats(bins)
@@ -175,16 +164,6 @@ def build_pipeline(
             run_info=run_info,
             skipped_inputs=list(skipped_inputs),
         )
-    )
-    report_file = (
-        summary
-        | "RenderReport" >> beam.Map(_report_page)
-        | "WriteReport"
-        >> beam.io.WriteToText(FileSystems.join(write_dir, REPORT_NAME), num_shards=1, shard_name_template="")
-    )
-    _ = (
-        summary
-        | "AfterReport" >> beam.Map(_after, written=AsList(report_file))
         | "WriteSummary"
         >> beam.io.WriteToText(
             FileSystems.join(write_dir, SUMMARY_NAME), num_shards=1, shard_name_template="", coder=LineCoder()

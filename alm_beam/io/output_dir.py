@@ -565,6 +565,16 @@ class OutputRun:
         self.state = state
 
     # -- commit / abandon --------------------------------------------------
+    def stage(self, name: str, data: bytes) -> None:
+        """Add a file of the commit step's own (report.html) to the staging area:
+        a new file, never written through a link (O_EXCL, O_NOFOLLOW)."""
+        path = _join(self.staging, name)
+        if _is_remote(path):
+            with FileSystems.create(path) as fh:
+                fh.write(data)
+        else:
+            _create_new_local(path, data)
+
     def _staged_results(self) -> list:
         """The result files the sinks left in the staging area: shards in name
         order, ``summary.json`` (if written) last."""
