@@ -359,7 +359,7 @@ def _run(cfg: RunConfig, beam_flags: list, pool: Optional[WarmWorkerPool], *, qu
     # Beam and the engine clients are imported only once the flags parse and
     # local inputs are found, so those refusals answer at once.
     from alm_beam.io.output_dir import OutputDirError, OutputRun
-    from alm_beam.io.planning import plan_units
+    from alm_beam.io.planning import plan_shared_units, plan_units
     from alm_beam.io.storage import StorageError, check_locations, check_readable, probe_output
 
     try:
@@ -381,9 +381,14 @@ def _run(cfg: RunConfig, beam_flags: list, pool: Optional[WarmWorkerPool], *, qu
         # The FnApiRunner shares a stage's elements out among its workers once,
         # statically: one balanced unit per worker. Other runners schedule
         # elements dynamically: many ranges.
-        units = plan_units(
-            files, (planned_worker_processes(beam_flags) or 1) if on_direct else None, cfg.input.split_bytes
-        )
+        processes = planned_worker_processes(beam_flags) if on_direct else 0
+        if processes > 1:
+            # The DirectRunner's SDK workers share this machine: they claim the
+            # pieces on demand from a directory in the run's temp root.
+            claim_dir = tempfile.mkdtemp(prefix="claims-")
+            units = plan_shared_units(files, processes, claim_dir, cfg.input.split_bytes)
+        else:
+            units = plan_units(files, 1 if on_direct else None, cfg.input.split_bytes)
         probe_output(cfg.output.path)
         # Last of the checks: from here on the output directory is this run's.
         output = OutputRun.start(cfg.output.path, cfg.output.overwrite)
@@ -411,6 +416,15 @@ def _run(cfg: RunConfig, beam_flags: list, pool: Optional[WarmWorkerPool], *, qu
         )
     finally:
         output.release()
+
+
+def _read_ranges(units) -> int:
+    """How many byte ranges the plan reads (shared units list the same ones)."""
+    from alm_beam.io.planning import SharedRanges
+
+    if units and type(units[0]) is SharedRanges:
+        return len(units[0].ranges)
+    return sum(len(unit) for unit in units)
 
 
 def _finish_staged_result(output, cfg: RunConfig) -> None:
@@ -488,7 +502,7 @@ def _run_into(
         "runner": "DirectRunner (FnApiRunner)" if on_direct else str(runner_name),
         "reshuffle": reshuffle,
         "manifest_files": len(files),
-        "read_ranges": sum(len(unit) for unit in units),
+        "read_ranges": _read_ranges(units),
         "work_units": len(units),
         "started_epoch_s": time.time(),
         "process_started_epoch_s": process_started_epoch_s(),

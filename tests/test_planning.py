@@ -115,3 +115,49 @@ def test_one_worker_keeps_files_whole_up_to_64_mb():
     units = plan_units(files, workers=1)
     _assert_each_byte_once(units, files)
     assert [_unit_bytes(u, files) for u in units] == [60 * MB, 50 * MB, 50 * MB]
+
+
+def test_shared_units_list_the_same_pieces_largest_first():
+    from alm_beam.io.planning import SHARED_PIECES_PER_WORKER, SharedRanges, plan_shared_units
+
+    files = [ManifestFile("big", 64 * 1024 * 1024, False), ManifestFile("small", 100_000, False)]
+    units = plan_shared_units(files, 2, "/claims")
+    assert [type(u) for u in units] == [SharedRanges, SharedRanges]
+    assert [u.worker for u in units] == [0, 1] and units[0].ranges == units[1].ranges
+    ranges = units[0].ranges
+    assert len(ranges) == 2 * SHARED_PIECES_PER_WORKER + 1  # the small file stays whole
+    sizes = [(r.end if r.end >= 0 else 64 * 1024 * 1024) - r.start for r in ranges[:-1]]
+    assert sizes == sorted(sizes, reverse=True) and ranges[-1].path == "small"
+    covered = sorted((r.start, r.end) for r in ranges if r.path == "big")
+    assert covered[0][0] == 0 and covered[-1][1] == -1
+    assert all(a[1] == b[0] for a, b in zip(covered, covered[1:]))  # no gap, no overlap
+
+
+def test_every_shared_range_is_read_by_exactly_one_of_the_workers(tmp_path):
+    """Workers racing over the same units: each line is read once, whoever claims it."""
+    import threading
+
+    from alm_beam.beam.transforms import _ReadRangeFn
+    from alm_beam.io.planning import plan_shared_units
+
+    path = tmp_path / "m.jsonl"
+    path.write_bytes(b"".join(b'{"n": %d}\n' % i for i in range(20_000)))
+    claims = tmp_path / "claims"
+    claims.mkdir()
+    units = plan_shared_units([ManifestFile(str(path), path.stat().st_size, False)], 4, str(claims), 5_000)
+    assert len(units[0].ranges) > 30
+    seen = [[] for _ in units]
+
+    def work(k):
+        for item in _ReadRangeFn().process(units[k]):
+            if hasattr(item, "data"):
+                seen[k].append(item.data)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(len(units))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    everything = [line for lines in seen for line in lines]
+    assert sorted(everything) == sorted(b'{"n": %d}' % i for i in range(20_000))
+    assert sorted(p.name for p in claims.iterdir()) == sorted(str(i) for i in range(len(units[0].ranges)))

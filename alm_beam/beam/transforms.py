@@ -23,6 +23,7 @@ from alm_beam.core.stats import DEFAULT_BINS, INT_FIELDS, DurationBins, ErrorIte
 from alm_beam.core.validate import Rejection
 from alm_beam.io.codecs import DecodedStream, codec_for_name
 from alm_beam.io.discovery import ReadRange, shown_path
+from alm_beam.io.planning import SharedRanges, claim
 from alm_beam.io.reader import BLOCK_SIZE, JSON_WHITESPACE, LineProblem, is_blank, iter_lines
 from alm_beam.io.storage import describe_error
 from alm_beam.results.progress import REPORT_EVERY_BYTES, ProgressWriter
@@ -100,7 +101,14 @@ class _ReadRangeFn(beam.DoFn):
             self._progress.close()
 
     def process(self, unit):
-        """``unit``: one ReadRange, or a work unit (a tuple of them; see planning.py)."""
+        """``unit``: one ReadRange, a work unit (a tuple of them), or a
+        ``SharedRanges``, whose ranges this worker reads if it claims them
+        first (see planning.py)."""
+        if type(unit) is SharedRanges:
+            for index, rng in enumerate(unit.ranges):
+                if claim(unit.claim_dir, index):
+                    yield from self._read_range(rng)
+            return
         for rng in (unit,) if isinstance(unit, ReadRange) else unit:
             yield from self._read_range(rng)
 

@@ -10,6 +10,11 @@ receives.
   exactly ``W`` units of nearly equal bytes, so that every worker gets the
   same amount of work whatever the file sizes. Big files are cut into pieces
   small enough to even out the units (longest-processing-time packing).
+  With a directory the workers share (``plan_shared_units``: the
+  DirectRunner's SDK workers on one machine), equal bytes are not equal work,
+  so the ``W`` units instead list the same finer pieces, and a worker reads a
+  piece only if it claims it first (``claim``): whoever is free takes the
+  next one, and the workers finish within about one piece of each other.
 * One worker: files are cut only above 64 MB, as with dynamically
   scheduling runners (a range that starts mid-file cannot number its lines).
 * Unknown worker count (Flink, Spark, Dataflow, Prism: they schedule many
@@ -23,13 +28,43 @@ Memory does not depend on the plan: a range is streamed line by line.
 from __future__ import annotations
 
 import heapq
-from typing import Iterable, Optional, Sequence
+import os
+from typing import Iterable, NamedTuple, Optional, Sequence
 
 from alm_beam.io.discovery import ManifestFile, ReadRange
 
 MAX_PIECE_BYTES = 64 << 20  # never a larger range than this (retry granularity)
 MIN_PIECE_BYTES = 64 << 10  # a range costs an open and a seek: not finer than this
 PIECES_PER_WORKER = 4  # enough pieces for the packing to even out the units
+SHARED_PIECES_PER_WORKER = 16  # claimed on demand: finer pieces, a shorter wait for the last
+
+
+class SharedRanges(NamedTuple):
+    """One worker's unit when the workers share the pieces (``plan_shared_units``).
+
+    Every worker's unit lists the same ``ranges``; a range is read by the
+    worker that creates ``claim_dir/<index>`` first. Each worker tries every
+    range in turn, so each one is claimed, and O_EXCL lets only one claim it:
+    every range is read exactly once, as long as every worker runs its unit to
+    the end (the FnApiRunner fails the job if one fails; it never retries a
+    bundle, which would find its own claims taken).
+    """
+
+    claim_dir: str
+    ranges: tuple
+    worker: int
+
+
+def claim(claim_dir: str, index: int) -> bool:
+    """True for the one caller that claims range ``index`` (the file's creation is atomic)."""
+    try:
+        fd = os.open(
+            os.path.join(claim_dir, str(index)), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600
+        )
+    except FileExistsError:
+        return False
+    os.close(fd)
+    return True
 
 
 def cut_file(f: ManifestFile, piece_bytes: int) -> list[ReadRange]:
@@ -59,21 +94,39 @@ def plan_units(
     (``input.split_mb``), or None to choose it from the input and the workers.
     """
     files = list(files)
+    ranges, sizes = _pieces(files, workers, split_bytes, PIECES_PER_WORKER)
+    if not workers or workers <= 1:
+        return [(r,) for r in ranges]
+    return [tuple(unit) for unit in pack(ranges, lambda r: range_bytes(r, sizes[r.path]), workers) if unit]
+
+
+def _pieces(files: Sequence, workers: Optional[int], split_bytes: Optional[int], per_worker: int):
+    """(the ranges the files are cut into, {path: size})."""
     total = sum(f.size for f in files)
     if split_bytes is not None:
         piece = max(1, split_bytes)
     elif workers and workers > 1:
-        piece = -(-total // (workers * PIECES_PER_WORKER)) if total else MAX_PIECE_BYTES
+        piece = -(-total // (workers * per_worker)) if total else MAX_PIECE_BYTES
         piece = min(MAX_PIECE_BYTES, max(MIN_PIECE_BYTES, piece))
     else:
         # One worker gains nothing from cuts, and a line read from the middle of
         # a file has no line number (error records then give only its offset).
         piece = MAX_PIECE_BYTES
-    sizes = {f.path: f.size for f in files}
-    ranges = [r for f in files for r in cut_file(f, piece)]
-    if not workers or workers <= 1:
-        return [(r,) for r in ranges]
-    return [tuple(unit) for unit in pack(ranges, lambda r: range_bytes(r, sizes[r.path]), workers) if unit]
+    return [r for f in files for r in cut_file(f, piece)], {f.path: f.size for f in files}
+
+
+def plan_shared_units(
+    files: Sequence[ManifestFile], workers: int, claim_dir: str, split_bytes: Optional[int] = None
+) -> list[SharedRanges]:
+    """``workers`` units over the same pieces, claimed on demand (see the module doc).
+
+    The pieces come largest first, so the last ones taken are the small ones.
+    ``claim_dir``: an empty directory every worker can write (the run's temp root).
+    """
+    ranges, sizes = _pieces(list(files), workers, split_bytes, SHARED_PIECES_PER_WORKER)
+    order = sorted(range(len(ranges)), key=lambda i: (-range_bytes(ranges[i], sizes[ranges[i].path]), i))
+    shared = tuple(ranges[i] for i in order)
+    return [SharedRanges(claim_dir, shared, k) for k in range(workers)]
 
 
 def pack(items: Iterable, weight, bins: int) -> list[list]:
