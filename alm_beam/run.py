@@ -379,8 +379,8 @@ def _run(cfg: RunConfig, beam_flags: list, pool: Optional[WarmWorkerPool], *, qu
         on_direct = runner_name in DIRECT_RUNNER_NAMES
         reshuffle = (not on_direct) if cfg.input.reshuffle == "auto" else cfg.input.reshuffle
         # The FnApiRunner shares a stage's elements out among its workers once,
-        # statically: one balanced unit per worker. Other runners schedule
-        # elements dynamically: many ranges.
+        # statically: one unit per worker, over pieces claimed on demand. Other
+        # runners schedule elements dynamically: many ranges.
         processes = planned_worker_processes(beam_flags) if on_direct else 0
         if processes > 1:
             # The DirectRunner's SDK workers share this machine: they claim the

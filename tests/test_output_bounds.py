@@ -142,3 +142,62 @@ def test_the_product_reads_its_own_output_back(tmp_path, capsys):
     marks = [json.loads(x).get("alm_beam_reduced") for x in (out / windows).read_text().splitlines()]
     assert sorted(marks, key=str) == [None, "windows_omitted"]
     assert "reduced" in capsys.readouterr().out
+
+
+# Issue 20: an entry whose output cannot pass the limit is written in one dumps
+# (curate.line_size_bound); the bytes must be those of the bounded path.
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from alm_beam.core.builder import build_windows_serialized  # noqa: E402
+from alm_beam.core.curate import line_size_bound  # noqa: E402
+from alm_beam.core.overlap import filter_overlaps  # noqa: E402
+from tests.test_builder_property import conversation_entry, curation_params, manifest_entry  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(entry=st.one_of(manifest_entry(), conversation_entry()), params=curation_params())
+def test_the_size_bound_is_never_below_the_line(entry, params):
+    raw = orjson.dumps(entry)
+    build = build_windows_serialized(entry, params.builder)
+    out = filter_overlaps(build.entry, params.overlap, "m.jsonl", build.timestamps)
+    assert len(orjson.dumps(out)) <= line_size_bound(out, build.segment_bytes, len(raw))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(entry=st.one_of(manifest_entry(), conversation_entry()), params=curation_params())
+def test_one_dumps_and_window_by_window_give_the_same_line(entry, params):
+    raw = orjson.dumps(entry)
+    unbounded = curate_line(raw, "m.jsonl", params, options=OutputOptions())
+    if type(unbounded) is not Curated:
+        return
+    for limit in (64 * MIB, len(unbounded.line), len(unbounded.line) + 1):
+        bounded = curate_line(raw, "m.jsonl", params, options=OutputOptions(max_line_bytes=limit))
+        assert bounded.line == unbounded.line
+        assert bounded.record == unbounded.record and bounded.train == unbounded.train
+    if unbounded.record[0][INT_FIELDS.index("windows")]:
+        tight = curate_line(
+            raw, "m.jsonl", params, options=OutputOptions(max_line_bytes=len(unbounded.line) - 1)
+        )
+        assert type(tight) is not Curated or b"alm_beam_reduced" in tight.line
+
+
+def test_the_size_bound_holds_for_numbers_that_grow_when_written():
+    """'1e1' is written as 10.0: the bound counts such growth in what the
+    output copies from the input, and in the segments the windows copy."""
+    template = (
+        '{"start":%de1,"end":%de1,"speaker":"%s","metrics":{"bandwidth":9e3},'
+        '"words":[{"end":%de1,"word":"a"}]}'
+    )
+    segs = ",".join(template % (i, i + 1, "ab"[i % 2], i + 1) for i in range(40))
+    numbers = ",".join(["9e15"] * 500)
+    raw = b'{"audio_filepath":"/a.wav","audio_sample_rate":16e3,"segments":[%s],"x":[%s]}' % (
+        segs.encode(),
+        numbers.encode(),
+    )
+    entry = orjson.loads(raw)
+    build = build_windows_serialized(entry, PARAMS.builder)
+    out = filter_overlaps(build.entry, PARAMS.overlap, "m.jsonl", build.timestamps)
+    assert out["windows"] and out["filtered_windows"]
+    assert len(orjson.dumps(out)) <= line_size_bound(out, build.segment_bytes, len(raw))

@@ -102,23 +102,25 @@ def _stripped_part(seg: dict, cut: float, drop: frozenset) -> tuple[dict, Any]:
     return strip(part, drop), end
 
 
-def _serialized_segments(segments: list, drop: frozenset) -> list:
-    """``orjson.Fragment(orjson.dumps(strip(seg, drop)))`` for every segment
-    (the same bytes, without copying a segment that has nothing to drop)."""
+def _serialized_segments(segments: list, drop: frozenset) -> tuple[list, int]:
+    """(``orjson.Fragment(orjson.dumps(strip(seg, drop)))`` for every segment,
+    the longest one's bytes): the same bytes, without copying a segment that
+    has nothing to drop."""
     dumps = orjson.dumps
-    fragment = orjson.Fragment
     if not drop:
-        return [fragment(dumps(s)) for s in segments]
-    if len(drop) == 1:
+        rendered = [dumps(s) for s in segments]
+    elif len(drop) == 1:
         (key,) = drop
-        out = []
+        rendered = []
         for s in segments:
             if key in s:
                 s = s.copy()
                 del s[key]
-            out.append(fragment(dumps(s)))
-        return out
-    return [fragment(dumps(strip(s, drop))) for s in segments]
+            rendered.append(dumps(s))
+    else:
+        rendered = [dumps(strip(s, drop)) for s in segments]
+    longest = max(map(len, rendered), default=0)
+    return list(map(orjson.Fragment, rendered)), longest
 
 
 def _serialized(seg: dict):
@@ -140,6 +142,9 @@ class BuildResult(NamedTuple):
     # stripped plain dict of the truncated segment ``stop``, or None. It lets
     # the training manifest read a window's segments without parsing them back.
     spans: Optional[list] = None
+    # Serialized builds: the longest stripped segment's bytes, which bounds the
+    # output line's size before it is written (curate.bounded_line).
+    segment_bytes: Optional[int] = None
 
 
 def build_windows(
@@ -186,7 +191,7 @@ def _build(
             "stats": stats,
             "truncation_events": 0,
         }
-        return BuildResult(out, [], [], [] if keep_spans else None)
+        return BuildResult(out, [], [], [] if keep_spans else None, 0 if serialize else None)
 
     drop = frozenset(params.drop_fields)
     min_bw = params.min_bandwidth
@@ -204,8 +209,9 @@ def _build(
     low = [(bandwidth(s) < min_bw) for s in segments]
     speakers = [s.get("speaker") or None for s in segments]  # falsy speakers never count
 
+    segment_bytes = None
     if serialize:
-        rendered = _serialized_segments(segments, drop)
+        rendered, segment_bytes = _serialized_segments(segments, drop)
     else:
         rendered = [strip(s, drop) for s in segments]
 
@@ -362,4 +368,4 @@ def _build(
     out["windows"] = windows
     out["stats"] = stats
     out["truncation_events"] = truncation_events
-    return BuildResult(out, timestamps, speaker_counts, spans)
+    return BuildResult(out, timestamps, speaker_counts, spans, segment_bytes)
