@@ -196,3 +196,55 @@ def test_statistics_keep_the_windows_of_their_entries():
             | beam.Map(lambda s, w=beam.DoFn.WindowParam: (int(w.start), s.to_dict()["entries_written"]))
         )
         assert_that(per_window, equal_to([(0, 5), (10, 5)]))
+
+
+@pytest.mark.e2e
+def test_batched_lines_hold_the_same_lines_in_fewer_elements():
+    """The CLI's sinks get newline-joined batches (their per-element work is paid
+    per batch); split back, they are the unbatched output, line for line."""
+    path, lines = _sample_lines()
+    many = [ManifestLine(f"{path}#{k}", ln.data, ln.line, None) for k in range(60) for ln in lines]
+    with beam_test_pipeline() as p:
+        source = p | beam.Create(many)
+        plain = source | "Plain" >> CurateEntries(make_params(), OutputOptions())
+        batched = source | "Batched" >> CurateEntries(make_params(), OutputOptions(), batch_lines=True)
+        assert_that(
+            batched.entries
+            | "CountBatches" >> beam.combiners.Count.Globally()
+            | "Few" >> beam.Map(lambda n: n <= 30),  # 300 lines, in batches of up to 256 lines or 1 MiB
+            equal_to([True]),
+            label="FewElements",
+        )
+        assert_that(
+            batched.entries | "SplitEntries" >> beam.FlatMap(lambda b: b.split(b"\n")),
+            equal_to(sorted(_entries_of(many))),
+            label="SameLines",
+        )
+        assert_that(
+            batched.train | "SplitTrain" >> beam.FlatMap(lambda b: b.split(b"\n")),
+            equal_to(_train_of(many)),
+            label="SameTraining",
+        )
+        assert_that(
+            plain.entries | "CountPlain" >> beam.combiners.Count.Globally(), equal_to([300]), label="One"
+        )
+
+
+def _entries_of(lines):
+    from alm_beam.core.curate import curate_line
+
+    outcomes = (
+        curate_line(ln.data, ln.source, make_params(), line=ln.line, offset=ln.offset) for ln in lines
+    )
+    return [o.line for o in outcomes if o is not None]
+
+
+def _train_of(lines):
+    from alm_beam.core.curate import curate_line
+
+    out = []
+    for ln in lines:
+        o = curate_line(ln.data, ln.source, make_params(), line=ln.line, offset=ln.offset)
+        if o is not None and getattr(o, "train", b""):
+            out.extend(o.train.split(b"\n"))
+    return out

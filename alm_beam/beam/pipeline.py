@@ -133,7 +133,8 @@ def build_pipeline(
         units, reshuffle, max_line_bytes=cfg.input.max_line_bytes, progress_dir=progress_dir
     )
     bins = bins_for(cfg.params)
-    curated = read.lines | "CurateEntries" >> CurateEntries(cfg.params, options, bins)
+    # batch_lines: the sinks write newline-joined batches of lines (same files)
+    curated = read.lines | "CurateEntries" >> CurateEntries(cfg.params, options, bins, batch_lines=True)
 
     window_files = curated.entries | "WriteWindows" >> _jsonl_sink(write_dir, WINDOWS_PREFIX, cfg)
     error_files = curated.errors | "WriteErrors" >> _jsonl_sink(write_dir, ERRORS_PREFIX, cfg)
