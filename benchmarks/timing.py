@@ -130,8 +130,8 @@ class WorkloadBench:
         self.digests, self.checks, self.nemo_info, self.pipe_info = {}, {}, {}, {}
         self.out_b = os.path.join(work, "b.jsonl")
         self.sizes = os.path.join(work, "b.sizes")
-        # Default: the pipeline plans its own reads (input.split_mb auto: one balanced
-        # unit per worker); --ranges R fixes the largest range at 1/R of the input.
+        # Default: the pipeline plans its own reads (input.split_mb auto: pieces the
+        # workers claim on demand); --ranges R fixes the largest range at 1/R of the input.
         self.split_mb = max(1, -(-workload.in_bytes // args.ranges)) / MIB if args.ranges else None
         self.pipelines = (
             ("d1", 1, "d1. pipeline, DirectRunner, 1 worker"),
