@@ -9,12 +9,11 @@ tutorial's), the ``--config`` file, ``--set KEY=VALUE``, explicit flags.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 import stat
 from typing import Any, Mapping, Optional, Sequence
-
-import yaml
 
 from alm_beam.core.params import (
     INT64_MAX,
@@ -127,7 +126,8 @@ def parse_number(text: str) -> Any:
     return UnsupportedNumber(text, "not a number")
 
 
-class ConfigLoader(yaml.SafeLoader):
+@functools.lru_cache(maxsize=None)
+def config_loader():
     """PyYAML's safe loader with two changes for configuration files:
 
     * numbers follow ``parse_number`` (YAML 1.1 would read ``1e3`` as a string
@@ -135,38 +135,43 @@ class ConfigLoader(yaml.SafeLoader):
     * anchors and aliases are refused: an alias of an alias ... expands a few
       hundred bytes into gigabytes (a "billion laughs" bomb), and a config
       file has no need for them.
+
+    Made on first use: PyYAML's import is needed only for ``--config`` and
+    ``--set``, and a refusal of anything else answers without it.
     """
+    import yaml
 
-    def compose_node(self, parent, index):
-        event = self.peek_event()
-        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
-            sign = "*" if isinstance(event, yaml.AliasEvent) else "&"
-            raise yaml.composer.ComposerError(
-                None,
-                None,
-                f"YAML anchors and aliases ({sign}{event.anchor[:20]}) are not "
-                "supported in a config; write the value out",
-                event.start_mark,
-            )
-        return super().compose_node(parent, index)
+    class ConfigLoader(yaml.SafeLoader):
+        def compose_node(self, parent, index):
+            event = self.peek_event()
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+                sign = "*" if isinstance(event, yaml.AliasEvent) else "&"
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    f"YAML anchors and aliases ({sign}{event.anchor[:20]}) are not "
+                    "supported in a config; write the value out",
+                    event.start_mark,
+                )
+            return super().compose_node(parent, index)
 
-    def construct_number(self, node):
-        return parse_number(self.construct_scalar(node))
+        def construct_number(self, node):
+            return parse_number(self.construct_scalar(node))
+
+    ConfigLoader.yaml_implicit_resolvers = {
+        first: [
+            (tag, regexp)
+            for tag, regexp in resolvers
+            if tag not in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+        ]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    ConfigLoader.add_implicit_resolver(NUMBER_TAG, _NUMBER_LIKE, list("-+0123456789.iInN"))
+    ConfigLoader.add_constructor(NUMBER_TAG, ConfigLoader.construct_number)
+    return ConfigLoader
 
 
-ConfigLoader.yaml_implicit_resolvers = {
-    first: [
-        (tag, regexp)
-        for tag, regexp in resolvers
-        if tag not in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
-    ]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-ConfigLoader.add_implicit_resolver(NUMBER_TAG, _NUMBER_LIKE, list("-+0123456789.iInN"))
-ConfigLoader.add_constructor(NUMBER_TAG, ConfigLoader.construct_number)
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
+def _yaml_problem(exc) -> str:
     """One line for a YAML error: where, and what (PyYAML's own text spans
     several lines and quotes the source)."""
     mark = getattr(exc, "problem_mark", None)
@@ -181,8 +186,10 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
 def parse_yaml(text: str, where: str) -> Any:
     """``text`` read by ``ConfigLoader``; any problem is one ConfigError line
     starting with ``where``."""
+    import yaml
+
     try:
-        return yaml.load(text, Loader=ConfigLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=config_loader())  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise ConfigError(f"{where}: not valid YAML: {_yaml_problem(exc)}") from None
     except RecursionError:

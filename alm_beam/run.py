@@ -31,7 +31,7 @@ import tempfile
 import textwrap
 import time
 from importlib import resources
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 from alm_beam import __version__
 from alm_beam.config import (
@@ -47,22 +47,13 @@ from alm_beam.config import (
 from alm_beam.core.display import terminal_safe
 from alm_beam.core.params import clip
 from alm_beam.execution import interrupts
-from alm_beam.execution.direct_workers import (
-    DIRECT_RUNNER_NAMES,
-    WarmWorkerPool,
-    flush_and_exit,
-    planned_worker_processes,
-    worker_command,
-)
-from alm_beam.execution.runners import (
-    check_runner_supported,
-    install_quiet_job_stream_threads,
-    lost_job_service,
-    prepare_runner,
-    stop_started,
-)
 from alm_beam.io.beam_noise import filter_start_up_noise
-from alm_beam.io.run_temp import enter_run_temp, leave_run_temp
+
+if TYPE_CHECKING:
+    from alm_beam.execution.direct_workers import WarmWorkerPool
+
+# The worker pool, the runners and the run's temp root are imported once the
+# checks have passed: a refusal answers without them (issue 20).
 
 SAMPLE_MANIFEST = "sample_manifest.jsonl.gz"
 BUDGET_MARKER = "ALM_BEAM_ERROR_BUDGET: "  # summary.check_error_budget's message prefix
@@ -311,6 +302,28 @@ def _command(argv: Optional[Sequence[str]]) -> int:
         _say(f"alm_beam: error: {exc}")
         return 2
     beam_flags = list(cfg.pipeline_options) + list(beam_args)
+    from alm_beam.io.discovery import DiscoveryError, find_inputs
+
+    paths = list(cfg.input.paths)
+    if not paths:
+        paths = [bundled_sample_path()]
+        _say(
+            f"alm_beam: no --input given; curating the bundled sample manifest {paths[0]}",
+        )
+    found = None
+    if not _any_remote([*paths, cfg.output.path]):
+        # Local inputs are found (or refused) before Beam is imported and before
+        # any worker is started: a refusal answers at once.
+        try:
+            # refuses an --output inside an --input (discovery.check_output_outside_inputs)
+            found = find_inputs(paths, cfg.output.path)
+        except DiscoveryError as exc:
+            _say(f"alm_beam: error: {exc}")
+            return 2
+    from alm_beam.execution.direct_workers import WarmWorkerPool, planned_worker_processes
+    from alm_beam.execution.runners import stop_started
+    from alm_beam.io.run_temp import enter_run_temp, leave_run_temp
+
     # Every temporary file of this run (Beam's, the SDK workers') goes under one
     # root, removed at the end; roots of killed runs are removed first (run_temp).
     temp = enter_run_temp()
@@ -322,7 +335,7 @@ def _command(argv: Optional[Sequence[str]]) -> int:
         if pool is not None:
             interrupts.on_stop(pool.close)
         try:
-            return _run(cfg, beam_flags, pool, quiet=args.quiet)
+            return _run(cfg, beam_flags, pool, paths, found, quiet=args.quiet)
         finally:
             stop_started()  # a Prism started for --runner PrismRunner
             if pool is not None:
@@ -338,24 +351,21 @@ def _any_remote(paths: Sequence[str]) -> bool:
     return any("://" in path for path in paths)
 
 
-def _run(cfg: RunConfig, beam_flags: list, pool: Optional[WarmWorkerPool], *, quiet: bool = False) -> int:
+def _run(
+    cfg: RunConfig,
+    beam_flags: list,
+    pool: "Optional[WarmWorkerPool]",
+    paths: list,
+    found,
+    *,
+    quiet: bool = False,
+) -> int:
+    """``paths``: the inputs (or the bundled sample); ``found``: their local
+    discovery (``discovery.find_inputs``), or None where a path is remote."""
+    from alm_beam.execution.direct_workers import DIRECT_RUNNER_NAMES, planned_worker_processes
+    from alm_beam.execution.runners import check_runner_supported
     from alm_beam.io.discovery import DiscoveryError, find_inputs
 
-    paths = list(cfg.input.paths)
-    if not paths:
-        paths = [bundled_sample_path()]
-        _say(
-            f"alm_beam: no --input given; curating the bundled sample manifest {paths[0]}",
-        )
-    found = None
-    if not _any_remote([*paths, cfg.output.path]):
-        # Local inputs are found (or refused) before Beam is imported: seconds.
-        try:
-            # refuses an --output inside an --input (discovery.check_output_outside_inputs)
-            found = find_inputs(paths, cfg.output.path)
-        except DiscoveryError as exc:
-            _say(f"alm_beam: error: {exc}")
-            return 2
     # Beam and the engine clients are imported only once the flags parse and
     # local inputs are found, so those refusals answer at once.
     from alm_beam.io.output_dir import OutputDirError, OutputRun
@@ -465,7 +475,7 @@ def _run_into(
     runner_name,
     on_direct: bool,
     reshuffle: bool,
-    pool: Optional[WarmWorkerPool],
+    pool: "Optional[WarmWorkerPool]",
     *,
     quiet: bool = False,
     skipped=(),
@@ -484,7 +494,8 @@ def _run_into(
     import apache_beam as beam
 
     from alm_beam.beam.pipeline import SUMMARY_NAME, build_pipeline
-    from alm_beam.execution.direct_workers import make_direct_runner
+    from alm_beam.execution.direct_workers import make_direct_runner, worker_command
+    from alm_beam.execution.runners import install_quiet_job_stream_threads, lost_job_service, prepare_runner
     from alm_beam.io.discovery import shown_path
     from alm_beam.io.output_dir import disk_full_where, is_disk_full
     from alm_beam.results.summary import process_started_epoch_s, render_report
@@ -584,4 +595,9 @@ def _run_into(
 
 
 if __name__ == "__main__":
-    flush_and_exit(main())  # no interpreter teardown: the run is reported
+    exit_code = main()
+    if "apache_beam" in sys.modules:  # no interpreter teardown (~0.3 s for Beam): the run is reported
+        from alm_beam.execution.direct_workers import flush_and_exit
+
+        flush_and_exit(exit_code)
+    sys.exit(exit_code)

@@ -21,12 +21,17 @@ from alm_beam.run import build_arg_parser, own_option_strings
 # main() in a fresh interpreter: its exit status, its stderr, and whether Beam got imported.
 PROBE = """
 import contextlib, io, json, sys
+WATCHED = WATCHED_NAMES
 from alm_beam import run
 err = io.StringIO()
 with contextlib.redirect_stderr(err):
     code = run.main(sys.argv[1:])
-print(json.dumps({"code": code, "stderr": err.getvalue(), "beam": "apache_beam" in sys.modules}))
+loaded = [m for m in WATCHED if m in sys.modules]
+beam = "apache_beam" in sys.modules
+print(json.dumps({"code": code, "stderr": err.getvalue(), "beam": beam, "loaded": loaded}))
 """
+# What only a run (or a config) needs; a refusal answers without importing it.
+WATCHED = ("yaml", "alm_beam.execution.direct_workers", "alm_beam.execution.runners", "alm_beam.io.run_temp")
 
 UNRECOGNIZED = (
     "alm_beam: error: unrecognized option(s): {} (neither an alm_beam option nor a "
@@ -36,7 +41,11 @@ UNRECOGNIZED = (
 
 def probe(args, cwd):
     proc = subprocess.run(
-        [sys.executable, "-c", PROBE, *args], cwd=cwd, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", PROBE.replace("WATCHED_NAMES", repr(WATCHED)), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout.splitlines()[-1])
@@ -76,6 +85,8 @@ def test_refusals_that_need_no_beam_do_not_import_it(tmp_path, args, line):
     result = probe(args, tmp_path)
     assert (result["code"], result["stderr"].splitlines()) == (2, [line])
     assert result["beam"] is False
+    # PyYAML for a --set value only; the worker pool, the runners, the run's temp root never
+    assert result["loaded"] == (["yaml"] if "--set" in args else [])
     assert not (tmp_path / "out").exists()
 
 

@@ -57,7 +57,7 @@ def key_text(key: Any) -> str:
 class UnsupportedNumber(str):
     """Text that looks like a number but is not one alm_beam accepts (``0x10``,
     ``.inf``, ``1e999``, ``1.2.3``): a string wherever a string is expected, and
-    a one-line refusal naming ``reason`` where a number is (see config.ConfigLoader)."""
+    a one-line refusal naming ``reason`` where a number is (see config.config_loader)."""
 
     reason: str = "not a number"
 
