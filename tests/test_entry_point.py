@@ -186,7 +186,7 @@ def test_a_run_that_fails_to_start_leaves_no_worker_processes(tmp_path):
 def test_two_workers_share_one_big_manifest_equally(tmp_path):
     """issue 14, issue 20: with the default (auto) planning, one big manifest and
     two multi_processing workers give one unit per worker, each listing the same
-    32 pieces of the file (16 per worker); a worker reads the pieces it claims
+    64 pieces of the file (32 per worker); a worker reads the pieces it claims
     first, so whoever is free takes the next, and every line is written once."""
     src = tmp_path / "big.jsonl"
     subprocess.run(
@@ -211,7 +211,7 @@ def test_two_workers_share_one_big_manifest_equally(tmp_path):
         tmp_path,
     )
     summary = json.loads((out / "summary.json").read_text())
-    assert (summary["run"]["work_units"], summary["run"]["read_ranges"]) == (2, 32)
+    assert (summary["run"]["work_units"], summary["run"]["read_ranges"]) == (2, 64)
     shards = sorted(glob.glob(str(out / "windows-*.jsonl")))
     written = [json.loads(line)["audio_filepath"] for path in shards for line in open(path, "rb")]
     assert len(written) == len(set(written)) == 120

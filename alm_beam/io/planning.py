@@ -36,7 +36,7 @@ from alm_beam.io.discovery import ManifestFile, ReadRange
 MAX_PIECE_BYTES = 64 << 20  # never a larger range than this (retry granularity)
 MIN_PIECE_BYTES = 64 << 10  # a range costs an open and a seek: not finer than this
 PIECES_PER_WORKER = 4  # enough pieces for the packing to even out the units
-SHARED_PIECES_PER_WORKER = 16  # claimed on demand: finer pieces, a shorter wait for the last
+SHARED_PIECES_PER_WORKER = 32  # claimed on demand: finer pieces, a shorter wait for the last
 
 
 class SharedRanges(NamedTuple):
