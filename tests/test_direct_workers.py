@@ -212,10 +212,10 @@ def test_too_long_a_socket_path_means_no_warm_workers(tmp_path, monkeypatch):
 
 
 # --------------------------------------------------------------------------
-# Why the two workers are not balanced with a checkpointing DoFn (README,
-# Performance): Beam's FnApiRunner loses the residuals a DoFn hands back when
-# it runs several workers. If this starts failing, Beam has fixed it and a
-# checkpointing read could balance DirectRunner workers.
+# Why two workers are balanced by claiming pieces (planning.SharedRanges) and not
+# with a checkpointing DoFn (docs/performance.md): Beam's FnApiRunner loses the
+# residuals a DoFn hands back when it runs several workers. If this starts
+# failing, Beam has fixed it and a checkpointing read could balance them.
 
 
 class _OffsetsOf(beam.transforms.core.RestrictionProvider):
