@@ -47,6 +47,7 @@ from alm_beam.config import (
 from alm_beam.core.display import terminal_safe
 from alm_beam.core.params import clip
 from alm_beam.execution import interrupts
+from alm_beam.execution.lean_import import pandas_hidden_from_beam
 from alm_beam.io.beam_noise import filter_start_up_noise
 
 if TYPE_CHECKING:
@@ -261,7 +262,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     and SIGTERM stop it with one line and exit 130 / 143 (``interrupts``);
     what it printed is flushed before the caller's handlers come back, so a
     report blocked on a full pipe is covered too."""
-    with interrupts.installed():
+    with interrupts.installed(), pandas_hidden_from_beam():
         try:
             return _command(argv)
         finally:

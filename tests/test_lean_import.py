@@ -1,0 +1,78 @@
+"""A run imports Beam without pandas (issue 20, item 3: the fixed cost).
+
+Beam imports pandas whenever it is installed, only to register pandas type
+hints and CSV transforms that alm_beam's pipeline never uses (0.2 to 0.45 s of
+every run). ``lean_import.pandas_hidden_from_beam`` hides it during the
+command; these cases check that a whole run does without it, with every output
+written, and that a library caller's process is left as it was. No timing is
+asserted (docs/performance.md has the measured times).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+# main() in a fresh interpreter; then what it left in sys.modules.
+PROBE = """
+import json, sys
+PRELOAD
+from alm_beam import run
+code = run.main(sys.argv[1:])
+after = {"beam": "apache_beam" in sys.modules, "pandas": "pandas" in sys.modules,
+         "hidden": "pandas" in sys.modules and sys.modules["pandas"] is None}
+import pandas  # a library caller's own import still works afterwards
+after["pandas_usable"] = hasattr(pandas, "DataFrame")
+print(json.dumps({"code": code, **after}))
+"""
+
+
+def probe(tmp_path, args, preload=""):
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE.replace("PRELOAD", preload), *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_run_imports_beam_without_pandas_and_leaves_it_importable(tmp_path, workers):
+    args = ["--output", "out", "--quiet"]
+    if workers > 1:
+        args += ["--direct_num_workers", "2", "--direct_running_mode", "multi_processing"]
+    result = probe(tmp_path, args)
+    assert result == {"code": 0, "beam": True, "pandas": False, "hidden": False, "pandas_usable": True}
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["entries_written"] > 0
+    assert (tmp_path / "out" / "report.html").is_file()
+
+
+@pytest.mark.e2e
+def test_a_caller_that_imported_pandas_keeps_it(tmp_path):
+    result = probe(tmp_path, ["--output", "out", "--quiet"], preload="import pandas")
+    assert result == {"code": 0, "beam": True, "pandas": True, "hidden": False, "pandas_usable": True}
+
+
+def test_the_block_is_scoped_and_steps_aside_when_pandas_or_beam_is_loaded(monkeypatch):
+    from alm_beam.execution.lean_import import pandas_hidden_from_beam
+
+    monkeypatch.delitem(sys.modules, "pandas", raising=False)
+    monkeypatch.delitem(sys.modules, "apache_beam", raising=False)
+    with pandas_hidden_from_beam() as hidden:
+        assert hidden is True
+        with pytest.raises(ImportError):
+            import pandas  # noqa: F401
+    assert "pandas" not in sys.modules
+
+    monkeypatch.setitem(sys.modules, "apache_beam", object())
+    with pandas_hidden_from_beam() as hidden:
+        assert hidden is False
+        assert "pandas" not in sys.modules
