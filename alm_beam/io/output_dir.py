@@ -179,16 +179,44 @@ def _write_text(path: str, text: str) -> None:
         fh.write(text.encode("utf-8"))
 
 
+SETTLE_S = 5.0  # how long a removal outlasts a writer still adding files to the tree
+
+
 def _delete(path: str, is_dir: bool) -> None:
     if not _is_remote(path):
         if is_dir:
-            import shutil
-
-            shutil.rmtree(path)
+            _remove_tree(path)
         else:
             os.unlink(path)
         return
     FileSystems.delete([path.rstrip("/") + "/" if is_dir else path])
+
+
+def _remove_tree(path: str) -> None:
+    """``shutil.rmtree`` that outlasts a writer finishing in the tree: after a
+    lost job service, the job's SDK workers may still be writing their shards
+    into the staging area (rmtree then fails with ENOTEMPTY). Tries again for
+    up to ``SETTLE_S``; raises the last error after that."""
+    import shutil
+
+    deadline = time.monotonic() + SETTLE_S
+    while True:
+        try:
+            shutil.rmtree(path)
+            return
+        except FileNotFoundError:
+            if not os.path.lexists(path):
+                return
+            error = None  # an entry vanished under rmtree: go again
+        except OSError as exc:
+            if exc.errno != errno.ENOTEMPTY:
+                raise
+            error = exc
+        if time.monotonic() >= deadline:
+            if error is None:
+                raise OSError(errno.ENOTEMPTY, "entries kept appearing", path)
+            raise error
+        time.sleep(0.1)
 
 
 # --------------------------------------------------------------------------
@@ -614,7 +642,18 @@ class OutputRun:
         if self.state != RUNNING:
             return
         if _entries(self.out_dir).get(self.staging_name):
-            _delete(self.staging, True)
+            try:
+                _delete(self.staging, True)
+            except OSError:
+                # Still written to (a lost job's workers): the record stays,
+                # naming the staging area, so the next run reports it and
+                # --overwrite removes it as this tool's.
+                try:
+                    self._write_record(FAILED, [])
+                except OSError:
+                    pass  # the RUNNING record names it too
+                self.state = FAILED
+                return
         _delete(_join(self.out_dir, RECORD_NAME), False)
         self.state = FAILED
 
