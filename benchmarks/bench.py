@@ -23,6 +23,9 @@ that run's own:
                 1 worker (``--compact`` adds d1c, the same with ``--compact``);
   d2. pipeline  the same with ``--direct_num_workers 2
                 --direct_running_mode multi_processing``;
+  d1m, d2m      (``--many-files K``) d1 and d2 on the same lines cut into
+                K manifests, in the same rounds: two workers on many small
+                manifests beside one big one, against the same ceilings;
   x. control    a fixed pure-Python arithmetic loop, two processes one after
                 the other (x1) and two at once (x2): what two CPU-bound
                 processes gain on this machine at this moment, the second
@@ -42,7 +45,7 @@ to disk speed. Outputs (and, apart from c, which has none, the training
 lines: b's beside its output, the pipeline's train shards) are compared with
 b's as multisets of lines (sorted
 digests; parsed and compared by value only if the bytes differ). The runs go
-in rounds (b, a, c, n, b2, x, d1, d2), one per ``--repeat``, so that a drift in
+in rounds (b, a, c, n, b2, x, d1, d2, d1m, d2m), one per ``--repeat``, so that a drift in
 the machine's speed touches every run alike and the ceiling is measured beside
 the pipeline; the report gives each run's median over the rounds, and its best.
 Every ratio is printed with the CPU the other processes on the machine used
@@ -144,6 +147,16 @@ def build_arg_parser() -> argparse.ArgumentParser:
         help="the pipeline runs (d) read the workload cut into K manifests "
         "of consecutive lines, in one directory, instead of one file "
         "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--many-files",
+        type=int,
+        default=0,
+        metavar="K",
+        help="also run d1m and d2m: the pipeline with 1 and 2 workers on the workload "
+        "cut into K manifests of consecutive lines, in the same rounds as d1 and d2, "
+        "so that two workers on one big manifest and on many small ones are judged "
+        "against the same ceilings in one invocation (default: off)",
     )
     parser.add_argument(
         "--repeat",
@@ -295,6 +308,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error("--repeat must be >= 1")
     if args.files < 1:
         parser.error("--files must be >= 1")
+    if args.many_files == 1 or args.many_files < 0:
+        parser.error("--many-files must be >= 2 (or 0: off)")
+    if args.many_files and args.files > 1:
+        parser.error(
+            "--files cuts the input of every pipeline run; --many-files adds runs on a cut one: give one"
+        )
     if args.control_iterations < 1:
         parser.error("--control-iterations must be >= 1")
     if args.memory_gb <= 0 or args.memory_hours <= 0:

@@ -163,12 +163,21 @@ class Measured:
         (NeMo Curator's own stages) if it ran, else c (the literal spec)."""
         return next((key for key in ("n", "c") if key in self.runs), None)
 
+    @property
+    def many(self) -> bool:
+        """d1m and d2m ran (--many-files)."""
+        return "d2m" in self.runs
+
     def ceiling(self) -> dict:
         """The same-run ceilings for two processes against one, and d2 vs d1 as a
-        fraction of each."""
+        fraction of each (with --many-files, d2m vs d1m too)."""
         d = self.ratio("d1", "d2")
         b, x = self.ratio("b", "b2"), self.ratio("x1", "x2")
-        return {"d2 vs d1": d, "b vs b2": b, "control": x, "of b2": d / b, "of control": d / x}
+        c = {"d2 vs d1": d, "b vs b2": b, "control": x, "of b2": d / b, "of control": d / x}
+        if self.many:
+            dm = self.ratio("d1m", "d2m")
+            c.update({"d2m vs d1m": dm, "many of b2": dm / b, "many of control": dm / x})
+        return c
 
 
 def _dots(name: str, width: int = 64) -> str:
@@ -184,7 +193,7 @@ def report_default(args, argv: Sequence[str], m: Measured) -> int:
     entries, in_bytes = w.entries, w.in_bytes
     results = {key: m.median(key) for key in m.runs}
     repeat = m.rounds
-    order = [k for k in ("a", "b", "b2", "c", "n", "d1", "d1c", "d2") if k in results]
+    order = [k for k in ("a", "b", "b2", "c", "n", "d1", "d1c", "d2", "d1m", "d2m") if k in results]
     cpus = os.cpu_count() or 1
     say()
     say(
@@ -227,7 +236,7 @@ def report_default(args, argv: Sequence[str], m: Measured) -> int:
             f"WARNING: other processes used more than 10% of the machine during {', '.join(noisy)}"
             "; those wall times are pessimistic (rerun on a quiet machine, or with --repeat)"
         )
-    for key in ("d1", "d2"):
+    for key in [k for k in ("d1", "d2", "d1m", "d2m") if k in results]:
         r, info = results[key], m.pipe_info[key]
         say(
             f"{key}: {r.procs} process(es) in the tree at most, peak summed PSS "
@@ -326,6 +335,12 @@ def report_default(args, argv: Sequence[str], m: Measured) -> int:
         f"  => d2 vs d1 is {ceiling['of b2']:.2f} of b vs b2 and {ceiling['of control']:.2f} of the "
         "control's gain (1.00 = two workers gain all that two processes gain here)"
     )
+    if m.many:
+        say(m.ratio_line(_dots(f"d2m vs d1m the same on {args.many_files} manifests"), "d1m", "d2m"))
+        say(
+            f"  => d2m vs d1m is {ceiling['many of b2']:.2f} of b vs b2 and "
+            f"{ceiling['many of control']:.2f} of the control's gain"
+        )
     alone = [r.wall / 2 for r in m.runs["x1"]]
     say(
         f"  one control process took {min(alone):.2f} to {max(alone):.2f} s across the rounds "
@@ -341,7 +356,7 @@ def report_default(args, argv: Sequence[str], m: Measured) -> int:
     say(
         "Outputs (as multisets of lines, compared with b; n ignoring manifest_filepath, which "
         "NeMo Curator leaves null; d1c ignoring the fields --compact omits; with --files, "
-        "d ignoring the source file and the place in it; `train`: the training lines):"
+        "d (and d1m, d2m always) ignoring the source file and the place in it; `train`: the training lines):"
     )
     for key, verdict in checks.items():
         say(f"  {key} vs b{' train' if key.endswith(' train') else ''}: {verdict}")
@@ -352,6 +367,9 @@ def report_default(args, argv: Sequence[str], m: Measured) -> int:
     shown_input = f"<directory of {args.files} manifests>" if w.moved else "<input.jsonl>"
     say("Pipeline runs: " + shlex.join(pipeline_cmd("python", shown_input, "<out>", 1, m.split_mb)))
     say("               " + shlex.join(pipeline_cmd("python", shown_input, "<out>", 2, m.split_mb)))
+    if m.many:
+        many_input = f"<directory of {args.many_files} manifests>"
+        say("  d1m, d2m: the same with --input " + shlex.quote(many_input))
     return 0 if all_same else 1
 
 
@@ -366,18 +384,24 @@ def report_shapes(measured: Sequence[Measured], argv: Sequence[str]) -> int:
     say("== every shape, one invocation" + (f" (medians of {rounds} rounds)" if rounds > 1 else "") + " ==")
     say()
     ref_head = f" | d1 vs {ref} | b vs {ref}" if ref else ""
+    many = all(m.many for m in measured)
+    many_head = " | d2m vs d1m | d2m vs d1m / b vs b2 | d2m vs d1m / x1 vs x2" if many else ""
     say(
         f"| shape | entries | MB in | KB an entry{ref_head} | d2 vs d1 | b vs b2 | x1 vs x2 "
-        "| d2 vs d1 / b vs b2 | d2 vs d1 / x1 vs x2 | other processes' share of the machine | outputs |"
+        f"| d2 vs d1 / b vs b2 | d2 vs d1 / x1 vs x2{many_head} | other processes' share of the machine "
+        "| outputs |"
     )
-    say("| --- |" + " ---: |" * (9 + (2 if ref else 0)) + " --- |")
+    say("| --- |" + " ---: |" * (9 + (2 if ref else 0) + (3 if many else 0)) + " --- |")
     for m in measured:
         w, c = m.workload, m.ceiling()
         ref_cells = f" | {m.ratio(ref, 'd1'):.2f}x | {m.ratio(ref, 'b', timed_loop=True):.2f}x" if ref else ""
+        many_cells = (
+            f" | {c['d2m vs d1m']:.2f}x | {c['many of b2']:.2f} | {c['many of control']:.2f}" if many else ""
+        )
         say(
             f"| {w.shape.name} | {w.entries:,} | {w.in_bytes / MB:.1f} | {w.in_bytes / w.entries / 1000:.1f}"
             f"{ref_cells} | {c['d2 vs d1']:.2f}x | {c['b vs b2']:.2f}x | {c['control']:.2f}x "
-            f"| {c['of b2']:.2f} | {c['of control']:.2f} "
+            f"| {c['of b2']:.2f} | {c['of control']:.2f}{many_cells} "
             f"| {100 * m.other_cpu / (m.wall * cpus):.0f} % "
             f"| {'identical' if m.outputs_agree else 'NOT identical'} |"
         )
@@ -393,7 +417,9 @@ def report_shapes(measured: Sequence[Measured], argv: Sequence[str]) -> int:
         )
     say(
         "x1 vs x2: the CPU-only control; the two fractions are d2 vs d1 over each same-run ceiling "
-        "(1.00 = two workers gain all that two processes gain here). Other processes' share: "
+        "(1.00 = two workers gain all that two processes gain here)"
+        + ("; d2m vs d1m: the same on the workload cut into many manifests" if many else "")
+        + ". Other processes' share: "
         "their CPU seconds over the shape's runs, against the machine's CPUs times that time."
     )
     say("Command: python -m benchmarks.bench " + shlex.join(argv))

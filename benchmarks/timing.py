@@ -29,7 +29,16 @@ from benchmarks.outputs import (
 )
 from benchmarks.phases import train_path
 from benchmarks.report import MIB, Measured, Result, environment, report_default, report_shapes, say
-from benchmarks.workloads import SHAPES, Shape, Workload, copy_first_lines, prepare_workload, split_in_halves
+from benchmarks.workloads import (
+    MANY_MOVED,
+    MANY_TRAIN_IGNORE,
+    SHAPES,
+    Shape,
+    Workload,
+    copy_first_lines,
+    prepare_workload,
+    split_in_halves,
+)
 
 CONTROL_ITERATIONS = 5_000_000  # about 1 to 2 s of one CPU here
 
@@ -139,6 +148,12 @@ class WorkloadBench:
         )
         if args.compact:
             self.pipelines += (("d1c", 1, "d1c. pipeline, DirectRunner, 1 worker, --compact"),)
+        if workload.many_src:
+            many = f"{args.many_files} manifests"
+            self.pipelines += (
+                ("d1m", 1, f"d1m. pipeline, DirectRunner, 1 worker, {many}"),
+                ("d2m", 2, f"d2m. pipeline, DirectRunner, 2 workers (multi_processing), {many}"),
+            )
 
     def settle(self):
         """Each run writes as much output as the last one: flush the dirty pages
@@ -156,13 +171,14 @@ class WorkloadBench:
             return  # kept until the end: the reference for the others
         if compare:
             in_pipeline = key.startswith("d")
-            self.checks[key] = compare_outputs(
-                self.digests["b"], [out_b], paths, w.moved if in_pipeline else ()
-            )
+            many = in_pipeline and key.endswith("m")
+            moved = MANY_MOVED if many else w.moved if in_pipeline else ()
+            self.checks[key] = compare_outputs(self.digests["b"], [out_b], paths, moved)
             if train is not None:
                 # b2's second half is a file of its own, so its byte offsets, and
                 # the ids made from them, differ too.
                 ignore = w.pipeline_train_ignore if in_pipeline else ("line", "byte_offset", "window_id")
+                ignore = MANY_TRAIN_IGNORE if many else ignore
                 self.checks[f"{key} train"] = compare_outputs(
                     self.digests["b train"], [train_path(out_b)], train, ignore
                 )
@@ -298,7 +314,8 @@ class WorkloadBench:
         say(f"running {label} ...{tag}")
         shutil.rmtree(out_dir, ignore_errors=True)
         self.settle()
-        cmd = pipeline_cmd(args.python, w.pipeline_src, out_dir, workers, self.split_mb)
+        src = w.many_src if key in ("d1m", "d2m") else w.pipeline_src
+        cmd = pipeline_cmd(args.python, src, out_dir, workers, self.split_mb)
         if key == "d1c":
             cmd.append("--compact")
         child = run_child(cmd, self.logs, key, args.poll)

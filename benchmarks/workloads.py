@@ -83,6 +83,13 @@ class Workload(NamedTuple):
     pipeline_src: str  # what the pipeline runs (d) read: src, or with --files a directory
     moved: tuple  # fields the pipeline's output differs in by design (--files: the source file)
     pipeline_train_ignore: tuple  # fields of the training lines not compared with b's
+    many_src: str = ""  # --many-files: the directory of K manifests d1m and d2m read
+
+
+MANY_MOVED = ("manifest_filepath",)
+# A manifest of its own per piece: where a line sits in its file, and the ids
+# made from it, differ from b's too.
+MANY_TRAIN_IGNORE = ("line", "byte_offset", "window_id") + MANY_MOVED
 
 
 def write_shape(src: str, shape: Shape, entries: int, seed: int) -> tuple:
@@ -111,10 +118,14 @@ def prepare_workload(args, work: str, shape: Shape) -> Workload:
     if args.files > 1:
         pipeline_src = os.path.join(work, "manifests")
         split_into_files(src, pipeline_src, args.files)
-        moved = ("manifest_filepath",)
-        pipeline_train_ignore = ("line", "byte_offset", "window_id") + moved
+        moved, pipeline_train_ignore = MANY_MOVED, MANY_TRAIN_IGNORE
         say(f"  cut into {args.files} manifests in {pipeline_src} for the pipeline runs")
-    return Workload(shape, src, entries, in_bytes, pipeline_src, moved, pipeline_train_ignore)
+    many_src = ""
+    if args.many_files:
+        many_src = os.path.join(work, "many")
+        split_into_files(src, many_src, args.many_files)
+        say(f"  cut into {args.many_files} manifests in {many_src} for d1m and d2m")
+    return Workload(shape, src, entries, in_bytes, pipeline_src, moved, pipeline_train_ignore, many_src)
 
 
 def copy_first_lines(src: str, dst: str, count: int) -> int:

@@ -433,6 +433,81 @@ def test_bench_on_many_manifests_balances_two_workers_and_compares_outputs(tmp_p
     assert "=> outputs of b and d are IDENTICAL" in out
 
 
+@pytest.mark.e2e
+def test_bench_many_files_adds_the_small_manifests_runs_beside_one_manifest(tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.bench",
+            "--entries",
+            "12",
+            "--seed",
+            "3",
+            "--many-files",
+            "5",
+            "--no-probe",
+            "--skip-reference",
+            "--workdir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    out = proc.stdout
+    assert proc.returncode == 0, out + proc.stderr
+    # d1 and d2 read the one manifest, d1m and d2m the same lines in 5
+    assert re.search(r"^d1: .*, 1 read ranges in 1 work units", out, re.M)
+    assert re.search(r"^d1m: .*, 5 read ranges in 5 work units", out, re.M)
+    assert re.search(r"^d2m: .*, \d+ read ranges in 2 work units", out, re.M)
+    assert "  d2 vs b: identical\n" in out
+    assert "  d2m vs b: same values apart from manifest_filepath\n" in out
+    assert (
+        "  d2m train vs b train: same values apart from line, byte_offset, window_id, manifest_filepath\n"
+    ) in out
+    assert re.search(r"^  d2m vs d1m the same on 5 manifests \.+ \d+\.\d\dx", out, re.M)
+    assert re.search(
+        r"^  => d2m vs d1m is \d+\.\d\d of b vs b2 and \d+\.\d\d of the control's gain", out, re.M
+    )
+    assert "=> outputs of b and d are IDENTICAL" in out
+
+
+def test_bench_refuses_files_with_many_files():
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench", "--files", "3", "--many-files", "5"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "--many-files adds runs on a cut one: give one" in proc.stderr
+
+
+def test_ceiling_judges_many_manifests_against_the_same_ceilings():
+    runs = {
+        key: [_result(key, wall)]
+        for key, wall in {
+            "b": 10.0,
+            "b2": 5.0,
+            "x1": 4.0,
+            "x2": 2.5,
+            "d1": 12.0,
+            "d2": 7.5,
+            "d1m": 13.0,
+            "d2m": 9.1,
+        }.items()
+    }
+    c = _measured(runs).ceiling()
+    assert c["d2 vs d1"] == pytest.approx(1.6) and c["of b2"] == pytest.approx(0.8)
+    assert c["of control"] == pytest.approx(1.0)
+    assert c["d2m vs d1m"] == pytest.approx(13.0 / 9.1)
+    assert c["many of b2"] == pytest.approx(13.0 / 9.1 / 2.0)
+    assert c["many of control"] == pytest.approx(13.0 / 9.1 / 1.6)
+    del runs["d1m"], runs["d2m"]
+    assert "d2m vs d1m" not in _measured(runs).ceiling()
+
+
 def _result(key, wall, other=0.0, proc_wall=None):
     return Result(
         key, key, wall, wall, 10, 1000, 2000, 0, 0, 0, 1, other, wall if proc_wall is None else proc_wall
