@@ -211,7 +211,9 @@ def test_batched_lines_hold_the_same_lines_in_fewer_elements():
         assert_that(
             batched.entries
             | "CountBatches" >> beam.combiners.Count.Globally()
-            | "Few" >> beam.Map(lambda n: n <= 30),  # 300 lines, in batches of up to 256 lines or 1 MiB
+            # 300 lines: 120 of 80 to 90 KB (ALONE_BYTES or more) alone, the 180
+            # others (38 to 52 KB) in batches of up to 256 lines or 1 MiB
+            | "Few" >> beam.Map(lambda n: 120 < n <= 140),
             equal_to([True]),
             label="FewElements",
         )
@@ -228,6 +230,23 @@ def test_batched_lines_hold_the_same_lines_in_fewer_elements():
         assert_that(
             plain.entries | "CountPlain" >> beam.combiners.Count.Globally(), equal_to([300]), label="One"
         )
+
+
+def test_a_long_output_line_leaves_alone_unjoined():
+    """Joining a line of ALONE_BYTES or more into a batch would only copy it (most
+    of the output is such lines); it leaves as its own element, the very bytes."""
+    from alm_beam.beam import transforms
+
+    fn = transforms._CurateFn(make_params(), OutputOptions(), batch_lines=True)
+    fn.start_bundle()
+    window = object()
+    small = [b'{"n":%d}' % k for k in range(3)]
+    assert [fn._batched(None, window, line) for line in small] == [None, None, None]
+    long_line = b"x" * transforms.ALONE_BYTES
+    assert fn._batched(None, window, long_line) is long_line
+    assert fn._batched(None, window, long_line[1:]) is None  # one byte short: batched
+    # the small lines are still pending, with the shorter long one, in their batch
+    assert fn._batches[(None, window)][0] == [*small, long_line[1:]]
 
 
 def _entries_of(lines):
