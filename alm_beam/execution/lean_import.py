@@ -5,9 +5,10 @@ extra brings it): ``apache_beam.typehints`` registers type hints for pandas'
 DataFrame types, and ``textio`` defines its CSV transforms. alm_beam's
 pipeline uses neither, and the import cost about 0.4 s of every run (the
 bundled sample: 2.18 s before, 1.81 s after, one worker), in the runner
-process and so in every SDK worker forked from it. Both of Beam's imports are guarded by ``except ImportError``, so while
-``pandas_hidden_from_beam`` is active, ``sys.modules["pandas"] = None`` makes
-them skip pandas (Python's documented way to make an import fail).
+process and so in every SDK worker forked from it. Both of Beam's imports
+are guarded by ``except ImportError``, so while ``pandas_hidden_from_beam`` is
+active, ``sys.modules["pandas"] = None`` makes them skip pandas (Python's
+documented way to make an import fail).
 
 Scoped, for library callers of ``alm_beam.run.main``: nothing changes if
 pandas or Beam is already imported, and on exit the entry is removed, so a
