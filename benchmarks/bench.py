@@ -314,6 +314,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error(
             "--files cuts the input of every pipeline run; --many-files adds runs on a cut one: give one"
         )
+    if args.many_files and (args.memory or args.instructions or args.profile):
+        parser.error(
+            "--many-files adds runs to the benchmark; --memory, --instructions and --profile take none"
+        )
     if args.control_iterations < 1:
         parser.error("--control-iterations must be >= 1")
     if args.memory_gb <= 0 or args.memory_hours <= 0:

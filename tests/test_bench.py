@@ -473,15 +473,24 @@ def test_bench_many_files_adds_the_small_manifests_runs_beside_one_manifest(tmp_
     assert "=> outputs of b and d are IDENTICAL" in out
 
 
-def test_bench_refuses_files_with_many_files():
+@pytest.mark.parametrize(
+    "args,says",
+    [
+        (["--files", "3", "--many-files", "5"], "--many-files adds runs on a cut one: give one"),
+        (["--many-files", "1"], "--many-files must be >= 2 (or 0: off)"),
+        (["--memory", "--many-files", "5"], "--memory, --instructions and --profile take none"),
+        (["--profile", "--many-files", "5"], "--memory, --instructions and --profile take none"),
+    ],
+)
+def test_bench_refuses_many_files_where_it_has_no_runs_to_add(args, says):
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.bench", "--files", "3", "--many-files", "5"],
+        [sys.executable, "-m", "benchmarks.bench", *args],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert proc.returncode == 2
-    assert "--many-files adds runs on a cut one: give one" in proc.stderr
+    assert says in proc.stderr
 
 
 def test_ceiling_judges_many_manifests_against_the_same_ceilings():
