@@ -176,6 +176,19 @@ def pid_alive(pid: int) -> bool:
     return stat[stat.rindex(b")") + 2 :][:1] not in (b"Z", b"X")
 
 
+def wait_closed(port: int, seconds: float = 10.0) -> bool:
+    """True once nothing accepts connections on 127.0.0.1:port, waiting up to
+    ``seconds``. A killed multi-threaded process (Prism is Go) shows as a
+    zombie, so ``wait_gone`` counts it gone, while its other threads are still
+    exiting; its sockets close with the last of them, a moment later."""
+    deadline = time.monotonic() + seconds
+    while listening(port):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def wait_gone(pids, seconds: float = 20.0) -> list:
     """The pids still alive after waiting up to ``seconds`` (a killed process's
     exit is asynchronous); [] when all are gone."""

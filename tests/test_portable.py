@@ -25,11 +25,11 @@ from runner_helpers import (
     descendants,
     free_ports,
     golden_input,
-    listening,
     pid_alive,
     run_cli,
     same_result,
     script,
+    wait_closed,
     wait_gone,
 )
 
@@ -90,7 +90,7 @@ def deployment(tmp_path_factory):
         down = script("portable.sh", "down", env=dep.env)
         assert down.returncode == 0, down.stderr
         assert wait_gone(sorted(dep.seen_pids)) == [], "a process of the deployment survived down"
-        assert not any(listening(p) for p in dep.ports)
+        assert all(wait_closed(p) for p in dep.ports)
 
 
 @pytest.mark.parametrize("case", sorted(GOLDEN_CASES))
@@ -169,7 +169,7 @@ def test_a_busy_port_is_a_one_line_error_and_starts_nothing(tmp_path):
         "another port"
     )
     assert not (tmp_path / "prism.pid").exists() and not (tmp_path / "pool.pid").exists()
-    assert not listening(ports[0])
+    assert wait_closed(ports[0])
 
 
 def test_down_stops_only_what_up_started(tmp_path):

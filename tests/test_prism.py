@@ -22,11 +22,11 @@ from runner_helpers import (
     assert_matches_golden,
     children,
     golden_input,
-    listening,
     pid_alive,
     run_cli,
     same_result,
     script,
+    wait_closed,
     wait_gone,
 )
 
@@ -67,7 +67,7 @@ def test_golden_case_on_prism(case, prism, tmp_path):
     pid, port = _started(done.stderr)
     assert prism in done.stderr  # the cached build, not a download
     assert not pid_alive(pid), "the Prism process outlived the run"
-    assert not listening(port)
+    assert wait_closed(port)
     import json
 
     assert json.loads((out / "summary.json").read_text())["run"]["runner"] == "PrismRunner"
@@ -160,7 +160,7 @@ def test_prism_never_outlives_the_run(ending, prism, tmp_path):
         assert f"alm_beam: interrupted by {ending};" in text, text[-3000:]
     assert code == expected, text[-3000:]
     assert wait_gone([pid]) == [], f"Prism (pid {pid}) outlived a run that ended by {ending}"
-    assert not listening(port)
+    assert wait_closed(port)
 
 
 def test_prism_sh_build_is_idempotent_and_prints_the_path(prism):
