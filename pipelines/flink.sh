@@ -138,6 +138,10 @@ up() {
     # little network memory (10% of its Flink memory; 1280m gave about 90 buffers)
     # fails jobs with "Insufficient number of network buffers: required 512, but
     # only 90 available". The setting lowers that minimum to 64.
+    # jvm-metaspace.size: every Beam job loads the job server's classes anew in its
+    # own class loader, and Flink's default 256m filled after about eight jobs on one
+    # cluster (the TaskManager died with "OutOfMemoryError: Metaspace" and the next
+    # job failed); 768m, with the process size raised by the same 512m.
     # env.java.opts.all: the JDK packages Flink's own config.yaml opens for Java 17.
     cat >"$STATE/conf/config.yaml" <<EOF
 jobmanager.rpc.address: 127.0.0.1
@@ -146,7 +150,8 @@ jobmanager.bind-host: 127.0.0.1
 jobmanager.memory.process.size: 1024m
 taskmanager.host: 127.0.0.1
 taskmanager.bind-host: 127.0.0.1
-taskmanager.memory.process.size: 4096m
+taskmanager.memory.process.size: 4608m
+taskmanager.memory.jvm-metaspace.size: 768m
 taskmanager.memory.managed.fraction: 0.2
 taskmanager.memory.task.off-heap.size: 512m
 taskmanager.numberOfTaskSlots: $SLOTS
