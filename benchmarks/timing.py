@@ -40,6 +40,7 @@ from benchmarks.workloads import (
     split_in_halves,
 )
 
+MANY_KEYS = ("d1m", "d2m")  # the pipeline runs on the workload cut into --many-files manifests
 CONTROL_ITERATIONS = 5_000_000  # about 1 to 2 s of one CPU here
 
 
@@ -171,7 +172,7 @@ class WorkloadBench:
             return  # kept until the end: the reference for the others
         if compare:
             in_pipeline = key.startswith("d")
-            many = in_pipeline and key.endswith("m")
+            many = key in MANY_KEYS
             moved = MANY_MOVED if many else w.moved if in_pipeline else ()
             self.checks[key] = compare_outputs(self.digests["b"], [out_b], paths, moved)
             if train is not None:
@@ -314,7 +315,7 @@ class WorkloadBench:
         say(f"running {label} ...{tag}")
         shutil.rmtree(out_dir, ignore_errors=True)
         self.settle()
-        src = w.many_src if key in ("d1m", "d2m") else w.pipeline_src
+        src = w.many_src if key in MANY_KEYS else w.pipeline_src
         cmd = pipeline_cmd(args.python, src, out_dir, workers, self.split_mb)
         if key == "d1c":
             cmd.append("--compact")
