@@ -47,7 +47,7 @@ from alm_beam.config import (
 from alm_beam.core.display import terminal_safe
 from alm_beam.core.params import clip
 from alm_beam.execution import interrupts
-from alm_beam.execution.lean_import import pandas_hidden_from_beam
+from alm_beam.execution.lean_import import unused_modules_hidden_from_beam
 from alm_beam.io.beam_noise import filter_start_up_noise
 
 if TYPE_CHECKING:
@@ -262,7 +262,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     and SIGTERM stop it with one line and exit 130 / 143 (``interrupts``);
     what it printed is flushed before the caller's handlers come back, so a
     report blocked on a full pipe is covered too."""
-    with interrupts.installed(), pandas_hidden_from_beam():
+    with interrupts.installed(), unused_modules_hidden_from_beam():
         try:
             return _command(argv)
         finally:
@@ -494,11 +494,11 @@ def _run_into(
 
     import apache_beam as beam
 
-    from alm_beam.beam.pipeline import SUMMARY_NAME, build_pipeline
+    from alm_beam.beam.pipeline import build_pipeline
     from alm_beam.execution.direct_workers import make_direct_runner, worker_command
     from alm_beam.execution.runners import install_quiet_job_stream_threads, lost_job_service, prepare_runner
     from alm_beam.io.discovery import shown_path
-    from alm_beam.io.output_dir import disk_full_where, is_disk_full
+    from alm_beam.io.output_dir import SUMMARY_NAME, disk_full_where, is_disk_full
     from alm_beam.results.summary import process_started_epoch_s, render_report
 
     runner = None

@@ -24,8 +24,15 @@ import pytest
 from bad_inputs.corpus import REPO, read_output, run_in_process
 from conftest import FIXTURES, processes_mentioning
 
-from alm_beam.beam.pipeline import ERRORS_PREFIX, SUMMARY_NAME, WINDOWS_PREFIX
-from alm_beam.io.output_dir import RECORD_NAME, STAGING_PREFIX, OutputDirError, prepare_output_dir
+from alm_beam.beam.pipeline import ERRORS_PREFIX, WINDOWS_PREFIX
+from alm_beam.beam.results_sink import TEMP_PREFIX
+from alm_beam.io.output_dir import (
+    RECORD_NAME,
+    STAGING_PREFIX,
+    SUMMARY_NAME,
+    OutputDirError,
+    prepare_output_dir,
+)
 
 SAMPLE = str(FIXTURES / "sample_input.jsonl")
 ONE_SHARD = [
@@ -136,7 +143,7 @@ def test_sigkill_half_way_leaves_only_temporary_files_then_overwrite_cleans(big_
     # the lock (its flock died with the run), the record, the staging area: all hidden
     [staging] = [n for n in left if n.startswith(STAGING_PREFIX)]
     assert left == sorted([".alm_beam.lock", RECORD_NAME, staging]), left
-    assert any(n.startswith(f"beam-temp-{WINDOWS_PREFIX}-") for n in os.listdir(out / staging))
+    assert any(n.startswith(TEMP_PREFIX) for n in os.listdir(out / staging))
     record = json.loads((out / RECORD_NAME).read_text())
     assert (record["state"], record["staging"], record["files"]) == ("running", staging, [])
 

@@ -1,4 +1,4 @@
-"""The pipeline graph, and nothing else: read -> curate -> write -> summarize.
+"""The pipeline graph, and nothing else: read -> curate -> write (the summary last).
 
 Called with everything already validated and discovered (see ``run.py``);
 building the graph has no side effects.
@@ -9,29 +9,23 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import apache_beam as beam
-import orjson
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
-from apache_beam.pvalue import AsList
 
-from alm_beam.beam.transforms import AggregateRunStats, CurateEntries, ReadManifestLines, bins_for
+from alm_beam.beam.results_sink import ResultsSink, SummaryArgs
+from alm_beam.beam.transforms import (
+    ERRORS_TAG,
+    TRAIN_TAG,
+    WINDOWS_KIND,
+    CurateAsResults,
+    ReadManifestLines,
+    bins_for,
+)
 from alm_beam.config import RunConfig
 from alm_beam.core.curate import OutputOptions
 from alm_beam.io.discovery import ReadRange
-from alm_beam.io.output_dir import SUMMARY_NAME, test_pause
-from alm_beam.io.storage import LineCoder
-from alm_beam.results.summary import build_summary, finished_run_info
 
-WINDOWS_PREFIX = "windows"
-ERRORS_PREFIX = "errors"
-TRAIN_PREFIX = "train"
-SHARD_TEMPLATE = "-SSSSS-of-NNNNN"
-# output.compression -> Beam's compression type and the JSONL shards' suffix
-OUTPUT_CODECS = {
-    "none": (CompressionTypes.UNCOMPRESSED, ".jsonl"),
-    "gzip": (CompressionTypes.GZIP, ".jsonl.gz"),
-    "zstd": (CompressionTypes.ZSTD, ".jsonl.zst"),
-}
+WINDOWS_PREFIX = WINDOWS_KIND  # the shards' names: windows-*, errors-*, train-*
+ERRORS_PREFIX = ERRORS_TAG
+TRAIN_PREFIX = TRAIN_TAG
 
 
 def recorded_config(cfg: RunConfig) -> dict:
@@ -58,55 +52,6 @@ def recorded_config(cfg: RunConfig) -> dict:
     }
 
 
-def _jsonl_sink(write_dir: str, prefix: str, cfg: RunConfig) -> beam.io.WriteToText:
-    """Beam's text sink for one JSONL output, compressed as ``output.compression`` says."""
-    compression, suffix = OUTPUT_CODECS[cfg.output.compression]
-    return beam.io.WriteToText(
-        FileSystems.join(write_dir, prefix),
-        file_name_suffix=suffix,
-        compression_type=compression,
-        num_shards=cfg.output.num_shards,
-        shard_name_template=SHARD_TEMPLATE,
-        coder=LineCoder(),
-    )
-
-
-def _summary_line(
-    stats,
-    *,
-    window_files,
-    error_files,
-    params,
-    inputs,
-    max_error_fraction,
-    run_info,
-    skipped_inputs=(),
-    train_files=(),
-    config=None,
-) -> bytes:
-    import time
-
-    test_pause("summary")  # both result sinks have finalized (tests kill the run here)
-    doc = build_summary(
-        stats,
-        params=params,
-        inputs=inputs,
-        window_files=window_files,
-        error_files=error_files,
-        max_error_fraction=max_error_fraction,
-        run_info=finished_run_info(run_info, time.time()),
-        skipped_inputs=skipped_inputs,
-        train_files=train_files,
-        config=config,
-        # The CLI checks the line balance and the error budget once the job has
-        # ended (run._finish_staged_result): a check failing inside the job would
-        # be retried by an engine's restart strategy, and a rerun Flink job fails
-        # on its first attempt's files instead.
-        check=False,
-    )
-    return orjson.dumps(doc, option=orjson.OPT_INDENT_2)
-
-
 def build_pipeline(
     p: beam.Pipeline,
     cfg: RunConfig,
@@ -130,43 +75,34 @@ def build_pipeline(
     )
 
     read = p | "ReadManifests" >> ReadManifestLines(
-        units, reshuffle, max_line_bytes=cfg.input.max_line_bytes, progress_dir=progress_dir
+        units,
+        reshuffle,
+        max_line_bytes=cfg.input.max_line_bytes,
+        progress_dir=progress_dir,
+        counts_with_lines=True,
     )
-    bins = bins_for(cfg.params)
-    # batch_lines: the sinks write newline-joined batches of lines (same files)
-    curated = read.lines | "CurateEntries" >> CurateEntries(cfg.params, options, bins, batch_lines=True)
-
-    window_files = curated.entries | "WriteWindows" >> _jsonl_sink(write_dir, WINDOWS_PREFIX, cfg)
-    error_files = curated.errors | "WriteErrors" >> _jsonl_sink(write_dir, ERRORS_PREFIX, cfg)
-    train_files = []  # output.training_manifest: false writes no train shards
-    if cfg.output.training_manifest:
-        train_files = AsList(curated.train | "WriteTraining" >> _jsonl_sink(write_dir, TRAIN_PREFIX, cfg))
-
-    # summary.json is written last: its step waits on the finalized names of the
-    # result sinks (side inputs), so it only exists once they are complete. The
-    # reader's per-range counts travel with the statistics, so the summary can
-    # show that every line read was written, rejected or blank. report.html is
-    # rendered from summary.json alone by the CLI's commit step (run.py), once
-    # the job has ended: in the job it took a sink and three more stages.
-    _ = (
-        (curated.stats, read.counts)
-        | "CollectStats" >> beam.Flatten()
-        | "AggregateStats" >> AggregateRunStats(bins)
-        | "BuildSummary"
-        >> beam.Map(
-            _summary_line,
-            window_files=AsList(window_files),
-            error_files=AsList(error_files),
-            train_files=train_files,
+    # One stage reads, curates and writes; the results sink then finalizes
+    # every shard and writes summary.json (results_sink.py: six stages in all).
+    # The reader's per-range counts travel with the statistics, so the summary
+    # can show that every line read was written, rejected or blank. report.html
+    # is rendered from summary.json alone by the CLI's commit step (run.py).
+    sink = ResultsSink(
+        write_dir,
+        compression=cfg.output.compression,
+        num_shards=cfg.output.num_shards,
+        training=cfg.output.training_manifest,
+        bins=bins_for(cfg.params),
+        summary=SummaryArgs(
             params=cfg.params.as_dict(),
             config=recorded_config(cfg),
-            inputs=list(inputs),
+            inputs=tuple(inputs),
             max_error_fraction=cfg.input.max_error_fraction,
             run_info=run_info,
-            skipped_inputs=list(skipped_inputs),
-        )
-        | "WriteSummary"
-        >> beam.io.WriteToText(
-            FileSystems.join(write_dir, SUMMARY_NAME), num_shards=1, shard_name_template="", coder=LineCoder()
-        )
+            skipped_inputs=tuple(skipped_inputs),
+        ),
+    )
+    _ = (
+        read.lines
+        | "CurateEntries" >> CurateAsResults(cfg.params, options, sink.bins)
+        | "WriteResults" >> beam.io.Write(sink)
     )

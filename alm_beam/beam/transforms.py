@@ -36,6 +36,7 @@ ERRORS_TAG = "errors"
 STATS_TAG = "stats"
 READ_COUNTS_TAG = "read_counts"
 TRAIN_TAG = "train"
+WINDOWS_KIND = "windows"  # CurateAsResults' kind for the main output's lines
 BATCH_LINES = 256  # output lines per element with batch_lines (see _CurateFn)
 BATCH_BYTES = 1 << 20
 ALONE_BYTES = 64 << 10  # a line this long leaves alone: joining it would only copy it
@@ -87,8 +88,14 @@ class _ReadRangeFn(beam.DoFn):
     bytes and lines read in a file there, once per ``REPORT_EVERY_BYTES``.
     """
 
-    def __init__(self, max_line_bytes: Optional[int] = None, progress_dir: Optional[str] = None):
+    def __init__(
+        self,
+        max_line_bytes: Optional[int] = None,
+        progress_dir: Optional[str] = None,
+        counts_with_lines: bool = False,
+    ):
         self._max_line = max_line_bytes
+        self._counts_with_lines = counts_with_lines
         self.lines_read = Metrics.counter(METRICS_NAMESPACE, "lines_read")
         self.blank = Metrics.counter(METRICS_NAMESPACE, "blank_lines")
         self.bytes_read = Metrics.counter(METRICS_NAMESPACE, "bytes_read")
@@ -115,6 +122,9 @@ class _ReadRangeFn(beam.DoFn):
         for rng in (unit,) if isinstance(unit, ReadRange) else unit:
             yield from self._read_range(rng)
 
+    def _count(self, count: ReadCount):
+        return count if self._counts_with_lines else beam.pvalue.TaggedOutput(READ_COUNTS_TAG, count)
+
     def _read_range(self, rng: ReadRange):
         lines = blank = size = 0
         path = rng.path
@@ -126,7 +136,7 @@ class _ReadRangeFn(beam.DoFn):
             stream, raw_file = _open_manifest(path, rng.compressed)
         except Exception as exc:  # noqa: BLE001 - gone or unreadable: one record, not the run
             yield ManifestLine(source, b"", None, rng.start, _unreadable_rest(exc, False, rng.start))
-            yield beam.pvalue.TaggedOutput(READ_COUNTS_TAG, ReadCount(1, 0))
+            yield self._count(ReadCount(1, 0))
             self.lines_read.inc(1)
             return
         next_line, at = (1 if rng.start == 0 else None), rng.start
@@ -156,7 +166,7 @@ class _ReadRangeFn(beam.DoFn):
                 progress.finish_range(
                     rng.end - rng.start if rng.end >= 0 else raw_file.tell() - rng.start, lines
                 )
-        yield beam.pvalue.TaggedOutput(READ_COUNTS_TAG, ReadCount(lines, blank))
+        yield self._count(ReadCount(lines, blank))
         # Counted once per range: a counter update per line is not free.
         self.lines_read.inc(lines)
         self.blank.inc(blank)
@@ -165,7 +175,7 @@ class _ReadRangeFn(beam.DoFn):
 
 class ReadOutputs(NamedTuple):
     lines: beam.PCollection  # ManifestLine elements (no blank lines)
-    counts: beam.PCollection  # one stats.ReadCount per read range
+    counts: Optional[beam.PCollection]  # one stats.ReadCount per read range (None: they are in lines)
 
 
 class ReadManifestLines(beam.PTransform):
@@ -174,6 +184,9 @@ class ReadManifestLines(beam.PTransform):
 
     With ``reshuffle`` the lines are redistributed so the CPU-heavy curation
     spreads over all workers even when one file dominates the input.
+    ``counts_with_lines``: each range's ``ReadCount`` goes among its lines, for
+    ``CurateAsResults``, and ``counts`` is None (a second output would meet the
+    statistics in a Flatten, which the runners materialize: a stage more).
     """
 
     def __init__(
@@ -182,26 +195,29 @@ class ReadManifestLines(beam.PTransform):
         reshuffle: bool,
         max_line_bytes: Optional[int] = None,
         progress_dir: Optional[str] = None,
+        *,
+        counts_with_lines: bool = False,
     ):
         super().__init__()
         self._ranges = list(ranges)
         self._reshuffle = reshuffle
         self._max_line = max_line_bytes
         self._progress_dir = progress_dir  # where the read step keeps its progress (progress.py)
+        self._counts_with_lines = counts_with_lines
 
     def expand(self, pbegin):
         read = (
             pbegin
             | "ListRanges" >> beam.Create(self._ranges, reshuffle=len(self._ranges) > 1)
             | "ReadRanges"
-            >> beam.ParDo(_ReadRangeFn(self._max_line, self._progress_dir)).with_outputs(
-                READ_COUNTS_TAG, main="lines"
-            )
+            >> beam.ParDo(
+                _ReadRangeFn(self._max_line, self._progress_dir, self._counts_with_lines)
+            ).with_outputs(READ_COUNTS_TAG, main="lines")
         )
         lines = read.lines
         if self._reshuffle:
             lines = lines | "SpreadLines" >> beam.Reshuffle()
-        return ReadOutputs(lines, read[READ_COUNTS_TAG])
+        return ReadOutputs(lines, None if self._counts_with_lines else read[READ_COUNTS_TAG])
 
 
 class _CurateFn(beam.DoFn):
@@ -222,6 +238,11 @@ class _CurateFn(beam.DoFn):
     per-element work (window assignment, the writer's calls) is paid per batch;
     a line of ``ALONE_BYTES`` or more leaves alone, unjoined. The files hold
     the same lines.
+
+    ``one_output`` (``CurateAsResults``, with ``batch_lines``): every output is
+    a ``(kind, value)`` pair on the main output, for ``results_sink``, and the
+    reader's ``ReadCount`` elements, which come among the lines, are summed
+    into the bundle's statistics.
     """
 
     def __init__(
@@ -230,11 +251,13 @@ class _CurateFn(beam.DoFn):
         options: OutputOptions,
         bins: DurationBins = DEFAULT_BINS,
         batch_lines: bool = False,
+        one_output: bool = False,
     ):
         self._params = params
         self._options = options
         self._bins = bins
-        self._batch_lines = batch_lines
+        self._batch_lines = batch_lines or one_output
+        self._one_output = one_output
         self._batches: dict = {}  # (tag, window) -> [lines, bytes]
         self.written = Metrics.counter(METRICS_NAMESPACE, "entries_written")
         self.failed = Metrics.counter(METRICS_NAMESPACE, "entries_failed")
@@ -282,7 +305,19 @@ class _CurateFn(beam.DoFn):
             return b"\n".join(batch[0])
         return None
 
+    def _out(self, tag, value):
+        """``value`` as an output of ``tag`` (None: the main output's lines)."""
+        if self._one_output:
+            return (WINDOWS_KIND if tag is None else tag, value)
+        return value if tag is None else beam.pvalue.TaggedOutput(tag, value)
+
     def process(self, item: ManifestLine, window=beam.DoFn.WindowParam):
+        if type(item) is ReadCount:  # one_output: a range's counts, among its lines
+            stats = self._stats.get(window)
+            if stats is None:
+                stats = self._stats[window] = RunStats(self._bins)
+            stats.add_read_count(item)
+            return
         problem = item.problem
         if problem is None:
             outcome = curate_line(
@@ -323,24 +358,34 @@ class _CurateFn(beam.DoFn):
                 return
             full = self._batched(None, window, outcome.line)
             if full is not None:
-                yield full
+                yield (WINDOWS_KIND, full) if self._one_output else full
             if outcome.train:
                 full = self._batched(TRAIN_TAG, window, outcome.train)
                 if full is not None:
-                    yield beam.pvalue.TaggedOutput(TRAIN_TAG, full)
+                    yield self._out(TRAIN_TAG, full)
         else:
             reason = outcome.reason
             self._failures[reason] = self._failures.get(reason, 0) + 1
             stats.add_error(ErrorItem(reason, item.source, item.offset, item.line, outcome.line))
-            yield beam.pvalue.TaggedOutput(ERRORS_TAG, outcome.line)
+            yield self._out(ERRORS_TAG, outcome.line)
 
     def finish_bundle(self):
+        one = self._one_output
         for (tag, window), (lines, _) in self._batches.items():
-            rest = WindowedValue(b"\n".join(lines), window.max_timestamp(), (window,))
-            yield rest if tag is None else beam.pvalue.TaggedOutput(tag, rest)
+            rest = b"\n".join(lines)
+            if one:
+                yield WindowedValue(self._out(tag, rest), window.max_timestamp(), (window,))
+            else:
+                rest = WindowedValue(rest, window.max_timestamp(), (window,))
+                yield rest if tag is None else beam.pvalue.TaggedOutput(tag, rest)
         self._batches = {}
         for window, stats in self._stats.items():
-            yield beam.pvalue.TaggedOutput(STATS_TAG, WindowedValue(stats, window.max_timestamp(), (window,)))
+            if one:
+                yield WindowedValue((STATS_TAG, stats), window.max_timestamp(), (window,))
+            else:
+                yield beam.pvalue.TaggedOutput(
+                    STATS_TAG, WindowedValue(stats, window.max_timestamp(), (window,))
+                )
         self._stats = {}
         written, blank, windows, kept = self._counts
         for counter, value in (
@@ -395,6 +440,31 @@ class CurateEntries(beam.PTransform):
             ERRORS_TAG, STATS_TAG, TRAIN_TAG, main="entries"
         )
         return CuratedOutputs(out.entries, out[ERRORS_TAG], out[STATS_TAG], out[TRAIN_TAG])
+
+
+class CurateAsResults(beam.PTransform):
+    """The CLI's curation step: manifest lines, with the reader's ``ReadCount``
+    elements among them (``ReadManifestLines(counts_with_lines=True)``) ->
+    one PCollection of ``(kind, value)`` for ``results_sink.ResultsSink``.
+
+    Kinds: ``windows`` and ``train`` (newline-joined batches of lines, or one
+    long line), ``errors`` (an error record's line) and ``stats`` (a bundle's
+    ``RunStats``, the reader's counts included). One output, so the curation,
+    the writers and the statistics stay in one fused stage: the outputs of
+    ``CurateEntries`` would each need a sink of their own, and the statistics
+    a combine, each a few stages more.
+    """
+
+    def __init__(self, params: CurationParams, options: OutputOptions, bins: Optional[DurationBins] = None):
+        super().__init__()
+        self._params = params
+        self._options = options
+        self._bins = bins if bins is not None else bins_for(params)
+
+    def expand(self, lines):
+        return lines | "Curate" >> beam.ParDo(
+            _CurateFn(self._params, self._options, self._bins, batch_lines=True, one_output=True)
+        )
 
 
 def bins_for(params: CurationParams) -> DurationBins:

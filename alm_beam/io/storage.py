@@ -17,8 +17,9 @@ Local paths are not checked here (see ``output_dir`` and the CLI's own checks).
 ``allow_empty_objects`` works around Beam's S3 writer, which uploads every
 object as a multipart upload: an empty object completes the upload with no
 parts, which S3 rejects (MalformedXML), so a sink writing an empty shard (our
-errors output, usually) would fail at finalize. ``LineCoder`` makes every
-process that runs our sinks apply it.
+errors output, usually) would fail at finalize. The CLI's results sink
+applies it where it writes; ``LineCoder`` makes every process that runs the
+Beam YAML sinks apply it.
 """
 
 from __future__ import annotations
