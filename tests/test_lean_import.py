@@ -1,8 +1,9 @@
-"""A run imports Beam without pandas (issue 20, item 3: the fixed cost).
+"""A run imports Beam without pandas and pymongo (issue 20, item 3: the fixed cost).
 
 Beam imports pandas whenever it is installed, only to register pandas type
 hints and CSV transforms that alm_beam's pipeline never uses (0.2 to 0.45 s of
-every run). ``lean_import.pandas_hidden_from_beam`` hides it during the
+every run), and pymongo for its MongoDB connector (0.1 to 0.15 s).
+``lean_import.unused_modules_hidden_from_beam`` hides them during the
 command; these cases check that a whole run does without it, with every output
 written, and that a library caller's process is left as it was. No timing is
 asserted (docs/performance.md has the measured times).
@@ -23,7 +24,8 @@ PRELOAD
 from alm_beam import run
 code = run.main(sys.argv[1:])
 after = {"beam": "apache_beam" in sys.modules, "pandas": "pandas" in sys.modules,
-         "hidden": "pandas" in sys.modules and sys.modules["pandas"] is None}
+         "hidden": "pandas" in sys.modules and sys.modules["pandas"] is None,
+         "pymongo": "pymongo" in sys.modules, "bson": "bson" in sys.modules}
 import pandas  # a library caller's own import still works afterwards
 after["pandas_usable"] = hasattr(pandas, "DataFrame")
 print(json.dumps({"code": code, **after}))
@@ -49,7 +51,15 @@ def test_a_run_imports_beam_without_pandas_and_leaves_it_importable(tmp_path, wo
     if workers > 1:
         args += ["--direct_num_workers", "2", "--direct_running_mode", "multi_processing"]
     result = probe(tmp_path, args)
-    assert result == {"code": 0, "beam": True, "pandas": False, "hidden": False, "pandas_usable": True}
+    assert result == {
+        "code": 0,
+        "beam": True,
+        "pandas": False,
+        "hidden": False,
+        "pymongo": False,
+        "bson": False,
+        "pandas_usable": True,
+    }
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["entries_written"] > 0
     assert (tmp_path / "out" / "report.html").is_file()
@@ -58,21 +68,35 @@ def test_a_run_imports_beam_without_pandas_and_leaves_it_importable(tmp_path, wo
 @pytest.mark.e2e
 def test_a_caller_that_imported_pandas_keeps_it(tmp_path):
     result = probe(tmp_path, ["--output", "out", "--quiet"], preload="import pandas")
-    assert result == {"code": 0, "beam": True, "pandas": True, "hidden": False, "pandas_usable": True}
+    assert result == {
+        "code": 0,
+        "beam": True,
+        "pandas": True,  # the caller's own
+        "hidden": False,
+        "pymongo": False,  # still hidden from Beam: the caller did not import it
+        "bson": False,
+        "pandas_usable": True,
+    }
 
 
-def test_the_block_is_scoped_and_steps_aside_when_pandas_or_beam_is_loaded(monkeypatch):
-    from alm_beam.execution.lean_import import pandas_hidden_from_beam
+def test_the_block_is_scoped_leaves_what_the_caller_loaded_and_steps_aside_after_beam(monkeypatch):
+    from alm_beam.execution.lean_import import unused_modules_hidden_from_beam
 
-    monkeypatch.delitem(sys.modules, "pandas", raising=False)
-    monkeypatch.delitem(sys.modules, "apache_beam", raising=False)
-    with pandas_hidden_from_beam() as hidden:
+    for name in ("pandas", "pymongo", "bson", "apache_beam"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    own = object()
+    monkeypatch.setitem(sys.modules, "bson", own)  # a caller's own import
+    with unused_modules_hidden_from_beam() as hidden:
         assert hidden is True
         with pytest.raises(ImportError):
             import pandas  # noqa: F401
-    assert "pandas" not in sys.modules
+        with pytest.raises(ImportError):
+            import pymongo  # noqa: F401
+        assert sys.modules["bson"] is own
+    assert "pandas" not in sys.modules and "pymongo" not in sys.modules
+    assert sys.modules["bson"] is own
 
     monkeypatch.setitem(sys.modules, "apache_beam", object())
-    with pandas_hidden_from_beam() as hidden:
+    with unused_modules_hidden_from_beam() as hidden:
         assert hidden is False
         assert "pandas" not in sys.modules

@@ -44,7 +44,7 @@ import warnings
 from typing import Optional, Sequence
 
 from alm_beam.execution.interrupts import STOP_SIGNALS, ignore_in_worker
-from alm_beam.execution.lean_import import pandas_hidden_from_beam
+from alm_beam.execution.lean_import import unused_modules_hidden_from_beam
 from alm_beam.io.beam_noise import not_noise
 
 WORKER_MODULE = "alm_beam.execution.direct_workers"
@@ -101,7 +101,7 @@ def _run_harness() -> int:
 def run_worker() -> None:
     """A worker started on demand (no warm worker was free)."""
     quiet_worker_logging()
-    with pandas_hidden_from_beam():  # as in the runner process, and its forked workers
+    with unused_modules_hidden_from_beam():  # as in the runner process, and its forked workers
         code = _run_harness()
     flush_and_exit(code)
 
@@ -114,7 +114,7 @@ def serve_warm(sock_path: str) -> None:
     """``--warm``: import Beam, then serve one job (see ``_serve``); stdin is the
     runner's end of the line."""
     quiet_worker_logging()
-    with pandas_hidden_from_beam():
+    with unused_modules_hidden_from_beam():
         _import_worker_modules()
     _serve(sock_path, sys.stdin.fileno())
 

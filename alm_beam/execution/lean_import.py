@@ -1,18 +1,21 @@
-"""Beam imported without pandas, in the processes that run our pipeline.
+"""Beam imported without the optional packages our pipeline never uses.
 
 ``import apache_beam`` imports pandas whenever it is installed (the ``yaml``
 extra brings it): ``apache_beam.typehints`` registers type hints for pandas'
-DataFrame types, and ``textio`` defines its CSV transforms. alm_beam's
-pipeline uses neither, and the import cost about 0.4 s of every run (the
-bundled sample: 2.18 s before, 1.81 s after, one worker), in the runner
-process and so in every SDK worker forked from it. Both of Beam's imports
-are guarded by ``except ImportError``, so while ``pandas_hidden_from_beam`` is
-active, ``sys.modules["pandas"] = None`` makes them skip pandas (Python's
-documented way to make an import fail).
+DataFrame types, and ``textio`` defines its CSV transforms. It also imports
+pymongo (a dependency of Beam's) for its MongoDB connector. alm_beam's
+pipeline uses none of them, and their imports cost every run about 0.4 s
+(pandas: the bundled sample, 2.18 s before, 1.81 s after, one worker) and
+0.1 to 0.15 s (pymongo and its bson), in the runner process and so in every
+SDK worker forked from it. Beam guards each of those imports with ``except
+ImportError``, so while ``unused_modules_hidden_from_beam`` is active,
+``sys.modules[name] = None`` makes them skip the package (Python's documented
+way to make an import fail).
 
-Scoped, for library callers of ``alm_beam.run.main``: nothing changes if
-pandas or Beam is already imported, and on exit the entry is removed, so a
-later ``import pandas`` in the same process loads it as usual.
+Scoped, for library callers of ``alm_beam.run.main``: nothing changes if Beam
+is already imported, a package the caller imported is left alone, and on exit
+the entries are removed, so a later ``import pandas`` in the same process loads
+it as usual.
 """
 
 from __future__ import annotations
@@ -21,19 +24,23 @@ import contextlib
 import sys
 from typing import Iterator
 
-HIDDEN = "pandas"
+HIDDEN = ("pandas", "pymongo", "bson")
 
 
 @contextlib.contextmanager
-def pandas_hidden_from_beam() -> Iterator[bool]:
-    """Within the block, a first import of Beam skips pandas; yields whether
-    pandas is hidden (False where pandas or Beam was imported before)."""
-    if HIDDEN in sys.modules or "apache_beam" in sys.modules:
+def unused_modules_hidden_from_beam() -> Iterator[bool]:
+    """Within the block, a first import of Beam skips the ``HIDDEN`` packages
+    that are not imported yet; yields whether any is hidden (False where Beam
+    was imported before)."""
+    if "apache_beam" in sys.modules:
         yield False
         return
-    sys.modules[HIDDEN] = None  # type: ignore[assignment]
+    hidden = [name for name in HIDDEN if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]
     try:
-        yield True
+        yield bool(hidden)
     finally:
-        if HIDDEN in sys.modules and sys.modules[HIDDEN] is None:
-            del sys.modules[HIDDEN]
+        for name in hidden:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]

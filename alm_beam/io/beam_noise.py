@@ -5,7 +5,12 @@ Beam is imported (the CLI, inspect, report, the DirectRunner's workers)."""
 import logging
 
 # Start-up chatter of every SDK worker (and of the runner relaying it), not news.
-NOISE = ("apitools not found", "No semi_persistent_directory found", "bigquery_storage_v1")
+NOISE = (
+    "apitools not found",
+    "No semi_persistent_directory found",
+    "bigquery_storage_v1",
+    "Could not find a compatible bson package",  # pymongo hidden (execution/lean_import.py)
+)
 
 
 def not_noise(record: logging.LogRecord) -> bool:
@@ -19,3 +24,4 @@ def filter_start_up_noise() -> None:
     relays."""
     logging.getLogger().addFilter(not_noise)
     logging.getLogger("apache_beam.runners.portability.local_job_service").addFilter(not_noise)
+    logging.getLogger("apache_beam.io.mongodbio").addFilter(not_noise)  # pymongo hidden at import
