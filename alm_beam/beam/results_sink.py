@@ -3,11 +3,12 @@
 A run writes three kinds of JSONL shards (windows, errors, train) and
 summary.json, whose totals come from the statistics of every bundle. Written
 with Beam's text sink, that was four ``WriteToText``s and a ``CombineGlobally``:
-22 stages on the FnApiRunner, of which all but two moved a handful of small
-elements, and each costs a round trip to every worker (20 to 40 ms with two
-workers), more again to build the graph and to fuse it. Here one
-``iobase.Sink`` takes ``(kind, value)`` elements (``CurateAsResults``' output)
-and the whole run is six stages; the files and their names are the same.
+20 stages on the FnApiRunner (21 with two work units), of which all but two
+moved a handful of small elements, and each costs a round trip to every worker
+(20 to 40 ms with two workers), more again to build the graph and to fuse it.
+Here one ``iobase.Sink`` takes ``(kind, value)`` elements (``CurateAsResults``'
+output) and the whole run is five stages (six); the files and their names are
+the same.
 
 The protocol is Beam's (``iobase.Write``), so every runner treats it as any
 sink: a writer per bundle writes one temporary file per kind it is given and
