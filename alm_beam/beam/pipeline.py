@@ -82,7 +82,7 @@ def build_pipeline(
         counts_with_lines=True,
     )
     # One stage reads, curates and writes; the results sink then finalizes
-    # every shard and writes summary.json (results_sink.py: six stages in all).
+    # every shard and writes summary.json (results_sink.py: five stages in all, six with two work units).
     # The reader's per-range counts travel with the statistics, so the summary
     # can show that every line read was written, rejected or blank. report.html
     # is rendered from summary.json alone by the CLI's commit step (run.py).

@@ -111,8 +111,9 @@ class _ResultsWriter(iobase.Writer):
                 self._stats = RunStats(self._sink.bins)
             self._stats.merge(value)
         else:
-            handle = self._handles[kind] = self._sink.create(f"{self._stem}.{kind}")
-            self._paths.append((kind, f"{self._stem}.{kind}"))
+            path = f"{self._stem}.{kind}"
+            handle = self._handles[kind] = self._sink.create(path)
+            self._paths.append((kind, path))
             handle.write(value)
             handle.write(b"\n")
 
