@@ -9,12 +9,14 @@ For a job of a few seconds per worker that is a large share of the wall time.
 
 Here the runner process starts the workers (``WarmWorkerPool``) first thing,
 before it plans the input and builds the graph: on Linux by forking once Beam
-is imported (the workers start with it imported), elsewhere as new
-interpreters importing it alongside. The command the FnApiRunner runs for a
-worker (``--attach``) is a small client that hands its environment (control
-and logging endpoints, pipeline options) to one of the waiting workers over a
-Unix socket and exits with that worker's exit status; with no waiting worker
-it runs the harness itself, so the pool is only ever an optimisation. A
+is imported (the workers start with it imported; the heap is frozen first,
+``gc.freeze()``, so that neither side's garbage collector copies the pages they
+share), elsewhere as new interpreters importing it alongside. The command the
+FnApiRunner runs for a worker (``attach_client``, standard library only) hands
+its environment (control and logging endpoints, pipeline options) to one of
+the waiting workers over a Unix socket and exits with that worker's exit
+status; with no waiting worker it becomes the worker itself, so the pool is
+only ever an optimisation. A
 worker logs warnings and errors only, and ends with ``os._exit`` once the
 harness has returned (its output is flushed; there is nothing else to tear
 down).
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -43,16 +46,14 @@ import time
 import warnings
 from typing import Optional, Sequence
 
+from alm_beam.execution import attach_client
+from alm_beam.execution.attach_client import FREE_NAME, SOCKET_NAME
 from alm_beam.execution.interrupts import STOP_SIGNALS, ignore_in_worker
 from alm_beam.execution.lean_import import unused_modules_hidden_from_beam
 from alm_beam.io.beam_noise import not_noise
 
 WORKER_MODULE = "alm_beam.execution.direct_workers"
 BEAM_WORKER_MODULE = "apache_beam.runners.worker.sdk_worker_main"
-_SOCKET = "worker-{}.sock"
-_FREE = "worker-{}.free"  # exists while worker {} is unclaimed; holds its pid
-_TAKEN = "worker-{}.taken"
-ATTACH_TIMEOUT_S = 120.0  # a warm worker still importing after this is given up
 _POLL_S = 0.005
 _MAX_SOCKET_PATH = 100  # bytes; sockaddr_un holds 108 on Linux, 104 on macOS
 
@@ -121,6 +122,8 @@ def serve_warm(sock_path: str) -> None:
 
 def _import_worker_modules() -> None:
     """What a worker needs before its first bundle: the slow part of its start."""
+    import grpc._channel  # noqa: F401 - imported by the harness's first channel (~15 ms)
+    import grpc._interceptor  # noqa: F401
     from apache_beam.runners.worker import sdk_worker_main  # noqa: F401
 
     import alm_beam.beam.transforms  # noqa: F401 - what the pipeline's DoFns unpickle into
@@ -143,8 +146,8 @@ def _serve(sock_path: str, runner_fd: int) -> None:
             break
     conn, _ = server.accept()
     server.close()
-    with conn, conn.makefile("rb") as reader:
-        environ = json.loads(reader.readline())
+    with conn:
+        environ = attach_client.receive_environ(conn)
         os.environ.clear()
         os.environ.update(environ)
         code = 1
@@ -175,73 +178,6 @@ def _forked_worker(sock_path: str, runner_fd: int, runner_side_fds: Sequence[int
         traceback.print_exc()
     finally:
         os._exit(1)
-
-
-def _pid_alive(pid: int) -> bool:
-    """The process exists and has not exited (a dead worker stays a zombie
-    until the runner process reaps it)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            stat = fh.read()
-        return stat[stat.rindex(b")") + 2 :][:1] not in (b"Z", b"X")
-    except (OSError, ValueError):
-        pass
-    try:  # no /proc: existence only
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _claim(pool_dir: str) -> Optional[tuple]:
-    """Take an unclaimed warm worker: (socket path, pid), or None."""
-    try:
-        names = sorted(os.listdir(pool_dir))
-    except OSError:
-        return None
-    for name in names:
-        if not name.endswith(".free"):
-            continue
-        index = name[len("worker-") : -len(".free")]
-        free = os.path.join(pool_dir, name)
-        taken = os.path.join(pool_dir, _TAKEN.format(index))
-        try:
-            with open(free, "rb") as fh:
-                pid = int(fh.read() or 0)
-            os.rename(free, taken)  # atomic: exactly one client wins
-        except (OSError, ValueError):
-            continue
-        return os.path.join(pool_dir, _SOCKET.format(index)), pid
-    return None
-
-
-def _connect(sock_path: str, pid: int) -> Optional[socket.socket]:
-    """Connect once the worker listens; None if it died or never got there."""
-    deadline = time.monotonic() + ATTACH_TIMEOUT_S
-    while time.monotonic() < deadline and _pid_alive(pid):
-        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            client.connect(sock_path)
-            return client
-        except (FileNotFoundError, ConnectionRefusedError):
-            client.close()
-            time.sleep(_POLL_S)
-    return None
-
-
-def attach(pool_dir: str) -> None:
-    """The FnApiRunner's worker command: hand this environment to a warm worker."""
-    claimed = _claim(pool_dir)
-    client = _connect(*claimed) if claimed else None
-    if client is None:
-        run_worker()
-        return
-    with client, client.makefile("rb") as reader:
-        client.sendall(json.dumps(dict(os.environ)).encode() + b"\n")
-        reply = reader.readline().strip()
-    sys.exit(int(reply) if reply.isdigit() else 1)
 
 
 def _stderr_fd() -> Optional[int]:
@@ -291,16 +227,25 @@ class WarmWorkerPool:
             _import_worker_modules()  # before the check: imports may start helper threads
             fork = fork_is_safe()
         self.forked = fork
+        self._froze = False
         self.directory = tempfile.mkdtemp(prefix="alm_beam_workers_")
         self.command = worker_command(python, self.directory)
         self.pids: list = []
         self._runner_fds: list = []  # our ends of the workers' lifelines
         self._popens: dict = {}
-        if len(os.fsencode(os.path.join(self.directory, _SOCKET.format(count)))) > _MAX_SOCKET_PATH:
+        if len(os.fsencode(os.path.join(self.directory, SOCKET_NAME.format(count)))) > _MAX_SOCKET_PATH:
             count = 0  # a Unix socket path this long cannot be bound; workers start on demand
+        if fork and count:
+            # The collector of a forked process writes into every object it
+            # visits, so each page both processes share gets copied: the runner
+            # paid ~11,000 page faults (0.15 s) building the graph right after
+            # the fork. Frozen objects are never visited, in the runner or the
+            # workers; ``close`` thaws them.
+            gc.freeze()
+            self._froze = True
         try:
             for index in range(count):
-                sock_path = os.path.join(self.directory, _SOCKET.format(index))
+                sock_path = os.path.join(self.directory, SOCKET_NAME.format(index))
                 read_fd, write_fd = os.pipe()
                 self._runner_fds.append(write_fd)
                 if fork:
@@ -313,7 +258,7 @@ class WarmWorkerPool:
                     self._popens[pid] = proc
                 os.close(read_fd)
                 self.pids.append(pid)
-                with open(os.path.join(self.directory, _FREE.format(index)), "w") as fh:
+                with open(os.path.join(self.directory, FREE_NAME.format(index)), "w") as fh:
                     fh.write(str(pid))
         except BaseException:
             self.close()
@@ -345,7 +290,7 @@ class WarmWorkerPool:
         FnApiRunner's worker process) waited for its exit status.
         """
         for index, pid in enumerate(self.pids):
-            if os.path.exists(os.path.join(self.directory, _FREE.format(index))):
+            if os.path.exists(os.path.join(self.directory, FREE_NAME.format(index))):
                 _kill(pid)
         for fd in self._runner_fds:
             try:
@@ -360,6 +305,9 @@ class WarmWorkerPool:
                 _reap(pid, self._popens.get(pid), None)
         self.pids = []
         shutil.rmtree(self.directory, ignore_errors=True)
+        if self._froze:
+            self._froze = False
+            gc.unfreeze()
 
     def __enter__(self):
         return self
@@ -400,10 +348,14 @@ def worker_command(python: str = sys.executable, pool_dir: Optional[str] = None)
     no shell process left in between)."""
     # A worker ignores SIGINT/SIGTERM from its first instruction (an ignored
     # signal stays ignored across exec); its runner stops it (see interrupts).
-    command = f"trap '' INT TERM; exec {shlex.quote(python)} -m {WORKER_MODULE}"
-    if pool_dir is not None:
-        command += f" --attach {shlex.quote(pool_dir)}"
-    return command
+    if pool_dir is None:
+        return f"trap '' INT TERM; exec {shlex.quote(python)} -m {WORKER_MODULE}"
+    client = os.path.abspath(attach_client.__file__)
+    if os.path.isfile(client):  # stdlib only: no site-packages, no package import
+        run_client = f"-I -S {shlex.quote(client)}"
+    else:
+        run_client = f"-m {attach_client.__name__}"
+    return f"trap '' INT TERM; exec {shlex.quote(python)} {run_client} {shlex.quote(pool_dir)}"
 
 
 # --------------------------------------------------------------------------
@@ -517,7 +469,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     if args.warm:
         serve_warm(args.warm)
     elif args.attach:
-        attach(args.attach)
+        attach_client.main([args.attach])
     else:
         run_worker()
 
