@@ -39,5 +39,5 @@ setup(
         "azure": [f"apache-beam[azure]{BEAM}"],  # azfs://
         "yaml": [f"apache-beam[yaml]{BEAM}"],  # pipelines/alm.yaml
     },
-    entry_points={"console_scripts": ["alm-beam=alm_beam.run:main"]},
+    entry_points={"console_scripts": ["alm-beam=alm_beam.run:cli"]},
 )

@@ -47,7 +47,12 @@ from alm_beam.config import (
 from alm_beam.core.display import terminal_safe
 from alm_beam.core.params import clip
 from alm_beam.execution import interrupts
-from alm_beam.execution.lean_import import unused_modules_hidden_from_beam
+from alm_beam.execution.lean_import import (
+    HIDDEN_IN_A_WHOLE_PROCESS,
+    OBJECT_STORE_CLIENTS,
+    hide_more,
+    unused_modules_hidden_from_beam,
+)
 from alm_beam.io.beam_noise import filter_start_up_noise
 
 if TYPE_CHECKING:
@@ -255,18 +260,32 @@ def _not_disk_full(record: logging.LogRecord) -> bool:
     return DISK_FULL_TEXT not in record.getMessage()
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Optional[Sequence[str]] = None, *, whole_process: bool = False) -> int:
     """The command, however it is started: ``alm-beam``, ``python -m
     alm_beam.run``, or called from Python (``argv`` without the program name;
     default ``sys.argv[1:]``). Returns the exit status. While it runs, Ctrl-C
     and SIGTERM stop it with one line and exit 130 / 143 (``interrupts``);
     what it printed is flushed before the caller's handlers come back, so a
-    report blocked on a full pipe is covered too."""
+    report blocked on a full pipe is covered too. ``whole_process``: the
+    process ends with the command (``cli``), so Beam may be imported without
+    packages a later caller could want (``lean_import.hide_more``)."""
     with interrupts.installed(), unused_modules_hidden_from_beam():
         try:
-            return _command(argv)
+            return _command(argv, whole_process=whole_process)
         finally:
             _flush_std_streams()
+
+
+def cli() -> None:
+    """``alm-beam`` and ``python -m alm_beam.run``: the command, then the exit,
+    without the interpreter's teardown of Beam's modules (about 0.3 s) once the
+    run is reported."""
+    exit_code = main(whole_process=True)
+    if "apache_beam" in sys.modules:
+        from alm_beam.execution.direct_workers import flush_and_exit
+
+        flush_and_exit(exit_code)
+    sys.exit(exit_code)
 
 
 def _flush_std_streams() -> None:
@@ -277,7 +296,7 @@ def _flush_std_streams() -> None:
             pass
 
 
-def _command(argv: Optional[Sequence[str]]) -> int:
+def _command(argv: Optional[Sequence[str]], *, whole_process: bool = False) -> int:
     parser = build_arg_parser()
     args, beam_args = parser.parse_known_args(argv)
     filter_start_up_noise()
@@ -290,6 +309,11 @@ def _command(argv: Optional[Sequence[str]]) -> int:
 
     try:
         cfg = resolve_config(args)
+        if whole_process:
+            # Before anything imports Beam: what this run cannot need stays out of it.
+            hide_more(HIDDEN_IN_A_WHOLE_PROCESS)
+            if not _any_remote([*cfg.input.paths, cfg.output.path, *cfg.pipeline_options, *beam_args]):
+                hide_more(OBJECT_STORE_CLIENTS)
         from alm_beam.execution.beam_flags import check_without_beam, silence_beam_flag_warning
 
         silence_beam_flag_warning()
@@ -596,9 +620,4 @@ def _run_into(
 
 
 if __name__ == "__main__":
-    exit_code = main()
-    if "apache_beam" in sys.modules:  # no interpreter teardown (~0.3 s for Beam): the run is reported
-        from alm_beam.execution.direct_workers import flush_and_exit
-
-        flush_and_exit(exit_code)
-    sys.exit(exit_code)
+    cli()

@@ -1,4 +1,5 @@
-"""A run imports Beam without pandas and pymongo (issue 20, item 3: the fixed cost).
+"""A run imports Beam without pandas and pymongo, and as the whole process
+without pyarrow and (for local locations) boto3 (issue 20, item 3: the fixed cost).
 
 Beam imports pandas whenever it is installed, only to register pandas type
 hints and CSV transforms that alm_beam's pipeline never uses (0.2 to 0.45 s of
@@ -99,3 +100,40 @@ def test_the_block_is_scoped_leaves_what_the_caller_loaded_and_steps_aside_after
     with unused_modules_hidden_from_beam() as hidden:
         assert hidden is False
         assert "pandas" not in sys.modules
+
+
+# The command as the whole process (``cli``): refused by a Beam flag check, so
+# after Beam's import and before any work.
+WHOLE_PROCESS_PROBE = """
+import json, sys
+from alm_beam import run
+code = run.main(sys.argv[2:], whole_process=sys.argv[1] == "whole")
+print(json.dumps({"code": code, "beam": "apache_beam" in sys.modules,
+                  **{name: sys.modules.get(name) is not None for name in ("pyarrow", "boto3")}}))
+"""
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    "mode, inputs, expected",
+    [
+        ("whole", [], {"pyarrow": False, "boto3": False}),
+        ("whole", ["--input", "s3://bucket/in.jsonl"], {"pyarrow": False, "boto3": True}),
+        ("library", [], {"pyarrow": True, "boto3": True}),
+    ],
+)
+def test_a_whole_process_run_also_skips_pyarrow_and_boto3_unless_a_location_is_remote(
+    tmp_path, mode, inputs, expected
+):
+    args = [*inputs, "--output", "out", "--runner", "DaskRunner"]
+    proc = subprocess.run(
+        [sys.executable, "-c", WHOLE_PROCESS_PROBE, mode, *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.splitlines()[-1])
+    assert result == {"code": 2, "beam": True, **expected}
+    assert "DaskRunner is refused" in proc.stderr

@@ -16,6 +16,13 @@ Scoped, for library callers of ``alm_beam.run.main``: nothing changes if Beam
 is already imported, a package the caller imported is left alone, and on exit
 the entries are removed, so a later ``import pandas`` in the same process loads
 it as usual.
+
+Two more are hidden only where the command is the whole process (``python -m
+alm_beam.run``, ``alm-beam``: nothing imports Beam there afterwards), through
+``hide_more`` inside the block: pyarrow (Parquet and Arrow type hints, about
+30 ms) always, and boto3 (Beam's S3 client, about 0.1 s with botocore) when no
+path or Beam flag of the run names a remote location. In a library caller's
+process Beam, once imported without them, would keep lacking them.
 """
 
 from __future__ import annotations
@@ -25,6 +32,10 @@ import sys
 from typing import Iterator
 
 HIDDEN = ("pandas", "pymongo", "bson")
+HIDDEN_IN_A_WHOLE_PROCESS = ("pyarrow",)
+OBJECT_STORE_CLIENTS = ("boto3",)  # Beam's S3 filesystem; needed only for s3:// locations
+
+_blocks: list = []  # the names each active block hid, innermost last
 
 
 @contextlib.contextmanager
@@ -35,12 +46,32 @@ def unused_modules_hidden_from_beam() -> Iterator[bool]:
     if "apache_beam" in sys.modules:
         yield False
         return
-    hidden = [name for name in HIDDEN if name not in sys.modules]
-    for name in hidden:
-        sys.modules[name] = None  # type: ignore[assignment]
+    hidden: list = []
+    _hide(HIDDEN, hidden)
+    _blocks.append(hidden)
     try:
         yield bool(hidden)
     finally:
+        _blocks.remove(hidden)
         for name in hidden:
             if name in sys.modules and sys.modules[name] is None:
                 del sys.modules[name]
+
+
+def hide_more(names) -> list:
+    """Hide ``names`` too, until the innermost active block ends; the names
+    hidden (none outside a block, once Beam is imported, or for a package
+    already imported)."""
+    if not _blocks or "apache_beam" in sys.modules:
+        return []
+    added: list = []
+    _hide(names, added)
+    _blocks[-1].extend(added)
+    return added
+
+
+def _hide(names, hidden: list) -> None:
+    for name in names:
+        if name not in sys.modules:
+            sys.modules[name] = None  # type: ignore[assignment]
+            hidden.append(name)
