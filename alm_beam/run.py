@@ -49,7 +49,7 @@ from alm_beam.core.params import clip
 from alm_beam.execution import interrupts
 from alm_beam.execution.lean_import import (
     HIDDEN_IN_A_WHOLE_PROCESS,
-    OBJECT_STORE_CLIENTS,
+    REMOTE_CLIENTS,
     hide_more,
     unused_modules_hidden_from_beam,
 )
@@ -311,9 +311,12 @@ def _command(argv: Optional[Sequence[str]], *, whole_process: bool = False) -> i
         cfg = resolve_config(args)
         if whole_process:
             # Before anything imports Beam: what this run cannot need stays out of it.
+            from alm_beam.execution.direct_workers import runs_on_direct_runner
+
             hide_more(HIDDEN_IN_A_WHOLE_PROCESS)
-            if not _any_remote([*cfg.input.paths, cfg.output.path, *cfg.pipeline_options, *beam_args]):
-                hide_more(OBJECT_STORE_CLIENTS)
+            flags = [*cfg.pipeline_options, *beam_args]
+            if runs_on_direct_runner(flags) and not _any_remote([*cfg.input.paths, cfg.output.path, *flags]):
+                hide_more(REMOTE_CLIENTS)
         from alm_beam.execution.beam_flags import check_without_beam, silence_beam_flag_warning
 
         silence_beam_flag_warning()

@@ -109,25 +109,37 @@ import json, sys
 from alm_beam import run
 code = run.main(sys.argv[2:], whole_process=sys.argv[1] == "whole")
 print(json.dumps({"code": code, "beam": "apache_beam" in sys.modules,
-                  **{name: sys.modules.get(name) is not None for name in ("pyarrow", "boto3")}}))
+                  **{name: sys.modules.get(name) is not None for name in ("pyarrow", "boto3", "requests")}}))
 """
+BAD_WORKERS = ["--direct_num_workers", "x"]  # Beam's parser refuses it: exit 2 once Beam is imported
+DASK = ["--runner", "DaskRunner"]  # refused once Beam is imported, and not the DirectRunner
 
 
 @pytest.mark.e2e
 @pytest.mark.parametrize(
-    "mode, inputs, expected",
+    "mode, args, kept",
     [
-        ("whole", [], {"pyarrow": False, "boto3": False}),
-        ("whole", ["--input", "s3://bucket/in.jsonl"], {"pyarrow": False, "boto3": True}),
-        ("library", [], {"pyarrow": True, "boto3": True}),
+        ("whole", BAD_WORKERS, {"pyarrow": False, "boto3": False, "requests": False}),
+        (
+            "whole",
+            ["--input", "s3://bucket/in.jsonl", *BAD_WORKERS],
+            {"pyarrow": False, "boto3": True, "requests": True},
+        ),
+        (
+            "whole",
+            ["--temp_location", "gs://bucket/tmp", *BAD_WORKERS],
+            {"pyarrow": False, "boto3": True, "requests": True},
+        ),
+        ("whole", DASK, {"pyarrow": False, "boto3": True, "requests": True}),
+        ("library", BAD_WORKERS, {"pyarrow": True, "boto3": True, "requests": True}),
     ],
+    ids=["local", "s3-input", "gs-flag", "other-runner", "library"],
 )
-def test_a_whole_process_run_also_skips_pyarrow_and_boto3_unless_a_location_is_remote(
-    tmp_path, mode, inputs, expected
+def test_a_whole_process_run_also_skips_what_only_remote_locations_or_other_runners_need(
+    tmp_path, mode, args, kept
 ):
-    args = [*inputs, "--output", "out", "--runner", "DaskRunner"]
     proc = subprocess.run(
-        [sys.executable, "-c", WHOLE_PROCESS_PROBE, mode, *args],
+        [sys.executable, "-c", WHOLE_PROCESS_PROBE, mode, *args, "--output", "out"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -135,5 +147,5 @@ def test_a_whole_process_run_also_skips_pyarrow_and_boto3_unless_a_location_is_r
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.splitlines()[-1])
-    assert result == {"code": 2, "beam": True, **expected}
-    assert "DaskRunner is refused" in proc.stderr
+    assert result == {"code": 2, "beam": True, **kept}
+    assert ("DaskRunner is refused" if args is DASK else "invalid int value") in proc.stderr

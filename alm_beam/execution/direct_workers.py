@@ -376,6 +376,11 @@ def _flag_values(args: Sequence[str], name: str) -> list:
     return values
 
 
+def runs_on_direct_runner(args: Sequence[str]) -> bool:
+    """Whether these Beam flags (read before Beam is imported) choose the DirectRunner."""
+    return (_flag_values(args, "runner") or [None])[-1] in DIRECT_RUNNER_NAMES
+
+
 def planned_worker_processes(args: Sequence[str]) -> int:
     """SDK worker processes a run with these Beam flags starts on the FnApiRunner.
 

@@ -17,12 +17,15 @@ is already imported, a package the caller imported is left alone, and on exit
 the entries are removed, so a later ``import pandas`` in the same process loads
 it as usual.
 
-Two more are hidden only where the command is the whole process (``python -m
+More are hidden only where the command is the whole process (``python -m
 alm_beam.run``, ``alm-beam``: nothing imports Beam there afterwards), through
 ``hide_more`` inside the block: pyarrow (Parquet and Arrow type hints, about
-30 ms) always, and boto3 (Beam's S3 client, about 0.1 s with botocore) when no
-path or Beam flag of the run names a remote location. In a library caller's
-process Beam, once imported without them, would keep lacking them.
+30 ms) always; and on the DirectRunner, when no path or Beam flag of the run
+names a remote location, boto3 (Beam's S3 client, about 0.1 s with botocore)
+and requests (which Beam's BigQuery, Pub/Sub and GCS modules import, about
+0.1 s; Beam skips them all, as it does where their client libraries are not
+installed; the Flink and Spark runners' jar submission uses it). In a library
+caller's process Beam, once imported without them, would keep lacking them.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from typing import Iterator
 
 HIDDEN = ("pandas", "pymongo", "bson")
 HIDDEN_IN_A_WHOLE_PROCESS = ("pyarrow",)
-OBJECT_STORE_CLIENTS = ("boto3",)  # Beam's S3 filesystem; needed only for s3:// locations
+REMOTE_CLIENTS = ("boto3", "requests")  # needed only for remote locations or other runners
 
 _blocks: list = []  # the names each active block hid, innermost last
 
