@@ -1,5 +1,6 @@
-"""A run imports Beam without pandas and pymongo, and as the whole process
-without pyarrow and (for local locations) boto3 (issue 20, item 3: the fixed cost).
+"""A run imports Beam without pandas and pymongo; as the whole process also
+without pyarrow, and on the DirectRunner with local locations without boto3
+and requests (issue 20, item 3: the fixed cost).
 
 Beam imports pandas whenever it is installed, only to register pandas type
 hints and CSV transforms that alm_beam's pipeline never uses (0.2 to 0.45 s of
