@@ -305,7 +305,7 @@ def _command(argv: Optional[Sequence[str]], *, whole_process: bool = False) -> i
 
     # Every flag and value, then the output location, before anything else is
     # said or started: the first problem is the only line printed.
-    from alm_beam.io.preflight import PreflightError, preflight_output
+    from alm_beam.io.preflight import PreflightError, preflight_not_empty, preflight_output
 
     try:
         cfg = resolve_config(args)
@@ -330,7 +330,7 @@ def _command(argv: Optional[Sequence[str]], *, whole_process: bool = False) -> i
         _say(f"alm_beam: error: {exc}")
         return 2
     beam_flags = list(cfg.pipeline_options) + list(beam_args)
-    from alm_beam.io.discovery import DiscoveryError, find_inputs
+    from alm_beam.io.discovery import DiscoveryError, check_output_outside_inputs, find_inputs
 
     paths = list(cfg.input.paths)
     if not paths:
@@ -339,15 +339,20 @@ def _command(argv: Optional[Sequence[str]], *, whole_process: bool = False) -> i
             f"alm_beam: no --input given; curating the bundled sample manifest {paths[0]}",
         )
     found = None
-    if not _any_remote([*paths, cfg.output.path]):
-        # Local inputs are found (or refused) before Beam is imported and before
-        # any worker is started: a refusal answers at once.
-        try:
-            # refuses an --output inside an --input (discovery.check_output_outside_inputs)
+    local = not _any_remote([*paths, cfg.output.path])
+    try:
+        if local:
+            # An --output inside an --input first (the better diagnosis of a
+            # non-empty --output), then a non-empty --output without
+            # --overwrite: both need no Beam, which finding the inputs imports.
+            check_output_outside_inputs(paths, cfg.output.path)
+        preflight_not_empty(cfg.output.path, cfg.output.overwrite)
+        if local:
+            # Local inputs are found (or refused) before any worker is started.
             found = find_inputs(paths, cfg.output.path)
-        except DiscoveryError as exc:
-            _say(f"alm_beam: error: {exc}")
-            return 2
+    except (DiscoveryError, PreflightError) as exc:
+        _say(f"alm_beam: error: {exc}")
+        return 2
     from alm_beam.execution.direct_workers import WarmWorkerPool, planned_worker_processes
     from alm_beam.execution.runners import stop_started
     from alm_beam.io.run_temp import enter_run_temp, leave_run_temp

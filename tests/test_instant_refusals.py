@@ -1,9 +1,10 @@
 """Refusals that need no Beam answer without importing it (issue 20, item 3).
 
 Importing apache_beam takes seconds; a misspelled flag of alm_beam's own, a bad
-config value, a missing local input or an unwritable output is refused before
-that. Each case runs ``alm_beam.run.main`` in a fresh interpreter and reports
-whether apache_beam was imported; no timing is asserted (docs/performance.md
+config value, a missing local input, an unwritable output or a non-empty one
+without --overwrite is refused before that. Each case runs
+``alm_beam.run.main`` in a fresh interpreter and reports whether apache_beam
+was imported; no timing is asserted (docs/performance.md
 has the measured times).
 """
 
@@ -88,6 +89,50 @@ def test_refusals_that_need_no_beam_do_not_import_it(tmp_path, args, line):
     # PyYAML for a --set value only; the worker pool, the runners, the run's temp root never
     assert result["loaded"] == (["yaml"] if "--set" in args else [])
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("previous_run", [False, True], ids=["foreign-files", "previous-run"])
+def test_a_non_empty_output_directory_is_refused_without_beam(tmp_path, previous_run):
+    """The refusal, word for word the one given under the directory's lock
+    (``output_dir.prepare_output_dir``), before Beam is imported."""
+    (tmp_path / "m.jsonl").write_bytes(b"{}\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine\n")
+    state = ""
+    if previous_run:
+        record = {"tool": "alm_beam", "format": 1, "state": "committed", "staging": None}
+        record["files"] = ["notes.txt"]
+        (out / ".alm_beam-run.json").write_text(json.dumps(record))
+        state = "; it holds a previous alm_beam run's output"
+    names = ".alm_beam-run.json, notes.txt" if previous_run else "notes.txt"
+    count = 2 if previous_run else 1
+    result = probe(["--input", "m.jsonl", "--output", "out"], tmp_path)
+    line = (
+        f"alm_beam: error: --output out: directory is not empty ({count} entries: {names}){state}; "
+        "pass --overwrite to replace a previous alm_beam run's output there, or choose another --output"
+    )
+    assert (result["code"], result["stderr"].splitlines()) == (2, [line])
+    assert result["beam"] is False and result["loaded"] == []
+    assert sorted(p.name for p in out.iterdir()) == sorted(names.split(", "))
+
+
+def test_the_early_and_the_locked_refusal_say_the_same(tmp_path):
+    from alm_beam.io.output_dir import OutputDirError, prepare_output_dir
+    from alm_beam.io.preflight import PreflightError, preflight_not_empty
+
+    (tmp_path / "a.txt").write_text("x")
+    (tmp_path / ".alm_beam-run.json").write_text("")  # a run killed before writing its record
+    with pytest.raises(PreflightError) as early:
+        preflight_not_empty(str(tmp_path), overwrite=False)
+    with pytest.raises(OutputDirError) as locked:
+        prepare_output_dir(str(tmp_path), overwrite=False)
+    assert str(early.value) == str(locked.value)
+    assert "did not finish" in str(early.value)
+    preflight_not_empty(str(tmp_path), overwrite=True)  # --overwrite: left to the locked check
+    (tmp_path / ".alm_beam.lock").write_text("")
+    preflight_not_empty(str(tmp_path), overwrite=False)  # a lock: left to the locked check
 
 
 @pytest.mark.e2e

@@ -40,15 +40,23 @@ from typing import Iterable, Optional
 
 from apache_beam.io.filesystems import FileSystems
 
+from alm_beam.io.output_record import (
+    COMMITTED,
+    COMMITTING,
+    FAILED,
+    LOCK_NAME,
+    RECORD_FORMAT,
+    RECORD_NAME,
+    RUNNING,
+    STAGING_PREFIX,
+    first_names,
+    not_empty_message,
+    parse_record,
+)
 from alm_beam.io.process_owner import ProcessOwner, owner_is_alive, this_process
 
-LOCK_NAME = ".alm_beam.lock"
-RECORD_NAME = ".alm_beam-run.json"
-STAGING_PREFIX = ".alm_beam-staging-"
 SUMMARY_NAME = "summary.json"
 _RECORD_TEMP = ".run-record.tmp"  # inside the staging directory, which is ours
-RECORD_FORMAT = 1
-RUNNING, COMMITTING, COMMITTED, FAILED = "running", "committing", "committed", "failed"
 # Test hook (never set in normal use): the named stage creates the file named by
 # ALM_BEAM_TEST_PAUSE_FILE and waits until it is removed, so a test can kill the
 # run at that exact point, or let it go on.
@@ -162,8 +170,7 @@ def replace_local_file(path: str, data: bytes, fix: str) -> None:
         raise
 
 
-def _first_names(names: list, shown: int = 5) -> str:
-    return ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")
+_first_names = first_names
 
 
 def _read_text(path: str) -> Optional[str]:
@@ -355,34 +362,9 @@ class OutputLock:
 
 
 def read_record(out_dir: str) -> Optional[dict]:
-    """The run record an alm_beam run left in ``out_dir``, or None (missing or not ours).
-
-    An empty record is a run killed between creating it and writing it: it
-    owns nothing but itself.
-    """
-    text = _read_text(_join(out_dir, RECORD_NAME))
-    if text is None:
-        return None
-    if text == "":
-        return {"tool": "alm_beam", "format": RECORD_FORMAT, "state": RUNNING, "staging": None, "files": []}
-    try:
-        doc = json.loads(text)
-    except ValueError:
-        return None
-    if not (
-        isinstance(doc, dict)
-        and doc.get("tool") == "alm_beam"
-        and doc.get("format") == RECORD_FORMAT
-        and isinstance(doc.get("files"), list)
-        and all(isinstance(f, str) and f and "/" not in f and f not in (".", "..") for f in doc["files"])
-    ):
-        return None
-    staging = doc.get("staging")
-    if staging is not None and not (
-        isinstance(staging, str) and staging.startswith(STAGING_PREFIX) and "/" not in staging
-    ):
-        return None
-    return doc
+    """The run record an alm_beam run left in ``out_dir``, or None (missing or
+    not ours; ``output_record.parse_record``)."""
+    return parse_record(_read_text(_join(out_dir, RECORD_NAME)))
 
 
 def _owned(record: dict) -> dict:
@@ -392,22 +374,6 @@ def _owned(record: dict) -> dict:
         owned[record["staging"]] = True
     owned[RECORD_NAME] = False
     return owned
-
-
-def _describe_state(record: Optional[dict]) -> str:
-    if record is None:
-        return ""
-    state = record.get("state")
-    if state == RUNNING:
-        return "; it holds an alm_beam run that did not finish (killed or interrupted)"
-    if state == COMMITTING:
-        return (
-            "; it holds an alm_beam run killed while committing its result "
-            "(no summary.json: the result is incomplete)"
-        )
-    if state == FAILED:
-        return "; it holds a failed alm_beam run (no summary.json)"
-    return "; it holds a previous alm_beam run's output"
 
 
 def prepare_output_dir(path: str, overwrite: bool) -> list:
@@ -434,12 +400,7 @@ def prepare_output_dir(path: str, overwrite: bool) -> list:
     record = read_record(path) if has_record_file else None
     names = list(entries)
     if not overwrite:
-        raise OutputDirError(
-            f"--output {path}: directory is not empty ({len(names)} entries: "
-            f"{_first_names(names)}){_describe_state(record)}; "
-            "pass --overwrite to replace a previous alm_beam run's output there, "
-            "or choose another --output"
-        )
+        raise OutputDirError(not_empty_message(path, names, record))
     if record is None:
         raise OutputDirError(
             f"--output {path}: --overwrite only removes files an alm_beam run recorded as its "

@@ -21,8 +21,33 @@ import os
 import tempfile
 
 from alm_beam.core.params import clip
+from alm_beam.io.output_record import LOCK_NAME, RECORD_NAME, not_empty_message, read_local_record
 
 PROBE_PREFIX = ".alm_beam_probe_"
+
+
+def preflight_not_empty(path: str, overwrite: bool) -> None:
+    """Without ``--overwrite``, refuse a local output directory that holds
+    anything, with the message ``output_dir.prepare_output_dir`` gives under
+    the directory's lock once Beam is imported. A directory holding a lock
+    file (a run is using it, or was killed there) is left to that check,
+    which tells the two apart."""
+    if overwrite or "://" in path:
+        return
+    target = os.path.abspath(path)
+    if os.path.islink(target) or not os.path.isdir(target):
+        return  # refused or created later, as before
+    try:
+        names = sorted(os.listdir(target))
+    except OSError:
+        return  # the locked check reports it
+    if not names or LOCK_NAME in names:
+        return
+    record_is_file = os.path.isfile(os.path.join(target, RECORD_NAME)) and not os.path.islink(
+        os.path.join(target, RECORD_NAME)
+    )
+    record = read_local_record(target) if record_is_file else None
+    raise PreflightError(not_empty_message(path, names, record))
 
 
 class PreflightError(ValueError):
