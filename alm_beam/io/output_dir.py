@@ -170,9 +170,6 @@ def replace_local_file(path: str, data: bytes, fix: str) -> None:
         raise
 
 
-_first_names = first_names
-
-
 def _read_text(path: str) -> Optional[str]:
     try:
         with FileSystems.open(path) as fh:
@@ -405,14 +402,14 @@ def prepare_output_dir(path: str, overwrite: bool) -> list:
         raise OutputDirError(
             f"--output {path}: --overwrite only removes files an alm_beam run recorded as its "
             f"own (in {RECORD_NAME}), and this directory has no such record but holds "
-            f"{_first_names(names)}; nothing was deleted: move those away or choose another --output"
+            f"{first_names(names)}; nothing was deleted: move those away or choose another --output"
         )
     owned = _owned(record)
     foreign = [n for n in names if owned.get(n) is None or owned[n] != entries[n]]
     if foreign:
         raise OutputDirError(
             f"--output {path}: --overwrite only removes files an alm_beam run recorded as its "
-            f"own, and the directory also holds {_first_names(foreign)}; nothing was deleted: "
+            f"own, and the directory also holds {first_names(foreign)}; nothing was deleted: "
             "move those away or choose another --output"
         )
     # The success marker first, the record last.
@@ -586,7 +583,7 @@ class OutputRun:
         clash = [n for n in files if n in _entries(self.out_dir)]
         if clash:  # cannot happen while the lock is held; never overwrite a file
             raise OutputDirError(
-                f"--output {self.out_dir}: {_first_names(clash)} appeared "
+                f"--output {self.out_dir}: {first_names(clash)} appeared "
                 "during the run; the result stays in " + self.staging
             )
         self._write_record(COMMITTING, files)
