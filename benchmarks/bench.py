@@ -45,9 +45,13 @@ to disk speed. Outputs (and, apart from c, which has none, the training
 lines: b's beside its output, the pipeline's train shards) are compared with
 b's as multisets of lines (sorted
 digests; parsed and compared by value only if the bytes differ). The runs go
-in rounds (b, a, c, n, b2, x, d1, d2, d1m, d2m), one per ``--repeat``, so that a drift in
-the machine's speed touches every run alike and the ceiling is measured beside
-the pipeline; the report gives each run's median over the rounds, and its best.
+in rounds, one per ``--repeat``: the pairs b and b2, x1 and x2, d1 and d2 (d1m
+and d2m) each back to back, in the other order every other round, then a; c
+and n (minutes each) and the comparisons of the outputs in the first round
+only. So a drift in the machine's speed touches both sides of a ratio alike
+and the ceilings are measured beside the pipeline; the report gives each
+run's median over the rounds and its best, and each two-worker fraction as
+the median of the rounds' own fractions.
 Every ratio is printed with the CPU the other processes on the machine used
 during the two runs it compares, and the report's head gives their share of
 the machine over all the runs.
@@ -84,7 +88,7 @@ from benchmarks.reference import phase_nemo, phase_reference, resolve_nemo_pytho
 from benchmarks.report import say
 from benchmarks.resources import run_instructions, run_memory
 from benchmarks.timing import CONTROL_ITERATIONS, run_default
-from benchmarks.workloads import ALL_SHAPES, SHAPES, parse_shapes
+from benchmarks.workloads import ALL_SHAPES, SHAPES, parse_shape_count, parse_shapes
 
 DEFAULT_ENTRIES = 2000
 
@@ -92,6 +96,13 @@ DEFAULT_ENTRIES = 2000
 def _shapes(text: str) -> tuple:
     try:
         return parse_shapes(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _shape_count(text: str) -> tuple:
+    try:
+        return parse_shape_count(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -130,6 +141,16 @@ def build_arg_parser() -> argparse.ArgumentParser:
         "(default: default)",
     )
     parser.add_argument(
+        "--entries-of",
+        type=_shape_count,
+        action="append",
+        default=[],
+        metavar="SHAPE=N",
+        help="N entries of SHAPE instead of its share of --entries (repeatable): to give a "
+        "shape that is fast per byte (words) as much work as the others, so that the fixed "
+        "start of a run weighs alike",
+    )
+    parser.add_argument(
         "--ranges",
         type=int,
         default=None,
@@ -164,7 +185,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
         default=1,
         metavar="K",
         help="run every measurement K times, in K rounds, and report the median "
-        "and the best (the machine is shared: other processes' CPU use is "
+        "and the best; each pair (b and b2, x1 and x2, d1 and d2) back to back, "
+        "in the other order every other round; c and n, minutes each, in the "
+        "first round only (the machine is shared: other processes' CPU use is "
         "reported per run; default: %(default)s)",
     )
     parser.add_argument(
@@ -328,6 +351,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error("--memory, --instructions and --profile are separate runs; give one")
     if args.instructions and args.entries < 2:
         parser.error("--instructions needs --entries >= 2")
+    args.entries_of = dict(args.entries_of)
+    stray = sorted(set(args.entries_of) - set(args.shape))
+    if stray:
+        parser.error(f"--entries-of {stray[0]}=...: that shape is not in --shape {','.join(args.shape)}")
+    if args.entries_of and (args.memory or args.instructions or args.profile):
+        parser.error(
+            "--entries-of sizes the benchmark's shapes; --memory, --instructions and --profile take none"
+        )
     if args.memory and args.shape != ("default",):
         parser.error("--memory makes its own workloads; it takes no --shape")
     if (args.instructions or args.profile) and len(args.shape) > 1:

@@ -8,6 +8,7 @@ import math
 import os
 import platform
 import shlex
+import statistics
 from typing import NamedTuple, Optional, Sequence
 
 from benchmarks.children import median_run
@@ -168,16 +169,47 @@ class Measured:
         """d1m and d2m ran (--many-files)."""
         return "d2m" in self.runs
 
+    def paired(self, slow: str, fast: str) -> list:
+        """``slow``'s time over ``fast``'s, round by round (the two ran back to back)."""
+        return [
+            self.measured(s) / self.measured(f) if self.measured(f) > 0 else math.nan
+            for s, f in zip(self.runs[slow], self.runs[fast])
+        ]
+
+    def fractions(self, one: str, two: str, ceiling: tuple) -> list:
+        """Each round's two-worker gain (``one`` over ``two``) over that round's own
+        ceiling (``ceiling``: the (slow, fast) pair it is judged against)."""
+        return [d / c for d, c in zip(self.paired(one, two), self.paired(*ceiling))]
+
     def ceiling(self) -> dict:
         """The same-run ceilings for two processes against one, and d2 vs d1 as a
-        fraction of each (with --many-files, d2m vs d1m too)."""
+        fraction of each (with --many-files, d2m vs d1m too). The ratios are of
+        the medians; each fraction is the median of the rounds' own fractions
+        (a round's pairs ran back to back, so a drift between rounds cancels)."""
         d = self.ratio("d1", "d2")
         b, x = self.ratio("b", "b2"), self.ratio("x1", "x2")
-        c = {"d2 vs d1": d, "b vs b2": b, "control": x, "of b2": d / b, "of control": d / x}
+        c = {"d2 vs d1": d, "b vs b2": b, "control": x}
+        pairs = {"": ("d1", "d2")}
         if self.many:
-            dm = self.ratio("d1m", "d2m")
-            c.update({"d2m vs d1m": dm, "many of b2": dm / b, "many of control": dm / x})
+            c["d2m vs d1m"] = self.ratio("d1m", "d2m")
+            pairs["many "] = ("d1m", "d2m")
+        for prefix, (one, two) in pairs.items():
+            for name, ceiling in (("of b2", ("b", "b2")), ("of control", ("x1", "x2"))):
+                rounds = self.fractions(one, two, ceiling)
+                c[prefix + name] = statistics.median(rounds)
+                c[prefix + name + " rounds"] = rounds
         return c
+
+
+def _per_round(ceiling: dict, prefix: str) -> str:
+    """With several rounds: each round's own fractions, of which the two above
+    are the medians."""
+    rounds = ceiling[prefix + "of b2 rounds"]
+    if len(rounds) < 2:
+        return ""
+    listed = ", ".join(f"{v:.2f}" for v in rounds)
+    control = ", ".join(f"{v:.2f}" for v in ceiling[prefix + "of control rounds"])
+    return f"; medians of the rounds' own: {listed} of b vs b2, {control} of the control's"
 
 
 def _dots(name: str, width: int = 64) -> str:
@@ -333,13 +365,13 @@ def report_default(args, argv: Sequence[str], m: Measured) -> int:
     )
     say(
         f"  => d2 vs d1 is {ceiling['of b2']:.2f} of b vs b2 and {ceiling['of control']:.2f} of the "
-        "control's gain (1.00 = two workers gain all that two processes gain here)"
+        "control's gain (1.00 = two workers gain all that two processes gain here)" + _per_round(ceiling, "")
     )
     if m.many:
         say(m.ratio_line(_dots(f"d2m vs d1m the same on {args.many_files} manifests"), "d1m", "d2m"))
         say(
             f"  => d2m vs d1m is {ceiling['many of b2']:.2f} of b vs b2 and "
-            f"{ceiling['many of control']:.2f} of the control's gain"
+            f"{ceiling['many of control']:.2f} of the control's gain" + _per_round(ceiling, "many ")
         )
     alone = [r.wall / 2 for r in m.runs["x1"]]
     say(

@@ -1,12 +1,15 @@
 """The default mode: on one generated workload, every run in a child process of
 its own, timed, its output compared with b's.
 
-The runs go in rounds, one per ``--repeat``: b, a, c, n, then b2, the CPU-only
-control x and the pipeline runs d1, d2 next to each other, so that the ceiling
-for d2 vs d1 (what two processes gain on this machine) is measured beside it.
-A drift in the machine's speed then touches every run alike; the report gives
-each run's median (and best) over the rounds. Outputs are compared in the
-first round.
+The runs go in rounds, one per ``--repeat``: the pairs b and b2, the CPU-only
+control x1 and x2, the pipeline runs d1 and d2 (d1m and d2m), each pair back
+to back and in the other order every other round, so that the ceilings for
+d2 vs d1 (what two processes gain on this machine) are measured beside it and
+a drift in the machine's speed touches both sides of every ratio alike; then
+the floor a. The slow references c and n, and the comparison of every
+output with b's, come in the first round only. The report gives each run's
+median (and best) over the rounds, and each two-worker fraction as the median
+of the rounds' own.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from benchmarks.workloads import (
 )
 
 MANY_KEYS = ("d1m", "d2m")  # the pipeline runs on the workload cut into --many-files manifests
-CONTROL_ITERATIONS = 5_000_000  # about 1 to 2 s of one CPU here
+CONTROL_ITERATIONS = 20_000_000  # about 2.5 to 4 s of one CPU here: long enough that start-up is noise
 
 
 def bench_cmd(args, phase: str, src: str, out: str, source: str = "", sizes: str = "") -> list:
@@ -218,13 +221,16 @@ class WorkloadBench:
         self.runs[key].append(result)
         return result
 
-    def control(self, tag):
-        """x1, x2: the CPU-only control, two processes one after the other, then two at once."""
-        say(f"running x1. the CPU-only control, 2 processes one after the other ...{tag}")
+    def control(self, tag, flip=False):
+        """x1, x2: the CPU-only control, two processes one after the other, and
+        two at once (first, when ``flip``)."""
         cmd = bench_cmd(self.args, "control", "", "") + [
             "--phase-iterations",
             str(self.args.control_iterations),
         ]
+        if flip:
+            self.together("x2", "x2. control: arithmetic loop, 2 processes at once", [cmd, cmd], 0, tag)
+        say(f"running x1. the CPU-only control, 2 processes one after the other ...{tag}")
         alone = []
         for i in (0, 1):
             child = run_child(cmd, self.logs, f"x1_{i}", self.args.poll)
@@ -247,32 +253,54 @@ class WorkloadBench:
                 sum(c.wall for _, c in alone),
             )
         )
-        self.together("x2", "x2. control: arithmetic loop, 2 processes at once", [cmd, cmd], 0, tag)
+        if not flip:
+            self.together("x2", "x2. control: arithmetic loop, 2 processes at once", [cmd, cmd], 0, tag)
 
     def round(self, round_no: int):
+        """One round: each pair that a ceiling or d2 vs d1 is made of runs back to
+        back (b and b2, x1 and x2, d1 and d2, d1m and d2m), in the other order
+        every other round, so that a drift in the machine's speed touches both
+        sides of a ratio alike. The slow references (c, n) and the outputs'
+        comparisons come in the first round only, after the pairs."""
         args, w, work = self.args, self.w, self.work
         first = round_no == 0
+        flip = round_no % 2 == 1
         tag = f" (round {round_no + 1} of {args.repeat})" if args.repeat > 1 else ""
         out_b = self.out_b
-        self.phase(
-            "b", "b. logic: curate_line, 1 process", "logic", out_b, tag, source=w.src, sizes=self.sizes
-        )
-        self.collect("b", [out_b], train=[train_path(out_b)])
+        for key in ("b2", "b") if flip else ("b", "b2"):
+            if key == "b":
+                self.phase(
+                    "b",
+                    "b. logic: curate_line, 1 process",
+                    "logic",
+                    out_b,
+                    tag,
+                    source=w.src,
+                    sizes=self.sizes,
+                )
+                self.collect("b", [out_b], train=[train_path(out_b)])
+            else:
+                self.logic_in_two(tag, first)
+        self.control(tag, flip)
+        for key, workers, label in reversed(self.pipelines) if flip else self.pipelines:
+            self.pipeline(key, workers, label, tag, first)
         out_a = os.path.join(work, "a.out")
         self.phase("a", "a. floor: read + orjson.loads + write", "floor", out_a, tag, sizes=self.sizes)
         self.collect("a", [out_a], compare=False)
-        if not args.skip_reference:
+        if first and not args.skip_reference:
             out_c = os.path.join(work, "c.jsonl")
             self.phase(
                 "c", "c. reference-like: literal_spec, 1 process", "reference", out_c, tag, source=w.src
             )
-            self.collect("c", [out_c], compare=first)
-        if args.nemo_python:
-            self.nemo(tag, first)
+            self.collect("c", [out_c])
+        if first and args.nemo_python:
+            self.nemo(tag)
 
-        # b2: the same logic in two processes at once, each on half the input:
-        # what this machine gives two processes doing this work, whatever Beam
-        # does (the ceiling for d2 vs d1).
+    def logic_in_two(self, tag, first):
+        """b2: the same logic in two processes at once, each on half the input:
+        what this machine gives two processes doing this work, whatever Beam
+        does (the ceiling for d2 vs d1)."""
+        args, w, work = self.args, self.w, self.work
         halves = [os.path.join(work, f"half{i}.jsonl") for i in (0, 1)]
         split_in_halves(w.src, *halves)
         outs_b2 = [os.path.join(work, f"b2_{i}.jsonl") for i in (0, 1)]
@@ -286,11 +314,7 @@ class WorkloadBench:
         for path in halves:
             os.remove(path)
 
-        self.control(tag)
-        for key, workers, label in self.pipelines:
-            self.pipeline(key, workers, label, tag, first)
-
-    def nemo(self, tag, first):
+    def nemo(self, tag):
         args, w = self.args, self.w
         out_n = os.path.join(self.work, "n.jsonl")
         label_n = "n. NeMo Curator's own ALM stages, 1 process"
@@ -302,9 +326,8 @@ class WorkloadBench:
         cmd = ["env", f"PYTHONPATH={root}", args.nemo_python] + bench_cmd(args, "nemo", w.src, out_n)[1:]
         self.settle()
         child = run_child(cmd, self.logs, "n", args.poll)
-        if first:
-            self.nemo_info = json.loads(child.stdout)
-            self.checks["n"] = compare_values([self.out_b], [out_n], without_fields("manifest_filepath"))
+        self.nemo_info = json.loads(child.stdout)
+        self.checks["n"] = compare_values([self.out_b], [out_n], without_fields("manifest_filepath"))
         self.runs["n"].append(phase_result("n", label_n, child, w.in_bytes))
         if not args.keep:
             os.remove(out_n)

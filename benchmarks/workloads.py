@@ -7,7 +7,7 @@ nothing here holds a whole manifest.
 from __future__ import annotations
 
 import os
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 from benchmarks.report import MB, say
 
@@ -70,6 +70,21 @@ def parse_shapes(text: str) -> tuple:
     return names
 
 
+def parse_shape_count(text: str) -> tuple:
+    """``--entries-of SHAPE=N``: ``(SHAPE, N)``."""
+    name, sep, count = text.partition("=")
+    name = name.strip()
+    if not sep or name not in SHAPES:
+        raise ValueError(f"expected SHAPE=N with SHAPE one of {', '.join(SHAPES)}, got {text!r}")
+    try:
+        entries = int(count)
+    except ValueError:
+        entries = 0
+    if entries < 1:
+        raise ValueError(f"{text!r}: N must be a whole number >= 1")
+    return name, entries
+
+
 def shape_entries(shape: Shape, entries: int) -> int:
     """How many entries of ``shape`` make about the bytes of ``entries`` default ones."""
     return max(1, round(entries * shape.scale))
@@ -92,12 +107,13 @@ MANY_MOVED = ("manifest_filepath",)
 MANY_TRAIN_IGNORE = ("line", "byte_offset", "window_id") + MANY_MOVED
 
 
-def write_shape(src: str, shape: Shape, entries: int, seed: int) -> tuple:
-    """Write ``shape``'s manifest of ``shape_entries(shape, entries)`` entries
-    with alm_beam.synth (not timed); returns (entries, bytes)."""
+def write_shape(src: str, shape: Shape, entries: int, seed: int, count: Optional[int] = None) -> tuple:
+    """Write ``shape``'s manifest of ``count`` entries (default:
+    ``shape_entries(shape, entries)``) with alm_beam.synth (not timed); returns
+    (entries, bytes)."""
     from alm_beam import synth
 
-    count = shape_entries(shape, entries)
+    count = count or shape_entries(shape, entries)
     say(f"generating {count} entries of shape {shape.name} (seed {seed}) with alm_beam.synth (not timed) ...")
     return synth.write_manifest(src, count, seed, **shape.synth)
 
@@ -106,7 +122,8 @@ def prepare_workload(args, work: str, shape: Shape) -> Workload:
     """Generate the workload in ``work``, and cut it into ``--files`` manifests
     for the pipeline runs."""
     src = os.path.abspath(os.path.join(work, "input.jsonl"))
-    entries, in_bytes = write_shape(src, shape, args.entries, args.seed)
+    count = getattr(args, "entries_of", {}).get(shape.name)
+    entries, in_bytes = write_shape(src, shape, args.entries, args.seed, count)
     say(f"  {src}: {entries} entries, {in_bytes / MB:.1f} MB ({shape.what})")
     # --files K: the pipeline runs read K manifests (the same lines, cut in K);
     # their output then names K source files, so manifest_filepath (and in the

@@ -30,6 +30,7 @@ from benchmarks.workloads import (
     ALL_SHAPES,
     SHAPES,
     copy_first_lines,
+    parse_shape_count,
     parse_shapes,
     shape_entries,
     split_in_halves,
@@ -691,3 +692,86 @@ def test_bench_refuses_an_unknown_shape_naming_the_known_ones():
     )
     assert proc.returncode == 2
     assert "unknown shape 'huge'; choose from default, long, short, words, tiny, or all" in proc.stderr
+
+
+def test_each_two_worker_fraction_is_the_median_of_the_rounds_own():
+    # Round 2 ran on a slower machine than rounds 1 and 3: a ratio of the
+    # medians would set round 3's d2 against round 1's b2; each round's own
+    # fraction sets runs side by side that ran back to back.
+    walls = {
+        "d1": (10.0, 20.0, 15.0),
+        "d2": (5.0, 12.0, 8.0),  # gains 2.0, 1.667, 1.875
+        "b": (10.0, 20.0, 14.0),
+        "b2": (5.0, 10.5, 7.5),  # gains 2.0, 1.905, 1.867
+        "x1": (4.0, 8.0, 6.0),
+        "x2": (2.0, 4.0, 3.0),  # gains 2.0 in every round
+    }
+    runs = {key: [_result(key, wall) for wall in values] for key, values in walls.items()}
+    c = _measured(runs).ceiling()
+    assert c["of b2 rounds"] == pytest.approx([1.0, (20 / 12) / (20 / 10.5), (15 / 8) / (14 / 7.5)])
+    assert c["of b2"] == pytest.approx(1.0)  # the ratio of the medians: (15 / 8) / (14 / 7.5) = 1.0045
+    assert c["of control rounds"] == pytest.approx([1.0, 20 / 12 / 2, 15 / 8 / 2])
+    assert c["of control"] == pytest.approx(15 / 8 / 2)
+    assert c["d2 vs d1"] == pytest.approx(15 / 8)  # the ratios shown stay those of the medians
+
+
+def test_a_shapes_entries_can_be_given_outright():
+    assert parse_shape_count("words=18000") == ("words", 18000)
+    for bad in ("words", "huge=5", "words=0", "words=x", "=4"):
+        with pytest.raises(ValueError):
+            parse_shape_count(bad)
+
+
+@pytest.mark.e2e
+def test_rounds_run_each_pair_back_to_back_in_turn_and_the_references_once(tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.bench",
+            "--shape",
+            "tiny",
+            "--entries-of",
+            "tiny=5",
+            "--repeat",
+            "2",
+            "--no-probe",
+            "--reference",
+            "literal",
+            "--control-iterations",
+            "1000",
+            "--workdir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    out = proc.stdout
+    assert proc.returncode == 0, out + proc.stderr
+    assert re.search(r"^== alm_beam benchmark, shape tiny: 5 entries", out, re.M)
+    started = re.findall(r"^running (\w+)\. .*\(round (\d) of 2\)$", out, re.M)
+    assert started == [
+        ("b", "1"), ("b2", "1"), ("x1", "1"), ("x2", "1"), ("d1", "1"), ("d2", "1"), ("a", "1"), ("c", "1"),
+        ("b2", "2"), ("b", "2"), ("x2", "2"), ("x1", "2"), ("d2", "2"), ("d1", "2"), ("a", "2"),
+    ]  # fmt: skip
+    assert re.search(
+        r"^  => d2 vs d1 is \d+\.\d\d of b vs b2 and \d+\.\d\d of the control's gain .*; "
+        r"medians of the rounds' own: \d+\.\d\d, \d+\.\d\d of b vs b2, "
+        r"\d+\.\d\d, \d+\.\d\d of the control's$",
+        out,
+        re.M,
+    )
+    assert "=> outputs of b and d are IDENTICAL" in out
+
+
+@pytest.mark.e2e
+def test_entries_of_names_a_shape_being_measured():
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench", "--shape", "long", "--entries-of", "words=3"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "--entries-of words=...: that shape is not in --shape long" in proc.stderr
