@@ -6,7 +6,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import os
-from typing import Sequence
+from typing import Optional, Sequence
 
 import orjson
 
@@ -112,15 +112,30 @@ def compare_values(expected: Sequence[str], got: Sequence[str], transform) -> st
 
 
 def compare_outputs(
-    expected_digests: list, expected: Sequence[str], got: Sequence[str], ignore: Sequence[str] = ()
+    expected_digests: list,
+    expected: Sequence[str],
+    got: Sequence[str],
+    ignore: Sequence[str] = (),
+    cache: Optional[dict] = None,
+    got_digests: Optional[list] = None,
 ) -> str:
     """'identical' (the same bytes, line for line), 'same values' (the same parsed
     values and types, laid out differently, or differing only in the top-level
     keys ``ignore``) or what differs. Line order is not compared: both sides are
-    multisets."""
-    if expected_digests == line_digests(got, False):
+    multisets. ``cache``: a dict that keeps the expected side's parsed digests
+    for the next comparison with the same ``ignore`` (parsing gigabytes takes
+    minutes); ``got_digests``: ``got``'s byte digests, if already made."""
+    if got_digests is None:
+        got_digests = line_digests(got, False)
+    if expected_digests == got_digests:
         return "identical"
-    want, have = line_digests(expected, True, ignore), line_digests(got, True, ignore)
+    key = (tuple(expected), tuple(ignore))
+    want = cache.get(key) if cache is not None else None
+    if want is None:
+        want = line_digests(expected, True, ignore)
+        if cache is not None:
+            cache[key] = want
+    have = line_digests(got, True, ignore)
     if want == have:
         if ignore:
             return f"same values apart from {', '.join(ignore)}"
