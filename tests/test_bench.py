@@ -4,6 +4,7 @@ No timing thresholds: only that every run happens, the ratios are printed and
 the outputs of the logic and of the pipeline are reported identical.
 """
 
+import hashlib
 import os
 import re
 import subprocess
@@ -16,6 +17,7 @@ from benchmarks.children import median_run, other_cpu
 from benchmarks.outputs import (
     compare_outputs,
     compare_values,
+    cut_digests,
     describe_shard_times,
     line_digests,
     shard_finish_times,
@@ -781,8 +783,9 @@ def test_the_expected_side_is_parsed_once_for_every_comparison_that_ignores_the_
     expected = _write(
         tmp_path / "b.jsonl", [{"a": 1, "manifest_filepath": "x"}, {"a": 2, "manifest_filepath": "x"}]
     )
+    # laid out otherwise (keys in another order): only parsing tells them equal
     one = _write(
-        tmp_path / "one.jsonl", [{"a": 2, "manifest_filepath": "y"}, {"a": 1, "manifest_filepath": "y"}]
+        tmp_path / "one.jsonl", [{"manifest_filepath": "y", "a": 2}, {"manifest_filepath": "y", "a": 1}]
     )
     two = _write(
         tmp_path / "two.jsonl", [{"a": 1, "manifest_filepath": "z"}, {"a": 3, "manifest_filepath": "z"}]
@@ -792,5 +795,40 @@ def test_the_expected_side_is_parsed_once_for_every_comparison_that_ignores_the_
     assert (
         compare_outputs(raw, expected, one, ignore, cache=cache) == "same values apart from manifest_filepath"
     )
-    os.remove(expected[0])  # parsed already: the next comparison needs only the cache
+    os.remove(expected[0])  # parsed (and cut) already: the next comparison needs only the cache
     assert compare_outputs(raw, expected, two, ignore, cache=cache).startswith("DIFFERENT: 2 vs 2 lines, 1")
+
+
+def test_outputs_that_differ_only_in_ignored_values_are_told_apart_without_parsing(tmp_path, monkeypatch):
+    import benchmarks.outputs as outputs
+
+    rows = [
+        {"manifest_filepath": "a/x.jsonl", "id": 1, "w": [{"s": 0.5}]},
+        {"manifest_filepath": None, "id": 2},
+    ]
+    expected = _write(tmp_path / "b.jsonl", rows)
+    moved = _write(tmp_path / "m.jsonl", [{**r, "manifest_filepath": 'q/"odd\\\\"/y.jsonl'} for r in rows])
+    wrong = _write(tmp_path / "w.jsonl", [{**rows[0], "w": [{"s": 0.6}]}, rows[1]])
+    reordered = _write(tmp_path / "r.jsonl", [dict(reversed(list(r.items()))) for r in rows])
+    ignore = ("manifest_filepath",)
+    raw = line_digests(expected, False)
+    parsed = []
+    real = outputs.line_digests
+    monkeypatch.setattr(outputs, "line_digests", lambda p, c, i=(): parsed.append(c) or real(p, c, i))
+    assert compare_outputs(raw, expected, moved, ignore) == "same values apart from manifest_filepath"
+    assert parsed == [False]  # only the bytes were read
+    assert compare_outputs(raw, expected, wrong, ignore).startswith("DIFFERENT: 2 vs 2 lines, 1")
+    # another layout: the cut bytes differ, so the lines are parsed and found equal
+    assert compare_outputs(raw, expected, reordered, ignore) == "same values apart from manifest_filepath"
+    assert parsed[-2:] == [True, True]
+
+
+def test_a_cut_is_refused_where_bytes_alone_cannot_tell(tmp_path):
+    twice = _write(tmp_path / "t.jsonl", [{"k": 1, "n": {"k": 2}}])
+    nested = _write(tmp_path / "n.jsonl", [{"k": {"a": 1}}])
+    fine = _write(tmp_path / "f.jsonl", [{"k": -1.5e3, "v": "x"}, {"v": "y", "k": True}])
+    assert cut_digests(twice, ("k",)) is None
+    assert cut_digests(nested, ("k",)) is None
+    assert cut_digests(fine, ("k",)) == sorted(
+        hashlib.blake2b(line, digest_size=16).digest() for line in (b'{"k":,"v":"x"}', b'{"v":"y","k":}')
+    )
