@@ -196,7 +196,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
         default=CONTROL_ITERATIONS,
         metavar="N",
         help="iterations of the CPU-only control's arithmetic loop, per process "
-        "(x1, x2; default: %(default)s, about 1 to 2 s)",
+        "(x1, x2; default: %(default)s, about 2 to 4 s)",
     )
     parser.add_argument(
         "--skip-reference", action="store_true", help="do not run c (the slow reference-like logic)"

@@ -44,7 +44,7 @@ from benchmarks.workloads import (
 )
 
 MANY_KEYS = ("d1m", "d2m")  # the pipeline runs on the workload cut into --many-files manifests
-CONTROL_ITERATIONS = 20_000_000  # about 2.5 to 4 s of one CPU here: long enough that start-up is noise
+CONTROL_ITERATIONS = 20_000_000  # about 2 to 4 s of one CPU here: long enough that start-up is noise
 
 
 def bench_cmd(args, phase: str, src: str, out: str, source: str = "", sizes: str = "") -> list:
