@@ -7,7 +7,7 @@ import glob
 import hashlib
 import os
 import re
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 import orjson
 
@@ -51,23 +51,28 @@ def count_lines(paths: Sequence[str]) -> int:
 # Output comparison: the same multiset of lines.
 
 
+def nonblank_lines(paths: Sequence[str]) -> Iterator[bytes]:
+    """Every non-blank line of the files in turn, without its line ending."""
+    for path in paths:
+        with open(path, "rb") as fh:
+            for line in fh:
+                line = line.rstrip(b"\r\n")
+                if line:
+                    yield line
+
+
 def line_digests(paths: Sequence[str], canonical: bool, ignore: Sequence[str] = ()) -> list:
     """Sorted 16-byte digests of every non-blank line (parsed and re-serialized
     with sorted keys when ``canonical``: compares values and types, not layout;
     top-level keys in ``ignore`` left out)."""
     out = []
-    for path in paths:
-        with open(path, "rb") as fh:
-            for line in fh:
-                line = line.rstrip(b"\r\n")
-                if not line:
-                    continue
-                if canonical:
-                    value = orjson.loads(line)
-                    for key in ignore:
-                        value.pop(key, None)
-                    line = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-                out.append(hashlib.blake2b(line, digest_size=16).digest())
+    for line in nonblank_lines(paths):
+        if canonical:
+            value = orjson.loads(line)
+            for key in ignore:
+                value.pop(key, None)
+            line = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        out.append(hashlib.blake2b(line, digest_size=16).digest())
     out.sort()
     return out
 
@@ -93,31 +98,23 @@ def cut_digests(paths: Sequence[str], ignore: Sequence[str]) -> Optional[list]:
         for key in ignore
     ]
     out = []
-    for path in paths:
-        with open(path, "rb") as fh:
-            for line in fh:
-                line = line.rstrip(b"\r\n")
-                if not line:
-                    continue
-                for needle, pattern in cuts:
-                    if line.count(needle) != 1:
-                        return None
-                    line, found = pattern.subn(needle, line)
-                    if found != 1:
-                        return None
-                out.append(hashlib.blake2b(line, digest_size=16).digest())
+    for line in nonblank_lines(paths):
+        for needle, pattern in cuts:
+            if line.count(needle) != 1:
+                return None
+            line, found = pattern.subn(needle, line)
+            if found != 1:
+                return None
+        out.append(hashlib.blake2b(line, digest_size=16).digest())
     out.sort()
     return out
 
 
 def top_level_keys(paths: Sequence[str]) -> set:
     """The top-level keys of the first non-blank line of the first file that has one."""
-    for path in paths:
-        with open(path, "rb") as fh:
-            for line in fh:
-                if line.strip():
-                    value = orjson.loads(line)
-                    return set(value) if isinstance(value, dict) else set()
+    for line in nonblank_lines(paths):
+        value = orjson.loads(line)
+        return set(value) if isinstance(value, dict) else set()
     return set()
 
 
