@@ -14,7 +14,10 @@ receives.
   DirectRunner's SDK workers on one machine), equal bytes are not equal work,
   so the ``W`` units instead list the same finer pieces, and a worker reads a
   piece only if it claims it first (``claim``): whoever is free takes the
-  next one, and the workers finish within about one piece of each other.
+  next one. The pieces are claimed largest first and the last ones taper
+  (``taper_range``: a half, a quarter, ... of a piece), so the workers finish
+  within a small piece of each other without cutting the whole input finer
+  (every range costs the run a little after its lines are done).
 * One worker: files are cut only above 64 MB, as with dynamically
   scheduling runners (a range that starts mid-file cannot number its lines).
 * Unknown worker count (Flink, Spark, Dataflow, Prism: they schedule many
@@ -37,6 +40,7 @@ MAX_PIECE_BYTES = 64 << 20  # never a larger range than this (retry granularity)
 MIN_PIECE_BYTES = 64 << 10  # a range costs an open and a seek: not finer than this
 PIECES_PER_WORKER = 4  # enough pieces for the packing to even out the units
 SHARED_PIECES_PER_WORKER = 32  # claimed on demand: finer pieces, a shorter wait for the last
+TAPER_STEPS = 4  # the last pieces claimed halve this many times: the last is 1/16 of a piece
 
 
 class SharedRanges(NamedTuple):
@@ -124,9 +128,46 @@ def plan_shared_units(
     ``claim_dir``: an empty directory every worker can write (the run's temp root).
     """
     ranges, sizes = _pieces(list(files), workers, split_bytes, SHARED_PIECES_PER_WORKER)
-    order = sorted(range(len(ranges)), key=lambda i: (-range_bytes(ranges[i], sizes[ranges[i].path]), i))
-    shared = tuple(ranges[i] for i in order)
+    ranges = _largest_first(ranges, sizes)
+    # Whoever finishes its piece while the other still reads one takes the next:
+    # the last claims decide how long one worker waits for the other. Taper the
+    # last ``workers`` pieces that already start mid-file (a range from a
+    # file's start keeps its line numbers; one from its middle has none to lose).
+    tapered, left = [], workers
+    for position in range(len(ranges) - 1, -1, -1):
+        if left == 0:
+            break
+        r = ranges[position]
+        if r.start > 0 and not r.compressed:
+            pieces = taper_range(r, sizes[r.path], MIN_PIECE_BYTES, TAPER_STEPS)
+            if len(pieces) > 1:
+                tapered.append((position, pieces))
+                left -= 1
+    for position, pieces in tapered:  # from the back: the positions before stay valid
+        ranges[position : position + 1] = pieces
+    shared = tuple(_largest_first(ranges, sizes))
     return [SharedRanges(claim_dir, shared, k) for k in range(workers)]
+
+
+def _largest_first(ranges: Sequence[ReadRange], sizes: dict) -> list[ReadRange]:
+    """The claim order: by size, largest first; equal sizes in their given order."""
+    order = sorted(range(len(ranges)), key=lambda i: (-range_bytes(ranges[i], sizes[ranges[i].path]), i))
+    return [ranges[i] for i in order]
+
+
+def taper_range(r: ReadRange, file_size: int, min_bytes: int, steps: int) -> list[ReadRange]:
+    """``r`` cut into its first half, the next quarter, ... (``steps`` halvings,
+    none below ``min_bytes``) and what is left: together exactly ``r``'s bytes."""
+    start, end = r.start, range_bytes(r, file_size) + r.start
+    pieces = []
+    for _ in range(steps):
+        half = (end - start) // 2
+        if half < min_bytes or end - start - half < min_bytes:
+            break
+        pieces.append(ReadRange(r.path, start, start + half, r.compressed))
+        start += half
+    pieces.append(ReadRange(r.path, start, r.end, r.compressed))
+    return pieces
 
 
 def pack(items: Iterable, weight, bins: int) -> list[list]:
