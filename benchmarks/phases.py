@@ -10,6 +10,14 @@ import time
 import orjson
 
 
+def create_new(path: str):
+    """A timed loop's output file, which must not exist yet: opening a previous
+    run's multi-GB output with "wb" truncates it inside the timing (on this
+    machine's ext4, mounted with discard, 3.1 to 3.2 s off the CPU in a 17 s
+    loop over 218 MB of ``short``)."""
+    return open(path, "xb", buffering=1 << 20)
+
+
 def train_path(out: str) -> str:
     """Where the logic phase (b) writes its training lines, beside its output."""
     return out + ".train"
@@ -26,8 +34,8 @@ def phase_logic(src: str, out: str, source: str, sizes_path: str) -> dict:
     wall0, cpu0 = time.perf_counter(), time.process_time()
     with (
         open(src, "rb") as fin,
-        open(out, "wb", buffering=1 << 20) as fout,
-        open(train_path(out), "wb", buffering=1 << 20) as ftrain,
+        create_new(out) as fout,
+        create_new(train_path(out)) as ftrain,
     ):
         for raw in iter_lines(fin):
             outcome = curate_line(raw.data, source, params, line=raw.line, offset=raw.offset)
@@ -60,7 +68,7 @@ def phase_floor(src: str, out: str, sizes_path: str) -> dict:
     entries = out_bytes = 0
     loads = orjson.loads
     wall0, cpu0 = time.perf_counter(), time.process_time()
-    with open(src, "rb") as fin, open(out, "wb", buffering=1 << 20) as fout:
+    with open(src, "rb") as fin, create_new(out) as fout:
         for line in fin:
             if not line.strip():
                 continue

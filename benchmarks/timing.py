@@ -15,6 +15,7 @@ of the rounds' own.
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
 import shutil
@@ -285,6 +286,11 @@ class WorkloadBench:
         out_b = self.out_b
         for key in ("b2", "b") if flip else ("b", "b2"):
             if key == "b":
+                # b's output stays between rounds (the others are compared with
+                # it): drop it now, untimed, or the next b truncates it in its loop
+                for path in (out_b, train_path(out_b)):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.remove(path)
                 self.phase(
                     "b",
                     "b. logic: curate_line, 1 process",

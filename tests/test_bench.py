@@ -767,6 +767,23 @@ def test_rounds_run_each_pair_back_to_back_in_turn_and_the_references_once(tmp_p
     assert "=> outputs of b and d are IDENTICAL" in out
 
 
+def test_a_timed_loop_never_starts_over_a_previous_runs_output(tmp_path):
+    """b's output stays between rounds as the reference; reopened with "wb", the
+    next round's b truncated several GB inside its timed loop, seconds off the
+    CPU that b2 (whose outputs are dropped untimed) never paid, inflating the
+    ceiling b vs b2. A timed loop now refuses an existing file, and the bench
+    drops b's output before each b (the two-round run above passes only so)."""
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b"\n")
+    out = tmp_path / "b.jsonl"
+    out.write_bytes(b"the previous round's output\n")
+    with pytest.raises(FileExistsError):
+        phase_logic(str(src), str(out), str(src), str(tmp_path / "b.sizes"))
+    assert out.read_bytes() == b"the previous round's output\n"  # not truncated
+    out.unlink()
+    assert phase_logic(str(src), str(out), str(src), str(tmp_path / "b.sizes"))["entries"] == 0
+
+
 @pytest.mark.e2e
 def test_entries_of_names_a_shape_being_measured():
     proc = subprocess.run(
