@@ -158,7 +158,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
         help="fix the pipeline runs' largest byte range at 1/R of the input "
         "(input.split_mb = input size / R, the same for 1 and 2 workers); "
         "default: the pipeline's own planning (input.split_mb auto: one "
-        "piece for one worker; for two, 32 pieces per worker, claimed on demand)",
+        "piece for one worker; for two, 32 pieces per worker, claimed on demand, the last few cut smaller)",
     )
     parser.add_argument(
         "--files",
