@@ -16,8 +16,7 @@ receives.
   piece only if it claims it first (``claim``): whoever is free takes the
   next one. The pieces are claimed largest first and the last ones taper
   (``taper_range``: a half, a quarter, ... of a piece), so the workers finish
-  within a small piece of each other without cutting the whole input finer
-  (every range costs the run a little after its lines are done).
+  within a small piece of each other without cutting the whole input finer.
 * One worker: files are cut only above 64 MB, as with dynamically
   scheduling runners (a range that starts mid-file cannot number its lines).
 * Unknown worker count (Flink, Spark, Dataflow, Prism: they schedule many
