@@ -3,7 +3,7 @@
 import pytest
 
 from alm_beam.io.discovery import ManifestFile, ReadRange
-from alm_beam.io.planning import MAX_PIECE_BYTES, MIN_PIECE_BYTES, cut_file, pack, plan_units
+from alm_beam.io.planning import MAX_PIECE_BYTES, MIN_PIECE_BYTES, cut_file, pack, plan_units, range_bytes
 
 MB = 1 << 20
 
@@ -117,10 +117,6 @@ def test_one_worker_keeps_files_whole_up_to_64_mb():
     assert [_unit_bytes(u, files) for u in units] == [60 * MB, 50 * MB, 50 * MB]
 
 
-def _range_bytes(r, sizes):
-    return (sizes[r.path] if r.end < 0 else r.end) - r.start
-
-
 def test_shared_units_list_the_same_pieces_largest_first():
     from alm_beam.io.planning import SHARED_PIECES_PER_WORKER, TAPER_STEPS, SharedRanges, plan_shared_units
 
@@ -133,7 +129,7 @@ def test_shared_units_list_the_same_pieces_largest_first():
     # 64 pieces of the big file, the small file whole, and the big file's last
     # two pieces each cut into four more (see the next test)
     assert len(ranges) == 2 * SHARED_PIECES_PER_WORKER + 1 + 2 * TAPER_STEPS
-    lengths = [_range_bytes(r, sizes) for r in ranges]
+    lengths = [range_bytes(r, sizes[r.path]) for r in ranges]
     assert lengths == sorted(lengths, reverse=True)
     assert [(r.start, r.end) for r in ranges if r.path == "small"] == [(0, -1)]  # whole
     _assert_each_byte_once([ranges], files)
@@ -152,12 +148,12 @@ def test_the_last_shared_pieces_taper_so_the_workers_finish_together():
     ranges = plan_shared_units(files, 2, "/claims")[0].ranges
     _assert_each_byte_once([ranges], files)
     piece = -(-220 * MB // (2 * SHARED_PIECES_PER_WORKER))
-    lengths = [_range_bytes(r, sizes) for r in ranges]
+    lengths = [range_bytes(r, sizes[r.path]) for r in ranges]
     assert lengths == sorted(lengths, reverse=True)
     assert max(lengths[-2:]) <= piece // 16 + 1  # the last claim of each worker
     assert sum(1 for n in lengths if n < piece - 1) == 2 * 5  # two pieces, five parts each
     first = [r for r in ranges if r.start == 0]
-    assert len(first) == 1 and _range_bytes(first[0], sizes) >= piece - 1  # not cut
+    assert len(first) == 1 and range_bytes(first[0], sizes[first[0].path]) >= piece - 1  # not cut
 
 
 def test_no_taper_where_it_would_cut_a_files_line_numbers_or_go_below_the_smallest_piece():
