@@ -6,6 +6,7 @@ background networking, and stopped (by its pid) when the block ends.
 
 import contextlib
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -81,51 +82,71 @@ def chromium():
         "chromium is not installed (apt-get install -y chromium; .ci/run does)",
     )
     port = free_port()
-    profile = tempfile.mkdtemp(prefix="alm_beam_chromium_")
-    proc = subprocess.Popen(
-        [
-            "chromium",
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--hide-scrollbars",
-            "--no-first-run",
-            "--no-default-browser-check",
-            "--disable-extensions",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--mute-audio",
-            f"--user-data-dir={profile}",
-            f"--remote-debugging-port={port}",
-            "--remote-allow-origins=*",
-            "--window-size=1280,900",
-            "about:blank",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    # Chromium also makes scratch directories of its own under TMPDIR
+    # (org.chromium.Chromium.*) and leaves them behind: they go in our
+    # directory, removed with the profile.
+    root = tempfile.mkdtemp(prefix="alm_beam_chromium_")
     try:
-        deadline = time.monotonic() + 60
-        pages = None
-        while time.monotonic() < deadline:
+        profile, scratch = os.path.join(root, "profile"), os.path.join(root, "tmp")
+        os.mkdir(profile)
+        os.mkdir(scratch)
+        proc = subprocess.Popen(
+            [
+                "chromium",
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--hide-scrollbars",
+                "--no-first-run",
+                "--no-default-browser-check",
+                "--disable-extensions",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--mute-audio",
+                f"--user-data-dir={profile}",
+                f"--remote-debugging-port={port}",
+                "--remote-allow-origins=*",
+                "--window-size=1280,900",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "TMPDIR": scratch},
+        )
+        try:
+            deadline = time.monotonic() + 60
+            pages = None
+            while time.monotonic() < deadline:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/json", timeout=5) as r:
+                        pages = [t for t in json.load(r) if t.get("type") == "page"]
+                    if pages:
+                        break
+                except OSError:
+                    time.sleep(0.2)
+            assert pages, "chromium's DevTools endpoint did not come up"
+            tools = DevTools(pages[0]["webSocketDebuggerUrl"])
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/json", timeout=5) as r:
-                    pages = [t for t in json.load(r) if t.get("type") == "page"]
-                if pages:
-                    break
-            except OSError:
-                time.sleep(0.2)
-        assert pages, "chromium's DevTools endpoint did not come up"
-        tools = DevTools(pages[0]["webSocketDebuggerUrl"])
-        try:
-            yield tools
+                yield tools
+            finally:
+                tools.ws.close()
         finally:
-            tools.ws.close()
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        shutil.rmtree(profile, ignore_errors=True)
+        _remove_tree(root)
+
+
+def _remove_tree(path: str, timeout: float = 10.0) -> None:
+    """Remove ``path``, again until it is gone: Chromium's helper processes
+    outlive the browser process by a moment and may still write into it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        shutil.rmtree(path, ignore_errors=True)
+        if not os.path.exists(path) or time.monotonic() > deadline:
+            return
+        time.sleep(0.05)

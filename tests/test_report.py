@@ -394,6 +394,25 @@ def _png_colours(png_bytes):
 
 
 @pytest.mark.e2e
+def test_the_browser_leaves_no_scratch_directory_behind(monkeypatch):
+    """Chromium makes org.chromium.Chromium.* directories under TMPDIR and does
+    not remove them: every browser test left one in /tmp. (A short directory:
+    Chromium's sockets live there, and pytest's tmp_path is too long for a
+    socket's path.)"""
+    import tempfile
+
+    temp = tempfile.mkdtemp(prefix="alm_")
+    try:
+        monkeypatch.setenv("TMPDIR", temp)
+        monkeypatch.setattr(tempfile, "tempdir", temp)
+        with chromium() as browser:
+            assert browser.evaluate("1 + 1") == 2
+        assert sorted(os.listdir(temp)) == []
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.mark.e2e
 def test_report_in_a_real_browser(run_dir):
     summary = json.loads((run_dir / "summary.json").read_text())
     with chromium() as browser:
